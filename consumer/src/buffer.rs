@@ -1,0 +1,257 @@
+//! The buffer between the Kafka source and the sink: NDJSON lines grouped by
+//! partition, flushed by size, by time, on revocation or on shutdown.
+//!
+//! Pure data structure: no I/O, the clock is passed in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::record::{encode_line, RecordMeta, Rejected};
+
+/// Smallest number of records pulled from librdkafka per loop turn.
+pub const MIN_BATCH: usize = 10;
+
+/// Why a batch was flushed (`millpond_flushes_total{trigger}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushTrigger {
+    Size,
+    Time,
+    Revoke,
+    Shutdown,
+}
+
+impl FlushTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushTrigger::Size => "size",
+            FlushTrigger::Time => "time",
+            FlushTrigger::Revoke => "revoke",
+            FlushTrigger::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The records of one partition inside a batch: a contiguous offset range.
+/// Records that went to the dead-letter topic are inside the range but not in
+/// `data`, so committing the range commits past them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionChunk {
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+    /// NDJSON lines, one per record.
+    pub data: Vec<u8>,
+}
+
+/// One flush: what a single sink write delivers.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub id: u64,
+    pub topic: Arc<str>,
+    pub trigger: FlushTrigger,
+    pub chunks: Vec<PartitionChunk>,
+}
+
+impl Batch {
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.data.len() as u64).sum()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.chunks.iter().map(|c| c.records).sum()
+    }
+}
+
+/// Records waiting for the next flush.
+#[derive(Debug)]
+pub struct Buffer {
+    topic: Arc<str>,
+    with_metadata: bool,
+    chunks: BTreeMap<i32, PartitionChunk>,
+    bytes: u64,
+    first_at: Option<Instant>,
+    next_id: u64,
+}
+
+impl Buffer {
+    pub fn new(topic: &str, with_metadata: bool) -> Self {
+        Buffer {
+            topic: topic.into(),
+            with_metadata,
+            chunks: BTreeMap::new(),
+            bytes: 0,
+            first_at: None,
+            next_id: 1,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn chunk(&mut self, partition: i32, offset: i64, now: Instant) -> &mut PartitionChunk {
+        self.first_at.get_or_insert(now);
+        let chunk = self
+            .chunks
+            .entry(partition)
+            .or_insert_with(|| PartitionChunk {
+                partition,
+                first_offset: offset,
+                last_offset: offset,
+                records: 0,
+                data: Vec::new(),
+            });
+        chunk.last_offset = offset;
+        chunk
+    }
+
+    /// Adds a record, or returns why it cannot be delivered (nothing is added).
+    pub fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        timestamp_ms: Option<i64>,
+        value: Option<&[u8]>,
+        now: Instant,
+    ) -> Result<(), Rejected> {
+        let topic = self.topic.clone();
+        let meta = self.with_metadata.then_some(RecordMeta {
+            topic: &topic,
+            partition,
+            offset,
+            timestamp_ms,
+        });
+        // Encode first so a rejected record leaves no trace.
+        let mut line = Vec::new();
+        encode_line(&mut line, value, meta.as_ref())?;
+        let len = line.len() as u64;
+        let chunk = self.chunk(partition, offset, now);
+        if chunk.data.is_empty() {
+            chunk.data = line;
+        } else {
+            chunk.data.extend_from_slice(&line);
+        }
+        chunk.records += 1;
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// Records that an offset was handled elsewhere (dead-letter topic): the
+    /// next batch covers it so the commit moves past it.
+    pub fn skip(&mut self, partition: i32, offset: i64, now: Instant) {
+        self.chunk(partition, offset, now);
+    }
+
+    /// `buffered_bytes / flush_bytes` (may exceed 1.0).
+    pub fn fullness(&self, flush_bytes: u64) -> f64 {
+        self.bytes as f64 / flush_bytes.max(1) as f64
+    }
+
+    /// Whether a flush is due by size or by time.
+    pub fn due(&self, now: Instant, flush_bytes: u64, interval: Duration) -> Option<FlushTrigger> {
+        if self.bytes >= flush_bytes {
+            return Some(FlushTrigger::Size);
+        }
+        match self.first_at {
+            Some(first) if now.duration_since(first) >= interval => Some(FlushTrigger::Time),
+            _ => None,
+        }
+    }
+
+    /// Time until a time-triggered flush is due, if anything is buffered.
+    pub fn time_left(&self, now: Instant, interval: Duration) -> Option<Duration> {
+        self.first_at
+            .map(|first| interval.saturating_sub(now.duration_since(first)))
+    }
+
+    /// Takes everything buffered as one batch.
+    pub fn take(&mut self, trigger: FlushTrigger) -> Option<Batch> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.bytes = 0;
+        self.first_at = None;
+        Some(Batch {
+            id,
+            topic: self.topic.clone(),
+            trigger,
+            chunks: std::mem::take(&mut self.chunks).into_values().collect(),
+        })
+    }
+}
+
+/// Records to pull from librdkafka this turn:
+/// `max(MIN_BATCH, floor(consume_batch_size * (1 - fullness)))`.
+pub fn adaptive_batch_size(consume_batch_size: usize, fullness: f64) -> usize {
+    let room = (1.0 - fullness).clamp(0.0, 1.0);
+    ((consume_batch_size as f64 * room).floor() as usize).max(MIN_BATCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(buf: &mut Buffer, partition: i32, offset: i64, now: Instant) {
+        buf.push(partition, offset, None, Some(br#"{"id":1}"#), now)
+            .unwrap();
+    }
+
+    #[test]
+    fn batch_size_shrinks_as_the_buffer_fills() {
+        assert_eq!(adaptive_batch_size(1000, 0.0), 1000);
+        assert_eq!(adaptive_batch_size(1000, 0.25), 750);
+        assert_eq!(adaptive_batch_size(1000, 0.999), MIN_BATCH);
+        assert_eq!(adaptive_batch_size(1000, 1.7), MIN_BATCH);
+    }
+
+    #[test]
+    fn flushes_by_size_then_by_time() {
+        let t0 = Instant::now();
+        let mut buf = Buffer::new("t", false);
+        assert_eq!(buf.due(t0, 10, Duration::from_secs(1)), None);
+        push(&mut buf, 0, 5, t0);
+        assert_eq!(buf.due(t0, 100, Duration::from_secs(1)), None);
+        assert_eq!(
+            buf.due(t0 + Duration::from_secs(1), 100, Duration::from_secs(1)),
+            Some(FlushTrigger::Time)
+        );
+        assert_eq!(
+            buf.due(t0, 9, Duration::from_secs(1)),
+            Some(FlushTrigger::Size)
+        );
+        assert!((buf.fullness(18) - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_batch_holds_one_offset_range_per_partition() {
+        let t0 = Instant::now();
+        let mut buf = Buffer::new("t", false);
+        push(&mut buf, 1, 10, t0);
+        push(&mut buf, 0, 3, t0);
+        push(&mut buf, 1, 11, t0);
+        buf.skip(1, 12, t0); // went to the dead-letter topic
+        let batch = buf.take(FlushTrigger::Size).unwrap();
+        assert_eq!(batch.records(), 3);
+        let p1 = batch.chunks.iter().find(|c| c.partition == 1).unwrap();
+        assert_eq!((p1.first_offset, p1.last_offset, p1.records), (10, 12, 2));
+        assert!(buf.is_empty() && buf.bytes() == 0);
+        assert!(buf.take(FlushTrigger::Time).is_none());
+        push(&mut buf, 0, 4, t0);
+        assert_eq!(buf.take(FlushTrigger::Time).unwrap().id, batch.id + 1);
+    }
+
+    #[test]
+    fn rejected_records_are_not_buffered() {
+        let mut buf = Buffer::new("t", false);
+        assert!(buf.push(0, 1, None, Some(b"nope"), Instant::now()).is_err());
+        assert!(buf.is_empty());
+    }
+}

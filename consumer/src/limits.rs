@@ -1,0 +1,270 @@
+//! Limits that can change while the process runs, and the in-flight permits
+//! they size.
+//!
+//! The operator pushes new limits to every pod through the authenticated admin
+//! endpoint (see [`crate::server`]); a pod reports the generation it runs as
+//! `millpond_limits_generation`. Every change is checked against the memory
+//! budget before it takes effect.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Semaphore};
+
+use crate::budget::BudgetPlan;
+use crate::{Error, Result};
+
+/// The four knobs of the data path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Operator-assigned version of these limits.
+    pub generation: u64,
+    pub flush_bytes: u64,
+    pub flush_interval_ms: u64,
+    pub max_in_flight: u32,
+    pub consume_batch_size: usize,
+}
+
+impl Limits {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+}
+
+/// A requested change; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsUpdate {
+    pub generation: u64,
+    pub flush_bytes: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
+    pub max_in_flight: Option<u32>,
+    pub consume_batch_size: Option<usize>,
+}
+
+/// Checks the parts of limits that do not depend on the budget.
+pub fn validate_shape(l: &Limits) -> Result<()> {
+    if l.max_in_flight == 0 {
+        return Err(Error::Config("maxInFlight must be at least 1".into()));
+    }
+    if l.consume_batch_size == 0 {
+        return Err(Error::Config("consumeBatchSize must be at least 1".into()));
+    }
+    if l.flush_interval_ms == 0 {
+        return Err(Error::Config("flushIntervalMs must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Applies `update` to `current`: the result, or why it is refused.
+pub fn apply(current: &Limits, update: &LimitsUpdate, plan: &BudgetPlan) -> Result<Limits> {
+    let next = Limits {
+        generation: update.generation,
+        flush_bytes: update.flush_bytes.unwrap_or(current.flush_bytes),
+        flush_interval_ms: update
+            .flush_interval_ms
+            .unwrap_or(current.flush_interval_ms),
+        max_in_flight: update.max_in_flight.unwrap_or(current.max_in_flight),
+        consume_batch_size: update
+            .consume_batch_size
+            .unwrap_or(current.consume_batch_size),
+    };
+    if update.generation < current.generation
+        || (update.generation == current.generation && next != *current)
+    {
+        return Err(Error::Config(format!(
+            "generation {} is older than the running generation {}",
+            update.generation, current.generation
+        )));
+    }
+    validate_shape(&next)?;
+    plan.check(next.flush_bytes, next.max_in_flight)?;
+    Ok(next)
+}
+
+/// The limits in force, shared by the loop (reader) and the admin endpoint (writer).
+#[derive(Clone)]
+pub struct LiveLimits {
+    tx: Arc<watch::Sender<Limits>>,
+    plan: Arc<BudgetPlan>,
+}
+
+impl LiveLimits {
+    pub fn new(initial: Limits, plan: BudgetPlan) -> Self {
+        LiveLimits {
+            tx: Arc::new(watch::channel(initial).0),
+            plan: Arc::new(plan),
+        }
+    }
+
+    /// The limits in force now.
+    pub fn current(&self) -> Limits {
+        self.tx.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Limits> {
+        self.tx.subscribe()
+    }
+
+    pub fn plan(&self) -> &BudgetPlan {
+        &self.plan
+    }
+
+    /// Validates and installs an update; returns the limits now in force.
+    pub fn update(&self, update: &LimitsUpdate) -> Result<Limits> {
+        let mut result = Err(Error::Config("not applied".into()));
+        self.tx
+            .send_if_modified(|current| match apply(current, update, &self.plan) {
+                Ok(next) => {
+                    let changed = next != *current;
+                    *current = next.clone();
+                    result = Ok(next);
+                    changed
+                }
+                Err(e) => {
+                    result = Err(e);
+                    false
+                }
+            });
+        result
+    }
+}
+
+/// The semaphore on concurrent sink writes, resizable while permits are held.
+pub struct InFlight {
+    sem: Arc<Semaphore>,
+    size: std::sync::Mutex<u32>,
+}
+
+impl InFlight {
+    pub fn new(size: u32) -> Self {
+        InFlight {
+            sem: Arc::new(Semaphore::new(size as usize)),
+            size: std::sync::Mutex::new(size),
+        }
+    }
+
+    pub fn semaphore(&self) -> Arc<Semaphore> {
+        self.sem.clone()
+    }
+
+    /// Grows at once; shrinks as running writes return their permits.
+    pub fn resize(&self, runtime: &tokio::runtime::Handle, new_size: u32) {
+        let mut size = self.size.lock().expect("in-flight size lock");
+        if new_size > *size {
+            self.sem.add_permits((new_size - *size) as usize);
+        } else if new_size < *size {
+            let sem = self.sem.clone();
+            let excess = *size - new_size;
+            runtime.spawn(async move {
+                if let Ok(permits) = sem.acquire_many_owned(excess).await {
+                    permits.forget();
+                }
+            });
+        }
+        *size = new_size;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::{plan, BudgetRequest};
+
+    fn setup() -> LiveLimits {
+        let plan = plan(&BudgetRequest {
+            budget: 256 << 20,
+            max_in_flight: 4,
+            flush_bytes: None,
+            queued_max_messages_kbytes: None,
+            fetch_max_bytes: None,
+            max_partition_fetch_bytes: None,
+            sink_factor: 1.0,
+        })
+        .unwrap();
+        LiveLimits::new(
+            Limits {
+                generation: 0,
+                flush_bytes: plan.flush_bytes,
+                flush_interval_ms: 1000,
+                max_in_flight: 4,
+                consume_batch_size: 500,
+            },
+            plan,
+        )
+    }
+
+    #[test]
+    fn an_update_changes_only_what_it_names_and_bumps_the_generation() {
+        let live = setup();
+        let mut rx = live.subscribe();
+        let next = live
+            .update(&LimitsUpdate {
+                generation: 3,
+                max_in_flight: Some(2),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (next.generation, next.max_in_flight, next.consume_batch_size),
+            (3, 2, 500)
+        );
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().generation, 3);
+    }
+
+    #[test]
+    fn updates_beyond_the_budget_or_older_are_refused_and_change_nothing() {
+        let live = setup();
+        let err = live
+            .update(&LimitsUpdate {
+                generation: 1,
+                flush_bytes: Some(1 << 30),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("budget is 256.0Mi"), "{err}");
+        live.update(&LimitsUpdate {
+            generation: 5,
+            ..Default::default()
+        })
+        .unwrap();
+        let err = live
+            .update(&LimitsUpdate {
+                generation: 4,
+                max_in_flight: Some(1),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("older"), "{err}");
+        assert!(live
+            .update(&LimitsUpdate {
+                generation: 6,
+                max_in_flight: Some(0),
+                ..Default::default()
+            })
+            .is_err());
+        assert_eq!(live.current().generation, 5);
+    }
+
+    #[tokio::test]
+    async fn the_semaphore_follows_resizes() {
+        let inflight = InFlight::new(2);
+        let handle = tokio::runtime::Handle::current();
+        inflight.resize(&handle, 4);
+        assert_eq!(inflight.semaphore().available_permits(), 4);
+        inflight.resize(&handle, 1);
+        tokio::task::yield_now().await;
+        for _ in 0..10 {
+            if inflight.semaphore().available_permits() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(inflight.semaphore().available_permits(), 1);
+    }
+}

@@ -1,0 +1,99 @@
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use millpond_consumer::config::{Args, Settings};
+use millpond_consumer::limits::LiveLimits;
+use millpond_consumer::metrics::Metrics;
+use millpond_consumer::quantity::format_bytes;
+use millpond_consumer::source::{self, Health, Shared};
+use millpond_consumer::{server, Error};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "millpond-consumer stopped");
+            eprintln!("error: {e:#}");
+            let code = match e.downcast_ref::<Error>() {
+                Some(Error::Config(_) | Error::Budget(_)) => 2,
+                Some(Error::Poison { .. }) => 3,
+                _ => 1,
+            };
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args)?;
+    let plan = settings.plan.clone();
+    tracing::info!(
+        sink = %settings.sink.describe(),
+        budget = %format_bytes(plan.budget),
+        prefetch = %format_bytes(plan.prefetch_bytes),
+        queued_max_messages_kbytes = plan.queued_max_messages_kbytes,
+        fetch_max_bytes = plan.fetch_max_bytes,
+        flush_bytes = %format_bytes(settings.limits.flush_bytes),
+        max_flush_bytes = %format_bytes(plan.max_flush_bytes(settings.limits.max_in_flight)),
+        max_in_flight = settings.limits.max_in_flight,
+        "memory budget planned"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+
+    let metrics = Metrics::new();
+    metrics.memory_budget_bytes.set(plan.budget as i64);
+    let shared = Shared {
+        metrics,
+        limits: LiveLimits::new(settings.limits.clone(), plan),
+        health: Arc::new(Health::new(settings.health_stall)),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
+
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(settings.metrics_addr))
+        .with_context(|| format!("binding METRICS_ADDR {}", settings.metrics_addr))?;
+    let app = server::router(shared.clone(), settings.admin_token.clone());
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let shutdown = shared.shutdown.clone();
+    runtime.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+        shutdown.store(true, Ordering::Relaxed);
+    });
+
+    let handle = runtime.handle().clone();
+    let loop_thread = std::thread::Builder::new()
+        .name("consume-loop".into())
+        .spawn(move || source::run(settings, shared, handle))
+        .context("starting the consume loop")?;
+    let result = loop_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the consume loop panicked"))?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result.map_err(Into::into)
+}

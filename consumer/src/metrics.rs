@@ -1,0 +1,188 @@
+//! Prometheus metrics of the consumer. Label values are bounded: flush
+//! triggers, error types, and partition numbers of the one topic consumed.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the consumer exports.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub buffer_fullness: Gauge,
+    pub buffer_bytes: IntGauge,
+    pub consume_batch_size_current: IntGauge,
+    pub backpressure_wait_seconds_total: prometheus::Counter,
+    pub backpressure_events_total: IntCounter,
+    pub limits_generation: IntGauge,
+    pub flush_bytes_limit: IntGauge,
+    pub flush_interval_ms_limit: IntGauge,
+    pub max_in_flight_limit: IntGauge,
+    pub consume_batch_size_limit: IntGauge,
+    pub in_flight: IntGauge,
+    pub records_total: IntCounter,
+    pub bytes_total: IntCounter,
+    pub records_delivered_total: IntCounter,
+    pub dead_letter_total: IntCounter,
+    pub flushes_total: IntCounterVec,
+    pub errors_total: IntCounterVec,
+    pub flush_duration_seconds: Histogram,
+    pub partition_lag: IntGaugeVec,
+    pub committed_offset: IntGaugeVec,
+    pub prefetch_bytes: IntGauge,
+    pub assigned_partitions: IntGauge,
+    pub memory_budget_bytes: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definition");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("unique metric");
+                m
+            }};
+        }
+        let ig = |name: &str, help: &str| IntGauge::new(name, help);
+        Metrics {
+            buffer_fullness: reg!(Gauge::new(
+                "millpond_buffer_fullness",
+                "Buffered bytes divided by the flush size (may exceed 1.0)"
+            )),
+            buffer_bytes: reg!(ig(
+                "millpond_buffer_bytes",
+                "Bytes buffered for the next flush"
+            )),
+            consume_batch_size_current: reg!(ig(
+                "millpond_consume_batch_size_current",
+                "Records pulled from librdkafka per loop turn, after adapting to buffer fullness"
+            )),
+            backpressure_wait_seconds_total: reg!(prometheus::Counter::new(
+                "millpond_backpressure_wait_seconds_total",
+                "Time the loop waited for an in-flight permit instead of consuming"
+            )),
+            backpressure_events_total: reg!(IntCounter::new(
+                "millpond_backpressure_events_total",
+                "Flushes that had to wait for an in-flight permit"
+            )),
+            limits_generation: reg!(ig(
+                "millpond_limits_generation",
+                "Generation of the limits in force"
+            )),
+            flush_bytes_limit: reg!(ig("millpond_limit_flush_bytes", "Flush size in force")),
+            flush_interval_ms_limit: reg!(ig(
+                "millpond_limit_flush_interval_ms",
+                "Flush interval in force"
+            )),
+            max_in_flight_limit: reg!(ig(
+                "millpond_limit_max_in_flight",
+                "In-flight permits in force"
+            )),
+            consume_batch_size_limit: reg!(ig(
+                "millpond_limit_consume_batch_size",
+                "Consume batch size in force"
+            )),
+            in_flight: reg!(ig("millpond_in_flight_batches", "Sink writes running now")),
+            records_total: reg!(IntCounter::new(
+                "millpond_records_total",
+                "Records consumed from Kafka"
+            )),
+            bytes_total: reg!(IntCounter::new(
+                "millpond_bytes_total",
+                "Bytes handed to the sink"
+            )),
+            records_delivered_total: reg!(IntCounter::new(
+                "millpond_records_delivered_total",
+                "Records the sink acknowledged"
+            )),
+            dead_letter_total: reg!(IntCounter::new(
+                "millpond_dead_letter_records_total",
+                "Records sent to the dead-letter topic"
+            )),
+            flushes_total: reg!(IntCounterVec::new(
+                Opts::new("millpond_flushes_total", "Flushes by trigger"),
+                &["trigger"]
+            )),
+            errors_total: reg!(IntCounterVec::new(
+                Opts::new("millpond_errors_total", "Errors by type"),
+                &["type"]
+            )),
+            flush_duration_seconds: reg!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "millpond_flush_duration_seconds",
+                    "Time a sink write took, retries included"
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("buckets"))
+            )),
+            partition_lag: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "millpond_partition_lag",
+                    "Records behind the high watermark, per assigned partition"
+                ),
+                &["partition"]
+            )),
+            committed_offset: reg!(IntGaugeVec::new(
+                Opts::new(
+                    "millpond_committed_offset",
+                    "Last committed offset, per assigned partition"
+                ),
+                &["partition"]
+            )),
+            prefetch_bytes: reg!(ig(
+                "millpond_prefetch_bytes",
+                "Bytes in librdkafka's fetch queues (bounded by the memory budget)"
+            )),
+            assigned_partitions: reg!(ig(
+                "millpond_assigned_partitions",
+                "Partitions assigned to this consumer"
+            )),
+            memory_budget_bytes: reg!(ig(
+                "millpond_memory_budget_bytes",
+                "The memory budget in force"
+            )),
+            registry,
+        }
+    }
+
+    /// Publishes the limits in force.
+    pub fn set_limits(&self, limits: &crate::limits::Limits) {
+        self.limits_generation.set(limits.generation as i64);
+        self.flush_bytes_limit.set(limits.flush_bytes as i64);
+        self.flush_interval_ms_limit
+            .set(limits.flush_interval_ms as i64);
+        self.max_in_flight_limit.set(limits.max_in_flight as i64);
+        self.consume_batch_size_limit
+            .set(limits.consume_batch_size as i64);
+    }
+
+    /// Counts an error by its bounded label.
+    pub fn error(&self, label: &str) {
+        self.errors_total.with_label_values(&[label]).inc();
+    }
+
+    /// Drops the per-partition series of a partition no longer assigned.
+    pub fn forget_partition(&self, partition: i32) {
+        let p = partition.to_string();
+        let _ = self.partition_lag.remove_label_values(&[&p]);
+        let _ = self.committed_offset.remove_label_values(&[&p]);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encoding metrics");
+        String::from_utf8(buf).expect("metrics are UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,533 @@
+//! The consumer against the real Kafka broker of the local stack.
+//!
+//! Starts: the `millpond-consumer` binary (one or two processes) and, for the
+//! HTTP sink tests, an HTTP endpoint in this process. Needs a running broker
+//! (`e2e/stack up kafka`); `e2e/test` runs these with `--include-ignored`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const N: u64 = 100_000;
+const RECORD: usize = 200;
+
+fn sink_url(dir: &std::path::Path) -> String {
+    format!("file://{}", dir.display())
+}
+
+fn total(offsets: &BTreeMap<i32, i64>) -> i64 {
+    offsets.values().sum()
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn every_record_of_four_partitions_reaches_the_file_sink_and_is_committed() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("all", 4);
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..N, RECORD).unwrap();
+
+    let mut c = Consumer::start(
+        work.path(),
+        "c",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", sink_url(&out)),
+            ("FLUSH_BYTES", "1Mi".into()),
+        ],
+    );
+    wait_until(Duration::from_secs(180), "all records in the sink", || {
+        ids_in_dir(&out).len() as u64 == N
+    });
+    let group = format!("millpond-{topic}");
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 4).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "commits at the high watermarks",
+        || kafka::committed(&kafka::bootstrap(), &group, &topic, 4).unwrap() == highs,
+    );
+    assert_eq!(c.metric("millpond_records_delivered_total"), Some(N as f64));
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    let dups = assert_all_present(&ids_in_dir(&out), N);
+    assert_eq!(dups, 0, "a clean run delivers every record once");
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_at_most_the_unacknowledged_batches()
+{
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("kill9", 4);
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..N, RECORD).unwrap();
+    let env = [
+        ("KAFKA_TOPIC", topic.clone()),
+        ("SINK_URL", sink_url(&out)),
+        ("FLUSH_BYTES", "64Ki".into()),
+        ("MAX_IN_FLIGHT", "2".into()),
+    ];
+    let mut first = Consumer::start(work.path(), "first", &env);
+    wait_until(
+        Duration::from_secs(120),
+        "a third of the records delivered",
+        || out.exists() && ids_in_dir(&out).len() as u64 > N / 3,
+    );
+    first.signal("KILL");
+    first.wait(Duration::from_secs(10));
+    let before_restart = ids_in_dir(&out).len() as u64;
+    assert!(
+        before_restart < N,
+        "killed before the end ({before_restart} delivered)"
+    );
+
+    let mut second = Consumer::start(work.path(), "second", &env);
+    wait_until(
+        Duration::from_secs(180),
+        "all records after the restart",
+        || ids_in_dir(&out).len() as u64 == N,
+    );
+    second.signal("TERM");
+    assert!(second.wait(Duration::from_secs(30)).success());
+
+    let dups = assert_all_present(&ids_in_dir(&out), N);
+    // One batch is at most FLUSH_BYTES plus one line; at most MAX_IN_FLIGHT
+    // writes plus the acknowledged-but-not-yet-committed ones (one loop turn)
+    // can be unacknowledged in Kafka when the process dies.
+    let line = kafka::json_record(N, RECORD).len() as u64 + 1;
+    let per_batch = (64 << 10) / line + 1;
+    let bound = (2 + 2) * per_batch;
+    assert!(dups <= bound, "{dups} duplicates, bound {bound}");
+    println!("kill -9 at {before_restart} records: {dups} duplicates (bound {bound})");
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn a_second_consumer_joins_and_the_first_leaves_on_sigterm_without_loss() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("group", 4);
+    let env = [
+        ("KAFKA_TOPIC", topic.clone()),
+        ("SINK_URL", sink_url(&out)),
+        ("FLUSH_BYTES", "256Ki".into()),
+    ];
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..N / 2, RECORD).unwrap();
+    let mut a = Consumer::start(work.path(), "a", &env);
+    wait_until(
+        Duration::from_secs(60),
+        "consumer a owns all partitions",
+        || a.metric("millpond_assigned_partitions") == Some(4.0),
+    );
+    let b = Consumer::start(work.path(), "b", &env);
+    wait_until(
+        Duration::from_secs(60),
+        "partitions split between a and b",
+        || {
+            let (pa, pb) = (
+                a.metric("millpond_assigned_partitions"),
+                b.metric("millpond_assigned_partitions"),
+            );
+            matches!((pa, pb), (Some(x), Some(y)) if x >= 1.0 && y >= 1.0 && x + y == 4.0)
+        },
+    );
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, N / 2..N, RECORD).unwrap();
+
+    a.signal("TERM");
+    let status = a.wait(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "SIGTERM exits 0: {status:?}\n{}",
+        a.log_text()
+    );
+    assert!(a
+        .log_text()
+        .contains("partitions revoked: flushed, committed, handed over"));
+    wait_until(Duration::from_secs(60), "b owns all partitions", || {
+        b.metric("millpond_assigned_partitions") == Some(4.0)
+    });
+    wait_until(Duration::from_secs(180), "all records delivered", || {
+        ids_in_dir(&out).len() as u64 == N
+    });
+    let dups = assert_all_present(&ids_in_dir(&out), N);
+    assert_eq!(dups, 0, "a cooperative hand-off commits before letting go");
+}
+
+/// An HTTP endpoint that answers 500 until `healthy_at`, then accepts and
+/// records every id.
+struct FlakyEndpoint {
+    port: u16,
+    ids: Arc<Mutex<BTreeMap<u64, u32>>>,
+    failures: Arc<Mutex<u64>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FlakyEndpoint {
+    fn start(healthy_at: Instant) -> Self {
+        use axum::http::StatusCode;
+        let ids: Arc<Mutex<BTreeMap<u64, u32>>> = Default::default();
+        let failures: Arc<Mutex<u64>> = Default::default();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (ids2, failures2) = (ids.clone(), failures.clone());
+        let app = axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |body: String| {
+                let (ids, failures) = (ids2.clone(), failures2.clone());
+                async move {
+                    if Instant::now() < healthy_at {
+                        *failures.lock().unwrap() += 1;
+                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    count_ids(&body, &mut ids.lock().unwrap());
+                    StatusCode::OK
+                }
+            }),
+        );
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FlakyEndpoint {
+            port,
+            ids,
+            failures,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/ingest", self.port)
+    }
+
+    fn accepted(&self) -> u64 {
+        self.ids.lock().unwrap().values().map(|c| *c as u64).sum()
+    }
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_recovery() {
+    let work = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let topic = topic("http", 4);
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..n, RECORD).unwrap();
+    let group = format!("millpond-{topic}");
+    let endpoint = FlakyEndpoint::start(Instant::now() + Duration::from_secs(8));
+
+    // Retries outlast the outage inside one process.
+    let mut c = Consumer::start(
+        work.path(),
+        "retrying",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", endpoint.url()),
+            ("FLUSH_BYTES", "256Ki".into()),
+            ("HTTP_BACKOFF_BASE_MS", "100".into()),
+            ("HTTP_BACKOFF_CAP_MS", "1000".into()),
+            ("HTTP_MAX_RETRIES", "40".into()),
+        ],
+    );
+    let mut samples = 0;
+    while endpoint.accepted() < n {
+        let committed = total(&kafka::committed(&kafka::bootstrap(), &group, &topic, 4).unwrap());
+        let accepted = endpoint.accepted() as i64;
+        assert!(
+            committed <= accepted,
+            "committed {committed} > accepted {accepted}"
+        );
+        samples += 1;
+        assert!(samples < 600, "not delivered in time:\n{}", c.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        *endpoint.failures.lock().unwrap() > 0,
+        "the outage was exercised"
+    );
+    assert_all_present(&endpoint.ids.lock().unwrap(), n);
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 4).unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "commits at the high watermarks",
+        || kafka::committed(&kafka::bootstrap(), &group, &topic, 4).unwrap() == highs,
+    );
+    c.signal("TERM");
+    assert!(c.wait(Duration::from_secs(30)).success());
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn http_sink_that_stays_down_ends_the_process_non_zero_without_commit_and_a_restart_delivers() {
+    let work = tempfile::tempdir().unwrap();
+    let n = 5_000;
+    let topic = topic("httpdown", 2);
+    kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..n, RECORD).unwrap();
+    let group = format!("millpond-{topic}");
+    let endpoint = FlakyEndpoint::start(Instant::now() + Duration::from_secs(3600));
+    let env = |url: String| {
+        vec![
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", url),
+            ("HTTP_BACKOFF_BASE_MS", "50".into()),
+            ("HTTP_BACKOFF_CAP_MS", "200".into()),
+            ("HTTP_MAX_RETRIES", "2".into()),
+        ]
+    };
+    let mut c = Consumer::start(work.path(), "down", &env(endpoint.url()));
+    let status = c.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", c.log_text());
+    assert!(
+        c.log_text().contains("giving up after 3 attempts"),
+        "{}",
+        c.log_text()
+    );
+    assert_eq!(
+        total(&kafka::committed(&kafka::bootstrap(), &group, &topic, 2).unwrap()),
+        0
+    );
+
+    // Kubernetes would restart the pod; the data is still in Kafka.
+    let healthy = FlakyEndpoint::start(Instant::now());
+    let mut c = Consumer::start(work.path(), "restarted", &env(healthy.url()));
+    wait_until(Duration::from_secs(60), "delivery after restart", || {
+        healthy.accepted() >= n
+    });
+    assert_all_present(&healthy.ids.lock().unwrap(), n);
+    c.signal("TERM");
+    assert!(c.wait(Duration::from_secs(30)).success());
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn limits_change_live_through_the_admin_endpoint() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("limits", 2);
+    let mut c = Consumer::start(
+        work.path(),
+        "live",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", sink_url(&out)),
+            ("FLUSH_BYTES", "4Mi".into()),
+            ("FLUSH_INTERVAL_MS", "60000".into()),
+            ("ADMIN_TOKEN", "s3cret".into()),
+        ],
+    );
+    wait_until(Duration::from_secs(60), "partitions assigned", || {
+        c.metric("millpond_assigned_partitions") == Some(2.0)
+    });
+    assert_eq!(c.metric("millpond_limits_generation"), Some(0.0));
+    assert_eq!(
+        c.metric("millpond_limit_flush_bytes"),
+        Some((4 << 20) as f64)
+    );
+
+    let put = |token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        http_request(
+            "PUT",
+            &c.url("/admin/limits"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .expect("admin endpoint answers")
+    };
+    assert_eq!(put("wrong", r#"{"generation":1}"#).0, 401);
+    let (status, body) = put("s3cret", r#"{"generation":2,"flushBytes":1073741824}"#);
+    assert_eq!(status, 422);
+    assert!(body.contains("budget is 256.0Mi"), "{body}");
+    let (status, body) = put(
+        "s3cret",
+        r#"{"generation":7,"flushBytes":65536,"maxInFlight":1,"flushIntervalMs":200}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    wait_until(Duration::from_secs(10), "generation 7 in force", || {
+        c.metric("millpond_limits_generation") == Some(7.0)
+    });
+    assert_eq!(c.metric("millpond_limit_flush_bytes"), Some(65536.0));
+    assert_eq!(c.metric("millpond_limit_max_in_flight"), Some(1.0));
+
+    // The same process now flushes small batches: with the old 4Mi / 60s limits
+    // nothing would have been written yet.
+    kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..20_000, RECORD).unwrap();
+    wait_until(Duration::from_secs(60), "all records delivered", || {
+        out.exists() && ids_in_dir(&out).len() == 20_000
+    });
+    assert!(c.child.try_wait().unwrap().is_none(), "no restart");
+    let line = kafka::json_record(20_000, RECORD).len() as u64 + 1;
+    for f in std::fs::read_dir(&out).unwrap() {
+        let size = f.unwrap().metadata().unwrap().len();
+        assert!(
+            size <= 65536 + line,
+            "file of {size} bytes exceeds the new flush size"
+        );
+    }
+    c.signal("TERM");
+    assert!(c.wait(Duration::from_secs(30)).success());
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn a_poison_record_stops_the_consumer_at_its_offset_or_goes_to_the_dead_letter_topic() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("poison", 2);
+    let servers = kafka::bootstrap();
+    // Partition 1 gets ids 1, 3, ..., 999 (offsets 0..=499), then the poison at offset 500.
+    kafka::produce_json(&servers, &topic, 2, 0..1000, RECORD).unwrap();
+    kafka::produce_with(&servers, &topic, 2, 1001..1002, |_| b"not json".to_vec()).unwrap();
+    kafka::produce_json(&servers, &topic, 2, 2000..3000, RECORD).unwrap();
+    let group = format!("millpond-{topic}");
+
+    let mut stopped = Consumer::start(
+        work.path(),
+        "stop",
+        &[("KAFKA_TOPIC", topic.clone()), ("SINK_URL", sink_url(&out))],
+    );
+    let status = stopped.wait(Duration::from_secs(60));
+    let log = stopped.log_text();
+    assert_eq!(status.code(), Some(3), "{log}");
+    assert!(
+        log.contains(&format!(
+            "poison record at {topic}/1@500: value is not a JSON object"
+        )),
+        "{log}"
+    );
+    let committed = kafka::committed(&servers, &group, &topic, 2).unwrap();
+    assert_eq!(
+        committed.get(&1),
+        Some(&500),
+        "committed up to, not past, the poison record"
+    );
+    let ids = ids_in_dir(&out);
+    assert!(
+        (0..1000)
+            .filter(|i| i % 2 == 1)
+            .all(|i| ids.contains_key(&i)),
+        "records before the poison are delivered"
+    );
+
+    let dlq = format!("{topic}-dlq");
+    block_on(kafka::create_topic(&servers, &dlq, 1)).unwrap();
+    let mut diverted = Consumer::start(
+        work.path(),
+        "dlq",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", sink_url(&out)),
+            ("DEAD_LETTER_TOPIC", dlq.clone()),
+        ],
+    );
+    let highs = kafka::high_watermarks(&servers, &topic, 2).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "commits at the high watermarks",
+        || kafka::committed(&servers, &group, &topic, 2).unwrap() == highs,
+    );
+    let ids = ids_in_dir(&out);
+    assert!(
+        (0..1000).chain(2000..3000).all(|i| ids.contains_key(&i)),
+        "every good record delivered"
+    );
+    let dead = kafka::read_all(&servers, &dlq, 1).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, b"not json");
+    assert_eq!(dead[0].1["millpond.source.offset"], "500");
+    assert_eq!(dead[0].1["millpond.source.partition"], "1");
+    assert_eq!(
+        diverted.metric("millpond_dead_letter_records_total"),
+        Some(1.0)
+    );
+    diverted.signal("TERM");
+    assert!(diverted.wait(Duration::from_secs(30)).success());
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn parquet_files_hold_every_record_with_metadata() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("parquet", 4);
+    let n = 10_000;
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..n, RECORD).unwrap();
+    let mut c = Consumer::start(
+        work.path(),
+        "pq",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", format!("{}?format=parquet", sink_url(&out))),
+            ("SINK_METADATA", "true".into()),
+        ],
+    );
+    let group = format!("millpond-{topic}");
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 4).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "commits at the high watermarks",
+        || kafka::committed(&kafka::bootstrap(), &group, &topic, 4).unwrap() == highs,
+    );
+    c.signal("TERM");
+    assert!(c.wait(Duration::from_secs(30)).success());
+    let mut ids = BTreeMap::new();
+    for f in std::fs::read_dir(&out).unwrap() {
+        let path = f.unwrap().path();
+        assert_eq!(path.extension().unwrap(), "parquet");
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            assert!(
+                batch.schema().field_with_name("_offset").is_ok(),
+                "metadata column present"
+            );
+            let col = batch.column_by_name("id").unwrap();
+            let col = col
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            for v in col.iter() {
+                *ids.entry(v.unwrap() as u64).or_insert(0u32) += 1;
+            }
+        }
+    }
+    assert_eq!(assert_all_present(&ids, n), 0);
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn a_missing_topic_is_refused_with_its_name() {
+    let work = tempfile::tempdir().unwrap();
+    let mut c = Consumer::start(
+        work.path(),
+        "missing",
+        &[
+            ("KAFKA_TOPIC", "no-such-topic-millpond".into()),
+            ("SINK_URL", "file:///tmp/millpond-missing".into()),
+        ],
+    );
+    let status = c.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        c.log_text()
+            .contains("topic `no-such-topic-millpond` does not exist"),
+        "{}",
+        c.log_text()
+    );
+}

@@ -1,0 +1,221 @@
+//! Topics, producing JSON records with unique ids, and reading a group's offsets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The broker of the local stack, from `KAFKA_BOOTSTRAP_SERVERS`.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| {
+        panic!("KAFKA_BOOTSTRAP_SERVERS is not set: start the local stack with `e2e/stack up kafka` and `eval \"$(e2e/stack env)\"`")
+    })
+}
+
+/// A topic name nobody else uses.
+pub fn unique_topic(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates a topic and waits until its partitions have leaders.
+pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .context("creating admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .context("creating topic")?;
+    for r in results {
+        if let Err((name, code)) = r {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()?;
+    for _ in 0..100 {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+        if let Some(t) = md.topics().first() {
+            if t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+            {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("topic {topic} did not get leaders")
+}
+
+/// A JSON record `{"id": N, "pad": "..."}` of about `size` bytes.
+pub fn json_record(id: u64, size: usize) -> Vec<u8> {
+    let head = format!("{{\"id\":{id},\"pad\":\"");
+    let pad = size.saturating_sub(head.len() + 2);
+    let mut v = Vec::with_capacity(size);
+    v.extend_from_slice(head.as_bytes());
+    v.extend(std::iter::repeat_n(b'x', pad));
+    v.extend_from_slice(b"\"}");
+    v
+}
+
+/// A producer tuned for loading test data fast.
+pub fn producer(servers: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("acks", "1")
+        .create()
+        .context("creating producer")
+}
+
+/// Produces records with ids `ids` spread round-robin over `partitions`,
+/// payloads from `payload`, then flushes.
+pub fn produce_with(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    mut payload: impl FnMut(u64) -> Vec<u8>,
+) -> Result<()> {
+    let producer = producer(servers)?;
+    for id in ids {
+        let value = payload(id);
+        let key = id.to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition((id % partitions as u64) as i32);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    if !matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        bail!("producing: {e}");
+                    }
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("flushing producer")?;
+    Ok(())
+}
+
+/// Produces JSON records of about `size` bytes with ids `ids`.
+pub fn produce_json(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    size: usize,
+) -> Result<()> {
+    produce_with(servers, topic, partitions, ids, |id| json_record(id, size))
+}
+
+/// Committed offsets of `group` for `topic`, per partition (absent = none).
+pub fn committed(
+    servers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// High watermarks per partition.
+pub fn high_watermarks(servers: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()?;
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+            Ok((p, high))
+        })
+        .collect()
+}
+
+/// Every record of a topic (from the beginning), as `(payload, headers)`.
+pub fn read_all(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<(Vec<u8>, BTreeMap<String, String>)>> {
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", "millpond-e2e-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let highs = high_watermarks(servers, topic, partitions)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let total: i64 = highs.values().sum();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (out.len() as i64) < total {
+        if std::time::Instant::now() > deadline {
+            bail!("read {} of {total} records of {topic}", out.len());
+        }
+        if let Some(msg) = consumer.poll(Duration::from_millis(200)) {
+            let msg = msg?;
+            let mut headers = BTreeMap::new();
+            if let Some(h) = msg.headers() {
+                for header in h.iter() {
+                    let value = header
+                        .value
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    headers.insert(header.key.to_string(), value);
+                }
+            }
+            out.push((msg.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    Ok(out)
+}
