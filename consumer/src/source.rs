@@ -93,6 +93,8 @@ struct Pipeline {
     assigned: BTreeSet<i32>,
     /// First permanent sink error; nothing is dispatched after it.
     failed: Option<Error>,
+    /// Batches handed to the sink whose result has not come back.
+    outstanding: usize,
 }
 
 impl Pipeline {
@@ -131,6 +133,7 @@ impl Pipeline {
         m.flushes_total.with_label_values(&[trigger.as_str()]).inc();
         m.bytes_total.inc_by(batch.bytes());
         self.tracker.dispatched(&batch);
+        self.outstanding += 1;
         let id = batch.id;
         let records = batch.records();
         let batch = Arc::new(batch);
@@ -155,6 +158,7 @@ impl Pipeline {
     }
 
     fn handle_ack(&mut self, (id, result): Ack) {
+        self.outstanding -= 1;
         match result {
             Ok(()) => self.tracker.acked(id),
             Err(e) => {
@@ -171,20 +175,20 @@ impl Pipeline {
         }
     }
 
-    /// Blocks until no batch holding records of `partitions` is in flight.
+    /// Blocks until no batch holding records of `partitions` is in flight, or,
+    /// after a permanent sink error, until every other write came back.
     fn wait_for(&mut self, partitions: Option<&[i32]>) {
         self.drain_acks();
         while self.tracker.unacked(partitions) > 0 {
+            // A failed batch never acks.
+            if self.failed.is_some() && self.outstanding == 0 {
+                break;
+            }
             self.shared.health.turn();
             match self.acks_rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(ack) => self.handle_ack(ack),
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            // A failed batch never acks: once every other write is back, stop.
-            if self.failed.is_some() && self.shared.metrics.in_flight.get() == 0 {
-                self.drain_acks();
-                break;
             }
         }
     }
@@ -353,6 +357,7 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         limits: limits.clone(),
         assigned: BTreeSet::new(),
         failed: None,
+        outstanding: 0,
     }));
     let context = LoopContext {
         pipeline: pipeline.clone(),
@@ -392,18 +397,20 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         }
         p.wait_for(None);
         p.commit(&consumer);
-        if let Some(e) = p.failed.take() {
-            drop(p);
-            drop(consumer);
-            return Err(e);
-        }
     }
+    // Closing revokes what is still assigned; the failure stays recorded until
+    // then so the revocation does not wait for a batch that will never ack.
     drop(consumer);
     tracing::info!("consumer closed");
-    outcome
+    let failed = lock(&pipeline).failed.take();
+    match failed {
+        Some(e) => Err(e),
+        None => outcome,
+    }
 }
 
-/// The loop proper. Returns `Ok` on shutdown, `Err` on a permanent error.
+/// The loop proper. Returns on shutdown or after a permanent sink error (kept
+/// in the pipeline), or with the error that stopped it.
 fn consume(
     consumer: &BaseConsumer<LoopContext>,
     pipeline: &Mutex<Pipeline>,
@@ -433,8 +440,9 @@ fn consume(
         let (batch_size, poll_timeout) = {
             let mut p = lock(pipeline);
             p.drain_acks();
-            if let Some(e) = p.failed.take() {
-                return Err(e);
+            if p.failed.is_some() {
+                // `run` waits for the other writes, commits what is safe and reports it.
+                return Ok(());
             }
             p.commit(consumer);
             let fullness = p.buffer.fullness(limits.flush_bytes);

@@ -1,0 +1,194 @@
+# shellcheck shell=bash
+#
+# Shared helpers for e2e/stack and its component scripts (lib/kafka.sh,
+# lib/k8s.sh, ...). This file is sourced, never executed on its own.
+#
+# Conventions:
+#   * everything the stack downloads lives under $MILLPOND_CACHE_DIR and is
+#     kept across `down`/`up` cycles;
+#   * everything a running stack writes (pids, logs, broker data) lives under
+#     $MILLPOND_STATE_DIR/<component> and is throw-away test data;
+#   * messages for humans go to stderr, so stdout stays machine-readable
+#     (`eval "$(e2e/stack env)"` must keep working).
+
+MILLPOND_CACHE_DIR="${MILLPOND_CACHE_DIR:-$HOME/.cache/millpond}"
+MILLPOND_STATE_DIR="${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}"
+
+# ---------------------------------------------------------------- logging --
+
+log()  { printf '[stack] %s\n' "$*" >&2; }
+warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
+die()  { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Milliseconds since the epoch, for timing messages.
+now_ms() { date +%s%3N; }
+
+# elapsed_s START_MS -> "12.3s"
+elapsed_s() {
+    local ms=$(( $(now_ms) - $1 ))
+    printf '%d.%ds' $(( ms / 1000 )) $(( (ms % 1000) / 100 ))
+}
+
+# --------------------------------------------------------------- commands --
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Runs a command as root: directly when we already are root, through sudo
+# otherwise (developer laptops).
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif have sudo; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# apt_install PKG... : installs Debian packages, refreshing the package lists
+# first (a fresh machine has none, so `install` alone would fail).
+apt_install() {
+    have apt-get || die "apt-get not found; install these packages by hand: $*"
+    log "installing Debian package(s): $*"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ensure_cmd CMD DEBIAN_PACKAGE : installs the package only if CMD is missing.
+ensure_cmd() {
+    local cmd=$1 pkg=$2
+    have "$cmd" && return 0
+    apt_install "$pkg"
+    have "$cmd" || die "'$cmd' still not found after installing '$pkg'"
+}
+
+# kcat is the Kafka CLI used for readiness checks and by tests to produce and
+# consume. Debian ships it as package `kcat`.
+ensure_kcat() { ensure_cmd kcat kcat; }
+
+# ------------------------------------------------------------- filesystem --
+
+# state_dir COMPONENT -> creates and prints $MILLPOND_STATE_DIR/COMPONENT
+state_dir() {
+    local d="$MILLPOND_STATE_DIR/$1"
+    mkdir -p "$d"
+    printf '%s\n' "$d"
+}
+
+# cache_dir -> creates and prints $MILLPOND_CACHE_DIR
+cache_dir() {
+    mkdir -p "$MILLPOND_CACHE_DIR"
+    printf '%s\n' "$MILLPOND_CACHE_DIR"
+}
+
+# File descriptors of the locks this process holds (see with_lock).
+_STACK_LOCK_FDS=()
+
+# with_lock NAME CMD... : runs CMD while holding an exclusive lock, so two
+# concurrent `e2e/stack up` calls (e.g. from parallel test jobs) do not both
+# download or both start a broker. Nesting different NAMEs is fine.
+#
+# Gotcha: a daemon started inside CMD inherits the lock's file descriptor,
+# and a flock stays held while ANY process has that open file. So the lock is
+# released with an explicit `flock -u` (which frees it for every holder), on
+# return and on exit (die, set -e); daemons may also call close_lock_fds.
+with_lock() {
+    local name=$1; shift
+    mkdir -p "$MILLPOND_STATE_DIR"
+    local lock="$MILLPOND_STATE_DIR/$name.lock"
+    local fd rc=0
+    exec {fd}>"$lock"
+    if ! flock -n "$fd"; then
+        log "waiting for another e2e/stack run to release $lock"
+        flock -w 600 "$fd" || die "timed out waiting for lock $lock"
+    fi
+    _STACK_LOCK_FDS+=("$fd")
+    trap _stack_release_locks EXIT
+    "$@" || rc=$?
+    flock -u "$fd" 2>/dev/null || true
+    exec {fd}>&-
+    unset '_STACK_LOCK_FDS[-1]'
+    return "$rc"
+}
+
+_stack_release_locks() {
+    local fd
+    for fd in "${_STACK_LOCK_FDS[@]}"; do
+        flock -u "$fd" 2>/dev/null || true
+    done
+}
+
+# close_lock_fds : for a subshell that is about to exec a long-lived daemon,
+# so the daemon does not keep the lock files open.
+close_lock_fds() {
+    local fd
+    for fd in "${_STACK_LOCK_FDS[@]}"; do
+        exec {fd}>&-
+    done
+    _STACK_LOCK_FDS=()
+}
+
+# -------------------------------------------------------------- processes --
+
+# pid_alive PID : true if the process exists (and is not a zombie).
+pid_alive() {
+    local pid=$1
+    [[ -n $pid ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    # A zombie still answers kill -0; treat it as dead.
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
+}
+
+# pid_cmdline_has PID STRING : true if the process' command line contains
+# STRING. Guards against acting on a recycled pid from a stale pid file.
+pid_cmdline_has() {
+    local pid=$1 needle=$2
+    [[ -r /proc/$pid/cmdline ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$needle"
+}
+
+# read_pidfile FILE -> prints the pid stored in FILE (empty if none).
+read_pidfile() {
+    [[ -f $1 ]] || return 0
+    tr -dc '0-9' <"$1"
+}
+
+# stop_pid PID NAME [TIMEOUT_S] : SIGTERM, wait up to TIMEOUT_S (default 30),
+# then SIGKILL.
+stop_pid() {
+    local pid=$1 name=$2 timeout=${3:-30}
+    pid_alive "$pid" || return 0
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$(( SECONDS + timeout ))
+    while pid_alive "$pid" && (( SECONDS < deadline )); do
+        sleep 0.2
+    done
+    if pid_alive "$pid"; then
+        warn "$name did not exit within ${timeout}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while pid_alive "$pid"; do sleep 0.1; done
+    fi
+}
+
+# ---------------------------------------------------------------- network --
+
+# tcp_open HOST PORT : true if something accepts TCP connections there.
+tcp_open() {
+    # shellcheck disable=SC2016  # $1/$2 expand in the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# wait_until TIMEOUT_S DESCRIPTION CMD... : polls CMD every 0.5 s until it
+# succeeds (returns 0) or TIMEOUT_S passes (returns 1).
+wait_until() {
+    local timeout=$1 what=$2; shift 2
+    local deadline=$(( SECONDS + timeout ))
+    until "$@"; do
+        if (( SECONDS >= deadline )); then
+            warn "timed out after ${timeout}s waiting for $what"
+            return 1
+        fi
+        sleep 0.5
+    done
+}
