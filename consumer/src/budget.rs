@@ -7,9 +7,15 @@
 //! ```
 //!
 //! * `base`: the process itself (runtime, librdkafka threads, allocator slack);
-//! * `prefetch`: librdkafka's consumer queue (`queued.max.messages.kbytes`,
-//!   which bounds the whole queue, not each partition) plus one fetch
-//!   response in flight (`fetch.max.bytes`), the overshoot measured above it;
+//! * `prefetch`: librdkafka's fetch queues. Measured on a real broker,
+//!   `queued.max.messages.kbytes` bounds each partition's queue (librdkafka
+//!   decides per partition whether to fetch), and every partition may overshoot
+//!   it by one `max.partition.fetch.bytes`; one response of up to
+//!   `fetch.max.bytes` may be in flight on top. So
+//!   `prefetch = PREFETCH_OVERHEAD * partitions * (queue + max.partition.fetch.bytes) + fetch.max.bytes`,
+//!   where `PREFETCH_OVERHEAD` covers librdkafka's per-message bookkeeping.
+//!   These sizes count bytes as they come over the wire: with a compressed
+//!   topic, memory holds the decompressed records, so budget for the ratio.
 //! * one buffer being filled plus `max_in_flight` batches being written, each at
 //!   most `flush_bytes`, times what the sink needs beside the batch while
 //!   writing it (`sink_factor`).
@@ -28,14 +34,24 @@ pub const MIN_FLUSH_BYTES: u64 = 64 << 10;
 pub const DEFAULT_FLUSH_BYTES: u64 = 16 << 20;
 /// Share of the budget above `BASE_BYTES` given to librdkafka's prefetch.
 const PREFETCH_SHARE: f64 = 0.25;
-/// Smallest prefetch queue librdkafka is given (1 MiB).
-const MIN_QUEUE_KBYTES: u64 = 1024;
+/// librdkafka's bookkeeping per queued byte (message headers, ops), measured.
+pub const PREFETCH_OVERHEAD: f64 = 1.5;
+/// Smallest per-partition queue librdkafka is given (KiB).
+const MIN_QUEUE_KBYTES: u64 = 256;
+/// Bounds of the per-partition fetch size.
+const MIN_PARTITION_FETCH: u64 = 64 << 10;
+const MAX_PARTITION_FETCH: u64 = 1 << 20;
+/// librdkafka raises `fetch.max.bytes` to at least `message.max.bytes` (1000000).
+const MIN_FETCH_MAX_BYTES: u64 = 1 << 20;
+const MAX_FETCH_MAX_BYTES: u64 = 50 << 20;
 
 /// What the budget is asked to hold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetRequest {
     /// Total bytes the process may use (the pod's memory limit).
     pub budget: u64,
+    /// Partitions of the topic: the worst case is all of them assigned here.
+    pub partitions: u32,
     /// Permits for concurrent sink writes.
     pub max_in_flight: u32,
     /// Flush size asked for explicitly, if any.
@@ -54,10 +70,11 @@ pub struct BudgetRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetPlan {
     pub budget: u64,
+    pub partitions: u32,
     pub queued_max_messages_kbytes: u64,
     pub fetch_max_bytes: u64,
     pub max_partition_fetch_bytes: u64,
-    /// `queued.max.messages.kbytes` plus one fetch in flight.
+    /// Worst case of librdkafka's queues plus one fetch response in flight.
     pub prefetch_bytes: u64,
     /// What is left for the buffer and the batches in flight.
     pub data_bytes: u64,
@@ -117,41 +134,56 @@ pub fn plan(req: &BudgetRequest) -> Result<BudgetPlan> {
     if req.max_in_flight == 0 {
         return Err(Error::Config("max_in_flight must be at least 1".into()));
     }
-    let min_needed = BASE_BYTES + 2 * (MIN_QUEUE_KBYTES << 10);
+    let partitions = req.partitions.max(1) as u64;
+    let prefetch_of = |queue_kbytes: u64, partition_fetch: u64, fetch_max: u64| {
+        (PREFETCH_OVERHEAD * (partitions * ((queue_kbytes << 10) + partition_fetch)) as f64) as u64
+            + fetch_max
+    };
+    let min_prefetch = prefetch_of(MIN_QUEUE_KBYTES, MIN_PARTITION_FETCH, MIN_FETCH_MAX_BYTES);
+    let min_needed = BASE_BYTES + min_prefetch + 2 * MIN_FLUSH_BYTES;
     if req.budget < min_needed {
         return Err(Error::Budget(format!(
-            "budget {} is below the {} the process needs before it holds any record (base {} + a minimal prefetch of {})",
+            "budget {} is below the {} the process needs with {} partition(s) assigned (base {} + a minimal prefetch of {} + two minimal batches)",
             format_bytes(req.budget),
             format_bytes(min_needed),
+            partitions,
             format_bytes(BASE_BYTES),
-            format_bytes(2 * (MIN_QUEUE_KBYTES << 10)),
+            format_bytes(min_prefetch),
         )));
     }
     let above_base = req.budget - BASE_BYTES;
-    let prefetch_share = (above_base as f64 * PREFETCH_SHARE) as u64;
-    // Two thirds of the prefetch share for the queue, one third for the fetch in flight.
-    let queued_max_messages_kbytes = req
-        .queued_max_messages_kbytes
-        .unwrap_or(((prefetch_share * 2 / 3) >> 10).max(MIN_QUEUE_KBYTES));
-    let fetch_max_bytes = req
-        .fetch_max_bytes
-        .unwrap_or((prefetch_share / 3).clamp(1 << 20, 50 << 20));
+    let share = (above_base as f64 * PREFETCH_SHARE) as u64;
+    // Split the share between every partition's queue and one response in flight.
+    let per_partition = (share as f64 / (PREFETCH_OVERHEAD * partitions as f64 + 1.0)) as u64;
     let max_partition_fetch_bytes = req
         .max_partition_fetch_bytes
-        .unwrap_or(fetch_max_bytes.min(1 << 20));
-    let prefetch_bytes = (queued_max_messages_kbytes << 10) + fetch_max_bytes;
+        .unwrap_or((per_partition / 4).clamp(MIN_PARTITION_FETCH, MAX_PARTITION_FETCH));
+    let queued_max_messages_kbytes = req.queued_max_messages_kbytes.unwrap_or(
+        (per_partition.saturating_sub(max_partition_fetch_bytes) >> 10).max(MIN_QUEUE_KBYTES),
+    );
+    let fetch_max_bytes = req
+        .fetch_max_bytes
+        .unwrap_or(per_partition.clamp(MIN_FETCH_MAX_BYTES, MAX_FETCH_MAX_BYTES));
+    let prefetch_bytes = prefetch_of(
+        queued_max_messages_kbytes,
+        max_partition_fetch_bytes,
+        fetch_max_bytes,
+    );
     if BASE_BYTES + prefetch_bytes >= req.budget {
         return Err(Error::Budget(format!(
-            "budget {} cannot hold base {} + prefetch {} (queued.max.messages.kbytes={} + fetch.max.bytes={})",
+            "budget {} cannot hold base {} + prefetch {} for {} partition(s) (queued.max.messages.kbytes={} and max.partition.fetch.bytes={} per partition, fetch.max.bytes={})",
             format_bytes(req.budget),
             format_bytes(BASE_BYTES),
             format_bytes(prefetch_bytes),
+            partitions,
             queued_max_messages_kbytes,
+            max_partition_fetch_bytes,
             fetch_max_bytes
         )));
     }
     let mut plan = BudgetPlan {
         budget: req.budget,
+        partitions: partitions as u32,
         queued_max_messages_kbytes,
         fetch_max_bytes,
         max_partition_fetch_bytes,
@@ -174,6 +206,7 @@ mod tests {
     fn request(budget: u64) -> BudgetRequest {
         BudgetRequest {
             budget,
+            partitions: 8,
             max_in_flight: 4,
             flush_bytes: None,
             queued_max_messages_kbytes: None,
@@ -185,7 +218,7 @@ mod tests {
 
     #[test]
     fn derived_plan_fits_its_budget() {
-        for mib in [64u64, 128, 256, 1024, 8192] {
+        for mib in [128u64, 256, 1024, 8192] {
             let plan = plan(&request(mib << 20)).unwrap();
             assert!(
                 plan.worst_case(plan.flush_bytes, 4) <= mib << 20,
@@ -198,9 +231,21 @@ mod tests {
     #[test]
     fn a_256mi_budget_bounds_prefetch_far_below_librdkafka_defaults() {
         let plan = plan(&request(256 << 20)).unwrap();
-        // librdkafka's default queue alone is 64 MiB plus a 50 MiB fetch.
+        // librdkafka's defaults: 64 MiB per partition queue, 1 MiB partition fetch, 50 MiB fetch.
         assert!(plan.prefetch_bytes < 64 << 20, "{plan:?}");
+        assert!(plan.queued_max_messages_kbytes < 65536 / 8);
         assert_eq!(plan.flush_bytes, DEFAULT_FLUSH_BYTES);
+    }
+
+    #[test]
+    fn more_partitions_get_smaller_queues_within_the_same_budget() {
+        let mut few = request(512 << 20);
+        few.partitions = 2;
+        let mut many = request(512 << 20);
+        many.partitions = 64;
+        let (few, many) = (plan(&few).unwrap(), plan(&many).unwrap());
+        assert!(many.queued_max_messages_kbytes < few.queued_max_messages_kbytes);
+        assert!(many.worst_case(many.flush_bytes, 4) <= 512 << 20);
     }
 
     #[test]
@@ -223,15 +268,18 @@ mod tests {
     #[test]
     fn a_budget_below_the_base_is_refused_with_numbers() {
         let err = plan(&request(32 << 20)).unwrap_err().to_string();
-        assert!(err.contains("budget 32.0Mi is below"), "{err}");
+        assert!(
+            err.contains("budget 32.0Mi is below") && err.contains("8 partition(s)"),
+            "{err}"
+        );
     }
 
     #[test]
     fn explicit_prefetch_larger_than_budget_is_refused() {
-        let mut req = request(128 << 20);
-        req.queued_max_messages_kbytes = Some(65536 * 2);
+        let mut req = request(256 << 20);
+        req.queued_max_messages_kbytes = Some(65536);
         let err = plan(&req).unwrap_err().to_string();
-        assert!(err.contains("queued.max.messages.kbytes=131072"), "{err}");
+        assert!(err.contains("queued.max.messages.kbytes=65536"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,14 @@ use crate::record::{encode_line, RecordMeta, Rejected};
 /// Smallest number of records pulled from librdkafka per loop turn.
 pub const MIN_BATCH: usize = 10;
 
+/// Records are appended to fixed-size segments rather than one growing vector,
+/// so buffered memory stays within one segment per partition of what is counted
+/// (a doubling vector could hold twice its length).
+pub const SEGMENT_BYTES: usize = 128 << 10;
+
+/// Upper bound of what the metadata fields add to a line.
+const METADATA_ROOM: usize = 160;
+
 /// Why a batch was flushed (`millpond_flushes_total{trigger}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushTrigger {
@@ -41,8 +49,33 @@ pub struct PartitionChunk {
     pub first_offset: i64,
     pub last_offset: i64,
     pub records: u64,
-    /// NDJSON lines, one per record.
-    pub data: Vec<u8>,
+    /// NDJSON lines, one per record, in segments of about [`SEGMENT_BYTES`].
+    pub segments: Vec<Vec<u8>>,
+}
+
+impl PartitionChunk {
+    /// Bytes of NDJSON in this chunk.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len() as u64).sum()
+    }
+
+    /// The NDJSON lines as one contiguous buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.segments.concat()
+    }
+
+    /// A segment with room for `need` more bytes.
+    fn room_for(&mut self, need: usize) -> &mut Vec<u8> {
+        let full = self
+            .segments
+            .last()
+            .is_none_or(|s| s.capacity() - s.len() < need);
+        if full {
+            self.segments
+                .push(Vec::with_capacity(SEGMENT_BYTES.max(need)));
+        }
+        self.segments.last_mut().expect("a segment exists")
+    }
 }
 
 /// One flush: what a single sink write delivers.
@@ -56,7 +89,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn bytes(&self) -> u64 {
-        self.chunks.iter().map(|c| c.data.len() as u64).sum()
+        self.chunks.iter().map(|c| c.bytes()).sum()
     }
 
     pub fn records(&self) -> u64 {
@@ -95,20 +128,17 @@ impl Buffer {
         self.chunks.is_empty()
     }
 
-    fn chunk(&mut self, partition: i32, offset: i64, now: Instant) -> &mut PartitionChunk {
-        self.first_at.get_or_insert(now);
-        let chunk = self
-            .chunks
+    /// The chunk of `partition`, created to start at `offset` if there is none.
+    fn chunk(&mut self, partition: i32, offset: i64) -> &mut PartitionChunk {
+        self.chunks
             .entry(partition)
             .or_insert_with(|| PartitionChunk {
                 partition,
                 first_offset: offset,
                 last_offset: offset,
                 records: 0,
-                data: Vec::new(),
-            });
-        chunk.last_offset = offset;
-        chunk
+                segments: Vec::new(),
+            })
     }
 
     /// Adds a record, or returns why it cannot be delivered (nothing is added).
@@ -127,25 +157,31 @@ impl Buffer {
             offset,
             timestamp_ms,
         });
-        // Encode first so a rejected record leaves no trace.
-        let mut line = Vec::new();
-        encode_line(&mut line, value, meta.as_ref())?;
-        let len = line.len() as u64;
-        let chunk = self.chunk(partition, offset, now);
-        if chunk.data.is_empty() {
-            chunk.data = line;
-        } else {
-            chunk.data.extend_from_slice(&line);
+        let need = value.map_or(0, <[u8]>::len) + METADATA_ROOM + 1;
+        let created = !self.chunks.contains_key(&partition);
+        let chunk = self.chunk(partition, offset);
+        let segment = chunk.room_for(need);
+        let before = segment.len();
+        if let Err(rejected) = encode_line(segment, value, meta.as_ref()) {
+            // A rejected record leaves no trace: not in the data, not in the range.
+            if created {
+                self.chunks.remove(&partition);
+            }
+            return Err(rejected);
         }
+        let len = (segment.len() - before) as u64;
+        chunk.last_offset = offset;
         chunk.records += 1;
         self.bytes += len;
+        self.first_at.get_or_insert(now);
         Ok(())
     }
 
     /// Records that an offset was handled elsewhere (dead-letter topic): the
     /// next batch covers it so the commit moves past it.
     pub fn skip(&mut self, partition: i32, offset: i64, now: Instant) {
-        self.chunk(partition, offset, now);
+        self.chunk(partition, offset).last_offset = offset;
+        self.first_at.get_or_insert(now);
     }
 
     /// `buffered_bytes / flush_bytes` (may exceed 1.0).
@@ -249,9 +285,36 @@ mod tests {
     }
 
     #[test]
-    fn rejected_records_are_not_buffered() {
+    fn rejected_records_are_not_buffered_and_do_not_extend_the_range() {
+        let t0 = Instant::now();
         let mut buf = Buffer::new("t", false);
-        assert!(buf.push(0, 1, None, Some(b"nope"), Instant::now()).is_err());
+        assert!(buf.push(0, 1, None, Some(b"nope"), t0).is_err());
         assert!(buf.is_empty());
+        push(&mut buf, 0, 2, t0);
+        assert!(buf.push(0, 3, None, Some(b"nope"), t0).is_err());
+        let batch = buf.take(FlushTrigger::Size).unwrap();
+        assert_eq!(
+            batch.chunks[0].last_offset, 2,
+            "the poison offset is not committed"
+        );
+    }
+
+    #[test]
+    fn segments_never_grow_past_their_capacity() {
+        let t0 = Instant::now();
+        let mut buf = Buffer::new("t", true);
+        let value = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+        for offset in 0..1000 {
+            buf.push(0, offset, Some(1), Some(value.as_bytes()), t0)
+                .unwrap();
+        }
+        let batch = buf.take(FlushTrigger::Size).unwrap();
+        let chunk = &batch.chunks[0];
+        assert!(chunk.segments.iter().all(|s| s.capacity() == SEGMENT_BYTES));
+        assert_eq!(chunk.to_vec().len() as u64, chunk.bytes());
+        assert_eq!(
+            String::from_utf8(chunk.to_vec()).unwrap().lines().count(),
+            1000
+        );
     }
 }

@@ -88,15 +88,26 @@ pub fn apply(current: &Limits, update: &LimitsUpdate, plan: &BudgetPlan) -> Resu
 #[derive(Clone)]
 pub struct LiveLimits {
     tx: Arc<watch::Sender<Limits>>,
-    plan: Arc<BudgetPlan>,
+    plan: Arc<std::sync::RwLock<BudgetPlan>>,
 }
 
 impl LiveLimits {
     pub fn new(initial: Limits, plan: BudgetPlan) -> Self {
         LiveLimits {
             tx: Arc::new(watch::channel(initial).0),
-            plan: Arc::new(plan),
+            plan: Arc::new(std::sync::RwLock::new(plan)),
         }
+    }
+
+    /// Installs the final plan (once the partition count is known) and, unless
+    /// the flush size was set explicitly, the flush size it derives.
+    pub fn rebase(&self, plan: BudgetPlan, derived_flush_bytes: bool) {
+        self.tx.send_modify(|current| {
+            if derived_flush_bytes {
+                current.flush_bytes = plan.flush_bytes;
+            }
+        });
+        *self.plan.write().expect("plan lock") = plan;
     }
 
     /// The limits in force now.
@@ -108,15 +119,16 @@ impl LiveLimits {
         self.tx.subscribe()
     }
 
-    pub fn plan(&self) -> &BudgetPlan {
-        &self.plan
+    pub fn plan(&self) -> BudgetPlan {
+        self.plan.read().expect("plan lock").clone()
     }
 
     /// Validates and installs an update; returns the limits now in force.
     pub fn update(&self, update: &LimitsUpdate) -> Result<Limits> {
         let mut result = Err(Error::Config("not applied".into()));
+        let plan = self.plan();
         self.tx
-            .send_if_modified(|current| match apply(current, update, &self.plan) {
+            .send_if_modified(|current| match apply(current, update, &plan) {
                 Ok(next) => {
                     let changed = next != *current;
                     *current = next.clone();
@@ -176,6 +188,7 @@ mod tests {
     fn setup() -> LiveLimits {
         let plan = plan(&BudgetRequest {
             budget: 256 << 20,
+            partitions: 4,
             max_in_flight: 4,
             flush_bytes: None,
             queued_max_messages_kbytes: None,

@@ -39,17 +39,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::from_args(args)?;
     let plan = settings.plan.clone();
-    tracing::info!(
-        sink = %settings.sink.describe(),
-        budget = %format_bytes(plan.budget),
-        prefetch = %format_bytes(plan.prefetch_bytes),
-        queued_max_messages_kbytes = plan.queued_max_messages_kbytes,
-        fetch_max_bytes = plan.fetch_max_bytes,
-        flush_bytes = %format_bytes(settings.limits.flush_bytes),
-        max_flush_bytes = %format_bytes(plan.max_flush_bytes(settings.limits.max_in_flight)),
-        max_in_flight = settings.limits.max_in_flight,
-        "memory budget planned"
-    );
+    tracing::info!(sink = %settings.sink.describe(), budget = %format_bytes(plan.budget), "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -113,7 +113,7 @@ mod tests {
                     first_offset,
                     last_offset,
                     records: (last_offset - first_offset + 1) as u64,
-                    data: Vec::new(),
+                    segments: Vec::new(),
                 })
                 .collect(),
         }

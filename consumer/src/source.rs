@@ -26,11 +26,13 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
+use crate::budget::{self, BudgetRequest};
 use crate::buffer::{adaptive_batch_size, Buffer, FlushTrigger};
 use crate::config::Settings;
 use crate::limits::{InFlight, Limits, LiveLimits};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
+use crate::quantity::format_bytes;
 use crate::sink::Sink;
 use crate::{Error, Result};
 
@@ -334,10 +336,45 @@ impl ConsumerContext for LoopContext {
 /// Connects, checks the topic, and runs the loop until shutdown or a
 /// permanent error. Returns after the final commit.
 pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
+    // The worst case has every partition assigned here: plan for all of them.
+    let partitions = {
+        let mut config = ClientConfig::new();
+        for (k, v) in settings.metadata_properties() {
+            config.set(k, v);
+        }
+        let probe: BaseConsumer = config
+            .create()
+            .map_err(|e| Error::kafka("creating the metadata client", e))?;
+        check_topic(
+            &probe,
+            &settings.bootstrap_servers,
+            &settings.topic,
+            settings.startup_timeout,
+        )?
+    };
+    let plan = budget::plan(&BudgetRequest {
+        partitions,
+        ..settings.budget.clone()
+    })?;
+    tracing::info!(
+        partitions,
+        budget = %format_bytes(plan.budget),
+        prefetch = %format_bytes(plan.prefetch_bytes),
+        queued_max_messages_kbytes = plan.queued_max_messages_kbytes,
+        max_partition_fetch_bytes = plan.max_partition_fetch_bytes,
+        fetch_max_bytes = plan.fetch_max_bytes,
+        flush_bytes = %format_bytes(plan.flush_bytes),
+        "memory budget planned for every partition assigned"
+    );
     let mut config = ClientConfig::new();
-    for (k, v) in settings.consumer_properties() {
+    for (k, v) in settings.consumer_properties(&plan) {
         config.set(k, v);
     }
+    shared
+        .limits
+        .rebase(plan, settings.budget.flush_bytes.is_none());
+    shared.health.broker_up.store(true, Ordering::Relaxed);
+
     let dead_letter = match &settings.dead_letter_topic {
         Some(topic) => Some(DeadLetter::new(&settings, topic.clone())?),
         None => None,
@@ -519,13 +556,14 @@ fn consume(
     }
 }
 
-/// Fails fast, with a message a person can act on, when Kafka or the topic is missing.
+/// Fails fast, with a message a person can act on, when Kafka or the topic is
+/// missing; returns the topic's partition count.
 fn check_topic<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     servers: &str,
     topic: &str,
     timeout: Duration,
-) -> Result<()> {
+) -> Result<u32> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         Error::kafka(
             format!(
@@ -539,7 +577,7 @@ fn check_topic<C: ConsumerContext>(
     match found {
         Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
             tracing::info!(topic, partitions = t.partitions().len(), "topic found");
-            Ok(())
+            Ok(t.partitions().len() as u32)
         }
         _ => Err(Error::Config(format!(
             "topic `{topic}` does not exist on {servers} (create it first)"

@@ -74,7 +74,7 @@ fn a_budget_too_small_is_refused_with_the_numbers() {
     assert_refused(
         &[("MEMORY_BUDGET", "32Mi")],
         2,
-        "memory budget: budget 32.0Mi is below the 50.0Mi",
+        "memory budget: budget 32.0Mi is below the 49.6Mi the process needs",
     );
     assert_refused(
         &[("MEMORY_BUDGET", "128Mi"), ("FLUSH_BYTES", "64Mi")],

@@ -64,13 +64,20 @@ pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result
     bail!("topic {topic} did not get leaders")
 }
 
-/// A JSON record `{"id": N, "pad": "..."}` of about `size` bytes.
+/// A JSON record `{"id": N, "pad": "..."}` of about `size` bytes. The padding
+/// is pseudo-random letters, so it compresses like text, not like a run of one byte.
 pub fn json_record(id: u64, size: usize) -> Vec<u8> {
     let head = format!("{{\"id\":{id},\"pad\":\"");
     let pad = size.saturating_sub(head.len() + 2);
     let mut v = Vec::with_capacity(size);
     v.extend_from_slice(head.as_bytes());
-    v.extend(std::iter::repeat_n(b'x', pad));
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    v.extend((0..pad).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b'a' + (x % 26) as u8
+    }));
     v.extend_from_slice(b"\"}");
     v
 }
@@ -81,7 +88,8 @@ pub fn producer(servers: &str) -> Result<ThreadedProducer<DefaultProducerContext
         .set("bootstrap.servers", servers)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
+        // Uncompressed, so fetch sizes are the sizes that land in memory.
+        .set("compression.type", "none")
         .set("queue.buffering.max.kbytes", "262144")
         .set("acks", "1")
         .create()

@@ -107,10 +107,12 @@ fn write_chunk(dir: &Path, topic: &str, format: FileFormat, chunk: &PartitionChu
     let file = match format {
         FileFormat::Ndjson => {
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            w.write_all(&chunk.data).map_err(|e| io("writing", e))?;
+            for segment in &chunk.segments {
+                w.write_all(segment).map_err(|e| io("writing", e))?;
+            }
             w.into_inner().map_err(|e| io("writing", e.into_error()))?
         }
-        FileFormat::Parquet => write_parquet(file, &chunk.data)
+        FileFormat::Parquet => write_parquet(file, &chunk.to_vec())
             .map_err(|e| Error::Sink(format!("encoding {name} as Parquet: {e}")))?,
     };
     file.sync_all().map_err(|e| io("syncing", e))?;
@@ -161,7 +163,7 @@ mod tests {
                 first_offset: 10,
                 last_offset: 11,
                 records: 2,
-                data: lines.as_bytes().to_vec(),
+                segments: vec![lines.as_bytes().to_vec()],
             }],
         }
     }

@@ -74,7 +74,9 @@ impl HttpSink {
         let mut body = Vec::with_capacity(batch.bytes() as usize);
         let mut ranges = Vec::new();
         for chunk in &batch.chunks {
-            body.extend_from_slice(&chunk.data);
+            for segment in &chunk.segments {
+                body.extend_from_slice(segment);
+            }
             ranges.push(format!(
                 "{}:{}-{}",
                 chunk.partition, chunk.first_offset, chunk.last_offset

@@ -1,0 +1,954 @@
+//! `MillpondConsumer.spec`: what to consume, where to deliver it, the memory
+//! budget, the flush limits and how far to scale.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::kafka_config;
+use crate::quantity::parse_positive_bytes;
+use crate::status::MillpondConsumerStatus;
+use crate::{Error, Result};
+
+/// Memory budget of a pod when `resources.memory` is not set.
+pub const DEFAULT_MEMORY: &str = "256Mi";
+
+/// CEL rule for a byte size: a Kubernetes quantity above zero and a whole
+/// number of bytes (so `256m`, thousandths, is refused).
+const POSITIVE_BYTES: &str =
+    "isQuantity(self) && quantity(self).isGreaterThan(quantity('0')) && quantity(self).isInteger()";
+
+/// CEL: `a <= b` for two optional quantity fields of `self` (true when
+/// either is missing or malformed; malformed values fail their own rule).
+fn quantities_ordered(a: &str, b: &str) -> String {
+    let q = |f: &str| format!("quantity(self.{f})");
+    let ok = |f: &str| format!("has(self.{f}) && isQuantity(self.{f})");
+    format!(
+        "!({}) || !({}) || {}.compareTo({}) <= 0",
+        ok(a),
+        ok(b),
+        q(a),
+        q(b)
+    )
+}
+
+/// Consume one Kafka topic into a sink with pods that stay inside a memory
+/// budget, scaled and tuned by the Millpond operator.
+// Clippy reads the repeated `type_ = "integer"` of the printer columns below as
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "millpond.io",
+    version = "v1alpha1",
+    kind = "MillpondConsumer",
+    plural = "millpondconsumers",
+    shortname = "mpc",
+    category = "millpond",
+    namespaced,
+    status = "MillpondConsumerStatus",
+    derive = "PartialEq",
+    doc = "A MillpondConsumer consumes one Kafka topic into a sink (files or HTTP) with pods that never exceed their memory budget; the Millpond operator scales them on consumer lag and tunes their flush limits.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Consumer pods the operator runs"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Consumer pods that are ready"
+    ),
+    printcolumn(
+        name = "Lag",
+        type_ = "integer",
+        json_path = ".status.lag.total",
+        description = "Records of the topic not yet committed by the group"
+    ),
+    printcolumn(
+        name = "Fullness",
+        type_ = "number",
+        json_path = ".status.bufferFullness",
+        description = "Highest buffer fullness of the pods (buffered bytes / flushBytes)"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Reason of the Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "!has(self.limits) || !has(self.autotune) || ((!has(self.autotune.minInFlight) || self.limits.maxInFlight >= self.autotune.minInFlight) && (!has(self.autotune.maxInFlight) || self.limits.maxInFlight <= self.autotune.maxInFlight))"
+).message("limits.maxInFlight must lie within autotune.minInFlight and autotune.maxInFlight").field_path(".limits.maxInFlight"))]
+#[x_kube(validation = Rule::new(format!(
+    "!has(self.limits) || !has(self.autotune) || !has(self.limits.flushBytes) || (({}) && ({}))",
+    quantities_ordered("autotune.minFlushBytes", "limits.flushBytes"),
+    quantities_ordered("limits.flushBytes", "autotune.maxFlushBytes"),
+)).message("limits.flushBytes must lie within autotune.minFlushBytes and autotune.maxFlushBytes").field_path(".limits.flushBytes"))]
+#[x_kube(validation = Rule::new(
+    "self.sink.url.startsWith('file://') || !has(self.sink.format) || self.sink.format == 'ndjson'"
+).message("sink.format parquet needs a file:// sink (HTTP sinks receive NDJSON)").field_path(".sink.format"))]
+#[serde(rename_all = "camelCase")]
+pub struct MillpondConsumerSpec {
+    /// The Kafka cluster, topic and consumer group to read from.
+    pub kafka: KafkaSpec,
+
+    /// Where the records go.
+    pub sink: SinkSpec,
+
+    /// Memory and CPU of each consumer pod. The memory is the budget every
+    /// other size is derived from.
+    #[serde(default)]
+    pub resources: ResourcesSpec,
+
+    /// Starting flush and in-flight limits of the pods. With autotune enabled
+    /// the operator moves them within the autotune bounds; status.limits shows
+    /// the values the pods run with.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+
+    /// How the operator chooses the number of pods.
+    #[serde(default)]
+    pub autoscaling: AutoscalingSpec,
+
+    /// Bounds within which the operator tunes flush size and in-flight writes.
+    #[serde(default)]
+    pub autotune: AutotuneSpec,
+
+    /// Additions to the consumer pods (image, labels, scheduling, extra env).
+    #[serde(default)]
+    pub template: TemplateSpec,
+
+    /// Desired number of pods, set by `kubectl scale` through the scale
+    /// subresource. It is followed while autoscaling.paused is true; otherwise
+    /// the operator decides and this is only the count to start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+}
+
+/// The Kafka side of a consumer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = kafka_config::sasl_tls_rule())]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaSpec {
+    /// Kafka brokers to bootstrap from, comma separated `host:port` pairs.
+    #[schemars(length(min = 1))]
+    pub bootstrap_servers: String,
+
+    /// Topic to consume: 1 to 249 letters, digits, `.`, `_` or `-`.
+    #[schemars(
+        length(min = 1, max = 249),
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$")
+    )]
+    #[x_kube(validation = Rule::new("self != '.' && self != '..'").message("kafka.topic cannot be '.' or '..'"))]
+    pub topic: String,
+
+    /// Consumer group that owns the committed offsets. Defaults to
+    /// `millpond-<topic>`. Changing it starts from the new group's offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub group_id: Option<String>,
+
+    /// Extra librdkafka properties (see librdkafka's CONFIGURATION.md), as
+    /// strings. Properties that would break at-least-once delivery
+    /// (enable.auto.commit=true, enable.auto.offset.store=true, another
+    /// partition.assignment.strategy or group.protocol), that duplicate a spec
+    /// field (group.id, bootstrap.servers) or that hold credentials
+    /// (sasl.password, ssl.key.pem, ...) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128), transform = bounded_values)]
+    #[x_kube(validation = kafka_config::guarded_rule())]
+    pub config: BTreeMap<String, String>,
+
+    /// SASL authentication; username and password are read from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<SaslSpec>,
+
+    /// TLS to the brokers. Present (even empty) means TLS is on; certificates
+    /// and keys are read from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Caps the length of the string values of a map, so CEL rules over it have
+/// a bounded cost.
+fn bounded_values(schema: &mut schemars::Schema) {
+    if let Some(values) = schema
+        .get_mut("additionalProperties")
+        .and_then(|v| v.as_object_mut())
+    {
+        values.insert("maxLength".into(), 4096.into());
+    }
+}
+
+/// SASL authentication with credentials from Secrets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SaslSpec {
+    /// SASL mechanism.
+    pub mechanism: SaslMechanism,
+
+    /// Secret key holding the SASL username.
+    pub username_secret_ref: SecretKeyRef,
+
+    /// Secret key holding the SASL password.
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// SASL mechanisms Millpond can configure from a username and a password.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// Username and password in clear (use with TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// TLS to the brokers, with material from Secrets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.certSecretRef) == has(self.keySecretRef)").message("kafka.tls.certSecretRef and kafka.tls.keySecretRef go together"))]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Secret key holding the PEM CA bundle that signs the brokers'
+    /// certificates. Without it the system's CAs are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding the PEM client certificate (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding the PEM client private key (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the consumer's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Where the records go, and how.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkSpec {
+    /// Sink address: `file:///dir` writes files into a directory of the pod
+    /// (mount a volume there); `http://host/path` or `https://host/path`
+    /// receives one NDJSON POST per batch.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')"
+    ).message("sink.url must use the file, http or https scheme"))]
+    pub url: String,
+
+    /// File format of a file:// sink: ndjson (one JSON object per line) or
+    /// parquet. HTTP sinks always receive NDJSON.
+    #[serde(default)]
+    pub format: SinkFormat,
+
+    /// Add `_topic`, `_partition`, `_offset` and `_timestamp` to every record.
+    #[serde(default)]
+    pub metadata: bool,
+
+    /// Topic for records the sink cannot take (not a JSON object). Without it
+    /// such a record stops the consumer with an error naming its position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 249),
+        regex(pattern = r"^[a-zA-Z0-9._-]{1,249}$")
+    )]
+    pub dead_letter_topic: Option<String>,
+
+    /// Request timeout and retries of an http(s):// sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSinkSpec>,
+}
+
+/// File format of a file sink.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkFormat {
+    /// One JSON object per line.
+    #[default]
+    Ndjson,
+    /// Apache Parquet files.
+    Parquet,
+}
+
+/// Timeout and retries of an HTTP sink.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSinkSpec {
+    /// Timeout of one request, in milliseconds.
+    #[serde(default = "default_http_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: i64,
+
+    /// Retries of one batch before the pod exits non-zero (Kafka keeps the
+    /// data, nothing is committed, Kubernetes restarts the pod).
+    #[serde(default = "default_http_max_retries")]
+    #[schemars(range(min = 0))]
+    pub max_retries: i32,
+}
+
+impl Default for HttpSinkSpec {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_http_timeout_ms(),
+            max_retries: default_http_max_retries(),
+        }
+    }
+}
+
+fn default_http_timeout_ms() -> i64 {
+    30_000
+}
+
+fn default_http_max_retries() -> i32 {
+    10
+}
+
+/// Memory and CPU of each consumer pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcesSpec {
+    /// Memory budget of one pod, a quantity string such as 256Mi. It is
+    /// the pod's memory limit; librdkafka's prefetch bounds and the largest
+    /// flush size are derived from it so that a pod holding every partition
+    /// still fits. A spec that cannot fit is reported as Degraded
+    /// (MemoryBudget).
+    #[serde(default = "default_memory")]
+    #[schemars(with = "String", length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("resources.memory must be a positive whole number of bytes, such as 256Mi"))]
+    pub memory: Quantity,
+
+    /// CPU request of one pod, a Kubernetes quantity such as 500m. No CPU
+    /// limit is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 64))]
+    #[x_kube(validation = Rule::new(
+        "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))"
+    ).message("resources.cpu must be a positive quantity, such as 500m or 2"))]
+    pub cpu: Option<Quantity>,
+}
+
+impl Default for ResourcesSpec {
+    fn default() -> Self {
+        Self {
+            memory: default_memory(),
+            cpu: None,
+        }
+    }
+}
+
+fn default_memory() -> Quantity {
+    Quantity(DEFAULT_MEMORY.to_string())
+}
+
+/// Flush and in-flight limits the pods start with.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Flush the buffer when it holds this many bytes, a quantity string such
+    /// as 8Mi. Default: derived from resources.memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("limits.flushBytes must be a positive whole number of bytes, such as 8Mi"))]
+    pub flush_bytes: Option<Quantity>,
+
+    /// Flush buffered records at least this often, in milliseconds.
+    #[serde(default = "default_flush_interval_ms")]
+    #[schemars(range(min = 1))]
+    pub flush_interval_ms: i64,
+
+    /// Sink writes allowed at once; when all are busy the pod stops pulling
+    /// from Kafka (backpressure).
+    #[serde(default = "default_max_in_flight")]
+    #[schemars(range(min = 1))]
+    pub max_in_flight: i32,
+
+    /// Records pulled from librdkafka per loop turn while the buffer is
+    /// empty; shrinks as the buffer fills, never below 10.
+    #[serde(default = "default_consume_batch_size")]
+    #[schemars(range(min = 10))]
+    pub consume_batch_size: i32,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            flush_bytes: None,
+            flush_interval_ms: default_flush_interval_ms(),
+            max_in_flight: default_max_in_flight(),
+            consume_batch_size: default_consume_batch_size(),
+        }
+    }
+}
+
+fn default_flush_interval_ms() -> i64 {
+    5_000
+}
+
+fn default_max_in_flight() -> i32 {
+    4
+}
+
+fn default_consume_batch_size() -> i32 {
+    1_000
+}
+
+/// How the operator chooses the number of pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not exceed maxReplicas").field_path(".minReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Fewest pods, kept even when there is no lag.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+
+    /// Most pods. The operator never runs more pods than the topic has
+    /// partitions.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+
+    /// Scale so that the current backlog is drained within this many seconds
+    /// while keeping up with the produce rate.
+    #[serde(default = "default_target_drain_seconds")]
+    #[schemars(range(min = 1))]
+    pub target_drain_seconds: i32,
+
+    /// Seconds a higher replica count must be wanted before scaling up (0:
+    /// at once).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub scale_up_stabilization_seconds: i32,
+
+    /// Seconds a lower replica count must be wanted without interruption
+    /// before scaling down.
+    #[serde(default = "default_scale_down_stabilization_seconds")]
+    #[schemars(range(min = 0))]
+    pub scale_down_stabilization_seconds: i32,
+
+    /// Most pods added by one decision.
+    #[serde(default = "default_max_scale_up_step")]
+    #[schemars(range(min = 1))]
+    pub max_scale_up_step: i32,
+
+    /// Most pods removed by one decision.
+    #[serde(default = "default_max_scale_down_step")]
+    #[schemars(range(min = 1))]
+    pub max_scale_down_step: i32,
+
+    /// Stop autoscaling: the operator keeps spec.replicas (as set by `kubectl
+    /// scale`) and still reports lag and status.
+    #[serde(default)]
+    pub paused: bool,
+
+    /// Metrics intervals a partition's committed offset may stand still,
+    /// while assigned and lagging, before it is reported as stuck. Lag of
+    /// stuck partitions does not drive scale-up by itself.
+    #[serde(default = "default_stuck_intervals")]
+    #[schemars(range(min = 1))]
+    pub stuck_intervals: i32,
+}
+
+impl Default for AutoscalingSpec {
+    fn default() -> Self {
+        Self {
+            min_replicas: default_min_replicas(),
+            max_replicas: default_max_replicas(),
+            target_drain_seconds: default_target_drain_seconds(),
+            scale_up_stabilization_seconds: 0,
+            scale_down_stabilization_seconds: default_scale_down_stabilization_seconds(),
+            max_scale_up_step: default_max_scale_up_step(),
+            max_scale_down_step: default_max_scale_down_step(),
+            paused: false,
+            stuck_intervals: default_stuck_intervals(),
+        }
+    }
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_max_replicas() -> i32 {
+    12
+}
+
+fn default_target_drain_seconds() -> i32 {
+    300
+}
+
+fn default_scale_down_stabilization_seconds() -> i32 {
+    300
+}
+
+fn default_max_scale_up_step() -> i32 {
+    4
+}
+
+fn default_max_scale_down_step() -> i32 {
+    1
+}
+
+fn default_stuck_intervals() -> i32 {
+    3
+}
+
+/// Bounds within which the operator tunes flush size and in-flight writes.
+/// Unset bounds are derived from resources.memory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(quantities_ordered("minFlushBytes", "maxFlushBytes")).message("autotune.minFlushBytes must not exceed maxFlushBytes").field_path(".minFlushBytes"))]
+#[x_kube(validation = Rule::new("!has(self.minInFlight) || !has(self.maxInFlight) || self.minInFlight <= self.maxInFlight").message("autotune.minInFlight must not exceed maxInFlight").field_path(".minInFlight"))]
+#[serde(rename_all = "camelCase")]
+pub struct AutotuneSpec {
+    /// Let the operator change flush size and in-flight writes of running
+    /// pods. When false the pods keep spec.limits.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+
+    /// Smallest flush size the operator may choose, a quantity string such
+    /// as 1Mi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("autotune.minFlushBytes must be a positive whole number of bytes, such as 1Mi"))]
+    pub min_flush_bytes: Option<Quantity>,
+
+    /// Largest flush size the operator may choose, a quantity string such as
+    /// 32Mi (it never exceeds what resources.memory allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("autotune.maxFlushBytes must be a positive whole number of bytes, such as 32Mi"))]
+    pub max_flush_bytes: Option<Quantity>,
+
+    /// Fewest sink writes in flight the operator may choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_in_flight: Option<i32>,
+
+    /// Most sink writes in flight the operator may choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_in_flight: Option<i32>,
+}
+
+impl Default for AutotuneSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_flush_bytes: None,
+            max_flush_bytes: None,
+            min_in_flight: None,
+            max_in_flight: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Additions to the consumer pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateSpec {
+    /// Consumer image. Default: the image the operator was released with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// When the kubelet pulls the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Extra labels of the pods. The labels the operator selects pods by
+    /// take precedence.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+
+    /// Extra annotations of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Node labels a pod's node must have.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Taints the pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Service account of the pods (for example to read Secrets through a
+    /// cloud identity). Default: the namespace's default service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// Priority class of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+
+    /// Extra environment variables of the consumer container. Variables the
+    /// operator derives from this spec take precedence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// When the kubelet pulls the image.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    /// Pull on every start.
+    Always,
+    /// Pull only when the image is missing on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl KafkaSpec {
+    /// The consumer group: `groupId`, or `millpond-<topic>` when unset.
+    pub fn group_id(&self) -> String {
+        match &self.group_id {
+            Some(id) if !id.is_empty() => id.clone(),
+            _ => format!("millpond-{}", self.topic),
+        }
+    }
+}
+
+impl ResourcesSpec {
+    /// The memory budget of one pod, in bytes.
+    pub fn memory_bytes(&self) -> Result<u64> {
+        parse_positive_bytes("resources.memory", &self.memory)
+    }
+}
+
+impl LimitsSpec {
+    /// The explicit flush size in bytes, `None` when it is to be derived from
+    /// the memory budget.
+    pub fn flush_bytes(&self) -> Result<Option<u64>> {
+        self.flush_bytes
+            .as_ref()
+            .map(|q| parse_positive_bytes("limits.flushBytes", q))
+            .transpose()
+    }
+}
+
+impl AutotuneSpec {
+    /// The explicit flush-size bounds in bytes, `None` where unset.
+    pub fn flush_bytes_bounds(&self) -> Result<(Option<u64>, Option<u64>)> {
+        let min = self
+            .min_flush_bytes
+            .as_ref()
+            .map(|q| parse_positive_bytes("autotune.minFlushBytes", q))
+            .transpose()?;
+        let max = self
+            .max_flush_bytes
+            .as_ref()
+            .map(|q| parse_positive_bytes("autotune.maxFlushBytes", q))
+            .transpose()?;
+        Ok((min, max))
+    }
+}
+
+impl MillpondConsumerSpec {
+    /// Repeats the API server's checks that matter to the operator: sizes,
+    /// bounds that must be ordered, and refused Kafka properties. Objects
+    /// stored under an older schema, or built in tests, go through the same
+    /// rules. The first problem found is returned.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        self.resources.memory_bytes()?;
+        kafka_config::check(
+            &self.kafka.config,
+            self.kafka.sasl.is_some() || self.kafka.tls.is_some(),
+        )?;
+        if !(self.sink.url.starts_with("file://")
+            || self.sink.url.starts_with("http://")
+            || self.sink.url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "sink.url",
+                "sink.url must use the file, http or https scheme",
+            ));
+        }
+        if self.sink.format == SinkFormat::Parquet && !self.sink.url.starts_with("file://") {
+            return Err(invalid("sink.format", "parquet needs a file:// sink"));
+        }
+
+        let a = &self.autoscaling;
+        if a.min_replicas < 1 {
+            return Err(invalid("autoscaling.minReplicas", "must be at least 1"));
+        }
+        if a.min_replicas > a.max_replicas {
+            return Err(invalid(
+                "autoscaling.minReplicas",
+                "autoscaling.minReplicas must not exceed maxReplicas",
+            ));
+        }
+
+        let l = &self.limits;
+        if l.max_in_flight < 1 {
+            return Err(invalid("limits.maxInFlight", "must be at least 1"));
+        }
+        if l.flush_interval_ms < 1 {
+            return Err(invalid("limits.flushIntervalMs", "must be at least 1"));
+        }
+        if l.consume_batch_size < 10 {
+            return Err(invalid("limits.consumeBatchSize", "must be at least 10"));
+        }
+        let flush = l.flush_bytes()?;
+
+        let t = &self.autotune;
+        let (min_flush, max_flush) = t.flush_bytes_bounds()?;
+        if let (Some(min), Some(max)) = (min_flush, max_flush) {
+            if min > max {
+                return Err(invalid(
+                    "autotune.minFlushBytes",
+                    "autotune.minFlushBytes must not exceed maxFlushBytes",
+                ));
+            }
+        }
+        if let Some(flush) = flush {
+            if min_flush.is_some_and(|m| flush < m) || max_flush.is_some_and(|m| flush > m) {
+                return Err(invalid(
+                    "limits.flushBytes",
+                    "limits.flushBytes must lie within autotune.minFlushBytes and autotune.maxFlushBytes",
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (t.min_in_flight, t.max_in_flight) {
+            if min > max {
+                return Err(invalid(
+                    "autotune.minInFlight",
+                    "autotune.minInFlight must not exceed maxInFlight",
+                ));
+            }
+        }
+        if t.min_in_flight.is_some_and(|m| l.max_in_flight < m)
+            || t.max_in_flight.is_some_and(|m| l.max_in_flight > m)
+        {
+            return Err(invalid(
+                "limits.maxInFlight",
+                "limits.maxInFlight must lie within autotune.minInFlight and autotune.maxInFlight",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> MillpondConsumerSpec {
+        serde_yaml::from_str(yaml).expect("spec parses")
+    }
+
+    const MINIMAL: &str = r#"
+kafka:
+  bootstrapServers: kafka:9092
+  topic: orders
+sink:
+  url: file:///data/orders
+"#;
+
+    #[test]
+    fn a_minimal_spec_gets_the_documented_defaults() {
+        let s = spec(MINIMAL);
+        assert_eq!(s.kafka.group_id(), "millpond-orders");
+        assert_eq!(s.resources.memory_bytes(), Ok(256 << 20));
+        assert_eq!(s.sink.format, SinkFormat::Ndjson);
+        assert!(!s.sink.metadata);
+        assert_eq!(s.limits, LimitsSpec::default());
+        assert_eq!(s.limits.flush_bytes(), Ok(None));
+        assert_eq!(
+            (
+                s.limits.flush_interval_ms,
+                s.limits.max_in_flight,
+                s.limits.consume_batch_size
+            ),
+            (5000, 4, 1000)
+        );
+        let a = &s.autoscaling;
+        assert_eq!((a.min_replicas, a.max_replicas), (1, 12));
+        assert_eq!(a.target_drain_seconds, 300);
+        assert_eq!(
+            (
+                a.scale_up_stabilization_seconds,
+                a.scale_down_stabilization_seconds
+            ),
+            (0, 300)
+        );
+        assert_eq!((a.max_scale_up_step, a.max_scale_down_step), (4, 1));
+        assert_eq!(a.stuck_intervals, 3);
+        assert!(!a.paused);
+        assert!(s.autotune.enabled);
+        assert_eq!(s.autotune.flush_bytes_bounds(), Ok((None, None)));
+        assert_eq!(s.replicas, None);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn an_explicit_group_id_wins() {
+        let s = spec(&MINIMAL.replace("topic: orders", "topic: orders\n  groupId: billing"));
+        assert_eq!(s.kafka.group_id(), "billing");
+    }
+
+    #[test]
+    fn the_example_is_valid() {
+        let obj: MillpondConsumer =
+            serde_yaml::from_str(include_str!("../../examples/millpondconsumer.yaml"))
+                .expect("example parses");
+        obj.spec.validate().unwrap();
+        assert_eq!(obj.spec.resources.memory_bytes(), Ok(512 << 20));
+        assert_eq!(
+            obj.spec.autotune.flush_bytes_bounds(),
+            Ok((Some(1 << 20), Some(32 << 20)))
+        );
+    }
+
+    #[test]
+    fn credentials_come_as_secret_references() {
+        let s = spec(
+            r#"
+kafka:
+  bootstrapServers: kafka:9093
+  topic: orders
+  sasl:
+    mechanism: SCRAM-SHA-512
+    usernameSecretRef: {name: kafka-user, key: username}
+    passwordSecretRef: {name: kafka-user, key: password}
+  tls:
+    caSecretRef: {name: kafka-ca, key: ca.crt}
+sink:
+  url: https://ingest.example.com/orders
+  http: {}
+"#,
+        );
+        let sasl = s.kafka.sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(sasl.password_secret_ref.key, "password");
+        assert_eq!(s.sink.http, Some(HttpSinkSpec::default()));
+        s.validate().unwrap();
+    }
+
+    /// The minimal spec with the sections of `extra` merged in, as refused by
+    /// `validate`.
+    fn refused(extra: &str) -> Error {
+        let mut s = spec(MINIMAL);
+        let patch: serde_yaml::Value = serde_yaml::from_str(extra).unwrap();
+        let mut v = serde_yaml::to_value(&s).unwrap();
+        for (k, val) in patch.as_mapping().unwrap() {
+            let section = v
+                .as_mapping_mut()
+                .unwrap()
+                .entry(k.clone())
+                .or_insert(serde_yaml::Value::Mapping(Default::default()));
+            for (kk, vv) in val.as_mapping().unwrap() {
+                section
+                    .as_mapping_mut()
+                    .unwrap()
+                    .insert(kk.clone(), vv.clone());
+            }
+        }
+        s = serde_yaml::from_value(v).unwrap();
+        s.validate().unwrap_err()
+    }
+
+    fn field(err: &Error) -> &str {
+        match err {
+            Error::Invalid { field, .. } | Error::Quantity { field, .. } => field,
+            Error::KafkaConfig { .. } => "kafka.config",
+        }
+    }
+
+    #[test]
+    fn validate_repeats_the_api_servers_cross_field_rules() {
+        let cases = [
+            (
+                "autoscaling: {minReplicas: 5, maxReplicas: 2}",
+                "autoscaling.minReplicas",
+            ),
+            ("resources: {memory: -1Gi}", "resources.memory"),
+            ("resources: {memory: 256m}", "resources.memory"),
+            ("limits: {flushBytes: '0'}", "limits.flushBytes"),
+            ("limits: {maxInFlight: 0}", "limits.maxInFlight"),
+            ("limits: {consumeBatchSize: 5}", "limits.consumeBatchSize"),
+            (
+                "autotune: {minFlushBytes: 64Mi, maxFlushBytes: 1Mi}",
+                "autotune.minFlushBytes",
+            ),
+            (
+                "autotune: {minInFlight: 9, maxInFlight: 8}",
+                "autotune.minInFlight",
+            ),
+            ("autotune: {maxInFlight: 2}", "limits.maxInFlight"),
+            (
+                "{limits: {flushBytes: 64Mi}, autotune: {maxFlushBytes: 32Mi}}",
+                "limits.flushBytes",
+            ),
+            ("sink: {url: 's3://bucket'}", "sink.url"),
+            ("sink: {url: 'http://x', format: parquet}", "sink.format"),
+            (
+                "kafka: {config: {enable.auto.commit: 'true'}}",
+                "kafka.config",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = refused(extra);
+            assert_eq!(field(&err), want, "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn refusals_carry_the_same_words_as_the_api_server() {
+        let err = refused("autoscaling: {minReplicas: 5, maxReplicas: 2}");
+        assert_eq!(
+            err.to_string(),
+            "autoscaling.minReplicas: autoscaling.minReplicas must not exceed maxReplicas"
+        );
+        let err = refused("sink: {url: 'ftp://host/dir'}");
+        assert!(err
+            .to_string()
+            .contains("sink.url must use the file, http or https scheme"));
+    }
+}

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# e2e/tests/crd.sh: the MillpondConsumer CRD against the real Kubernetes API
+# server of the local stack.
+#
+#   e2e/stack up k8s && e2e/tests/crd.sh
+#
+# Starts nothing: it uses the running control plane (KUBECONFIG from
+# `e2e/stack env`), installs the CRD from crds/ (left installed, like a user
+# would), and works in a namespace of its own that it deletes at the end.
+#
+# Proves that the API server accepts the generated CRD and that, through it:
+# `kubectl explain` shows the field docs; defaults are filled in; invalid
+# consumers are refused with a message naming the field; `kubectl get`
+# prints the columns; `kubectl scale` works through the scale subresource.
+#
+# Prints one line per check and `N passed, M failed` last; exits non-zero
+# when a check failed.
+
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 2
+
+eval "$(e2e/stack env 2>/dev/null)"
+if [[ -z ${KUBECONFIG:-} ]] || ! kubectl version >/dev/null 2>&1; then
+    echo "crd.sh: no Kubernetes API server; start it with: e2e/stack up k8s" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+NS="millpond-crd-test-$$"
+CRD=millpondconsumers.millpond.io
+PASSED=0
+FAILED=0
+
+pass() {
+    PASSED=$((PASSED + 1))
+    printf 'ok    %s\n' "$1"
+}
+
+# fail NAME DETAIL...
+fail() {
+    FAILED=$((FAILED + 1))
+    printf 'FAIL  %s\n' "$1"
+    shift
+    local line
+    for line in "$@"; do
+        printf '%s\n' "$line" | sed 's/^/      /'
+    done
+}
+
+# check NAME EXPECTED ACTUAL
+check() {
+    if [[ $2 == "$3" ]]; then
+        pass "$1"
+    else
+        fail "$1" "expected: $2" "actual:   $3"
+    fi
+}
+
+# check_contains NAME TEXT FRAGMENT...
+check_contains() {
+    local name=$1 text=$2 fragment
+    shift 2
+    for fragment in "$@"; do
+        if [[ $text != *"$fragment"* ]]; then
+            fail "$name" "missing: $fragment" "in:" "$text"
+            return
+        fi
+    done
+    pass "$name"
+}
+
+cleanup() {
+    kubectl delete namespace "$NS" --wait=false --ignore-not-found >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# consumer NAME: a MillpondConsumer manifest whose spec is read from stdin
+# (indented by two spaces).
+consumer() {
+    printf 'apiVersion: millpond.io/v1alpha1\nkind: MillpondConsumer\nmetadata:\n  name: %s\nspec:\n' "$1"
+    cat
+}
+
+# object_name TEXT -> TEXT as a valid object name ("a negative flushBytes" ->
+# "a-negative-flushbytes").
+object_name() {
+    printf '%s' "$1" | tr '[:upper:]' '[:lower:]' | tr -cs 'a-z0-9' '-' | cut -c1-60 | sed 's/^-*//; s/-*$//'
+}
+
+# refused WHAT FRAGMENT... : creating the consumer whose spec is on stdin
+# fails, and the API server's answer contains every fragment.
+refused() {
+    local what=$1 name out
+    name=$(object_name "$1")
+    shift
+    if out=$(consumer "$name" | kubectl create --validate=strict -n "$NS" -f - 2>&1); then
+        fail "refuses $what" "the API server accepted it: $out"
+        kubectl delete -n "$NS" mpc "$name" --wait=false >/dev/null 2>&1
+        return
+    fi
+    if [[ $out == *metadata.name* ]]; then
+        fail "refuses $what" "the object name is invalid, not the spec: $out"
+        return
+    fi
+    check_contains "refuses $what" "$out" "$@"
+}
+
+# accepted NAME : creating the consumer whose spec is on stdin succeeds.
+accepted() {
+    local out
+    if out=$(consumer "$1" | kubectl create --validate=strict -n "$NS" -f - 2>&1); then
+        pass "accepts $1"
+    else
+        fail "accepts $1" "$out"
+    fi
+}
+
+# ------------------------------------------------------------ the CRD --
+
+if out=$(kubectl apply -f crds/ 2>&1); then
+    pass "kubectl apply -f crds/ is accepted"
+else
+    fail "kubectl apply -f crds/ is accepted" "$out"
+fi
+
+if out=$(kubectl wait --for=condition=Established "crd/$CRD" --timeout=60s 2>&1); then
+    pass "the CRD becomes Established"
+else
+    fail "the CRD becomes Established" "$out"
+fi
+
+check "the CRD is namespaced with short name mpc and category millpond" \
+    "Namespaced mpc millpond" \
+    "$(kubectl get crd "$CRD" -o jsonpath='{.spec.scope} {.spec.names.shortNames[0]} {.spec.names.categories[0]}')"
+
+# kubectl explain reads the OpenAPI document, which the API server publishes
+# shortly after the CRD is established.
+explain() {
+    local out
+    for _ in $(seq 1 30); do
+        if out=$(kubectl explain "$1" 2>&1); then
+            printf '%s\n' "$out"
+            return 0
+        fi
+        sleep 1
+    done
+    printf '%s\n' "$out"
+    return 1
+}
+
+check_contains "kubectl explain mpc.spec shows the spec's description and fields" \
+    "$(explain mpc.spec)" \
+    "Consume one Kafka topic into a sink" "kafka	<Object> -required-" "autoscaling	<Object>" "replicas	<integer>"
+check_contains "kubectl explain shows the default consumer group" \
+    "$(explain mpc.spec.kafka.groupId)" "Defaults to" "millpond-<topic>"
+check_contains "kubectl explain shows that at-least-once breakers are refused" \
+    "$(explain mpc.spec.kafka.config)" "enable.auto.commit=true" "are refused"
+check_contains "kubectl explain shows the memory budget" \
+    "$(explain mpc.spec.resources.memory)" "Memory budget of one pod" "memory limit"
+check_contains "kubectl explain shows the scaling bounds" \
+    "$(explain mpc.spec.autoscaling)" "minReplicas" "maxReplicas" "targetDrainSeconds" "How the operator chooses the number of pods"
+
+# ----------------------------------------------------- valid consumers --
+
+kubectl create namespace "$NS" >/dev/null
+
+if out=$(kubectl apply -n "$NS" -f examples/millpondconsumer.yaml 2>&1); then
+    pass "the example is accepted"
+else
+    fail "the example is accepted" "$out"
+fi
+
+check "the API server fills defaults the example leaves out" \
+    "4 1 300 1000 true 3" \
+    "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.spec.autoscaling.maxScaleUpStep} {.spec.autoscaling.maxScaleDownStep} {.spec.autoscaling.scaleDownStabilizationSeconds} {.spec.limits.consumeBatchSize} {.spec.autotune.enabled} {.spec.autoscaling.stuckIntervals}')"
+
+accepted minimal <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+  sink:
+    url: http://ingest.example.com/orders
+EOF
+
+check "a minimal consumer gets every default" \
+    "256Mi ndjson false 5000 4 1000 1 12 300 0 false true" \
+    "$(kubectl get mpc minimal -n "$NS" -o jsonpath='{.spec.resources.memory} {.spec.sink.format} {.spec.sink.metadata} {.spec.limits.flushIntervalMs} {.spec.limits.maxInFlight} {.spec.limits.consumeBatchSize} {.spec.autoscaling.minReplicas} {.spec.autoscaling.maxReplicas} {.spec.autoscaling.targetDrainSeconds} {.spec.autoscaling.scaleUpStabilizationSeconds} {.spec.autoscaling.paused} {.spec.autotune.enabled}')"
+
+check "groupId stays unset (the operator uses millpond-<topic>)" \
+    "" "$(kubectl get mpc minimal -n "$NS" -o jsonpath='{.spec.kafka.groupId}')"
+
+accepted secured <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9093
+    topic: payments.v1
+    groupId: payments-archive
+    config:
+      enable.auto.commit: "false"
+      enable.auto.offset.store: "False"
+      auto.offset.reset: earliest
+    sasl:
+      mechanism: SCRAM-SHA-512
+      usernameSecretRef: {name: kafka-user, key: username}
+      passwordSecretRef: {name: kafka-user, key: password}
+    tls:
+      caSecretRef: {name: kafka-ca, key: ca.crt}
+  sink:
+    url: https://ingest.example.com/payments
+    deadLetterTopic: payments.dlq
+    http: {timeoutMs: 10000}
+  resources: {memory: 1Gi, cpu: 2}
+  limits: {flushBytes: 16Mi, maxInFlight: 8}
+  autotune: {minFlushBytes: 4Mi, maxFlushBytes: 64Mi, minInFlight: 2, maxInFlight: 16}
+  template:
+    image: registry.example.com/millpond-consumer:dev
+    imagePullPolicy: IfNotPresent
+    labels: {team: payments}
+    tolerations: [{key: dedicated, operator: Equal, value: kafka, effect: NoSchedule}]
+    env: [{name: RUST_LOG, value: debug}]
+EOF
+
+check "the http sink gets its default retries" \
+    "10000 10" "$(kubectl get mpc secured -n "$NS" -o jsonpath='{.spec.sink.http.timeoutMs} {.spec.sink.http.maxRetries}')"
+
+# --------------------------------------------------- invalid consumers --
+
+refused "a string where an integer belongs" \
+    'spec.autoscaling.maxReplicas: Invalid value: "string": spec.autoscaling.maxReplicas in body must be of type integer' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  autoscaling: {maxReplicas: many}
+EOF
+
+refused "minReplicas above maxReplicas" \
+    'spec.autoscaling.minReplicas: Invalid value: "object": autoscaling.minReplicas must not exceed maxReplicas' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  autoscaling: {minReplicas: 5, maxReplicas: 2}
+EOF
+
+refused "a negative memory budget" \
+    'spec.resources.memory: Invalid value: "string": resources.memory must be a positive whole number of bytes, such as 256Mi' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  resources: {memory: -1Gi}
+EOF
+
+refused "a memory budget in thousandths of a byte (256m)" \
+    'spec.resources.memory: Invalid value: "string": resources.memory must be a positive whole number of bytes' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  resources: {memory: 256m}
+EOF
+
+refused "a negative flushBytes" \
+    'spec.limits.flushBytes: Invalid value: "string": limits.flushBytes must be a positive whole number of bytes, such as 8Mi' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {flushBytes: -8Mi}
+EOF
+
+refused "a missing topic" \
+    'spec.kafka.topic: Required value' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092"}
+  sink: {url: "file:///data"}
+EOF
+
+refused "an empty topic" \
+    'spec.kafka.topic: Invalid value: "": spec.kafka.topic in body should be at least 1 chars long' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: ""}
+  sink: {url: "file:///data"}
+EOF
+
+refused "a topic name Kafka does not allow" \
+    "spec.kafka.topic: Invalid value: \"orders/v1\": spec.kafka.topic in body should match '^[a-zA-Z0-9._-]{1,249}\$'" <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: "orders/v1"}
+  sink: {url: "file:///data"}
+EOF
+
+refused "an unknown sink scheme" \
+    'spec.sink.url: Invalid value: "string": sink.url must use the file, http or https scheme' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "s3://bucket/orders"}
+EOF
+
+refused "an unknown sink format" \
+    'spec.sink.format: Unsupported value: "csv": supported values: "ndjson", "parquet"' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data", format: csv}
+EOF
+
+refused "parquet to an http sink" \
+    'spec.sink.format: Invalid value: "object": sink.format parquet needs a file:// sink' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "http://ingest:8080/orders", format: parquet}
+EOF
+
+refused "maxInFlight 0" \
+    'spec.limits.maxInFlight: Invalid value: 0: spec.limits.maxInFlight in body should be greater than or equal to 1' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {maxInFlight: 0}
+EOF
+
+refused "consumeBatchSize below 10" \
+    'spec.limits.consumeBatchSize: Invalid value: 5: spec.limits.consumeBatchSize in body should be greater than or equal to 10' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {consumeBatchSize: 5}
+EOF
+
+refused "negative replicas" \
+    'spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  replicas: -1
+EOF
+
+refused "autotune flush bounds in the wrong order" \
+    'spec.autotune.minFlushBytes: Invalid value: "object": autotune.minFlushBytes must not exceed maxFlushBytes' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  autotune: {minFlushBytes: 64Mi, maxFlushBytes: 1Mi}
+EOF
+
+refused "autotune in-flight bounds in the wrong order" \
+    'spec.autotune.minInFlight: Invalid value: "object": autotune.minInFlight must not exceed maxInFlight' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  autotune: {minInFlight: 9, maxInFlight: 8}
+  limits: {maxInFlight: 8}
+EOF
+
+refused "limits.maxInFlight outside the autotune bounds" \
+    'spec.limits.maxInFlight: Invalid value: "object": limits.maxInFlight must lie within autotune.minInFlight and autotune.maxInFlight' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {maxInFlight: 16}
+  autotune: {maxInFlight: 8}
+EOF
+
+refused "limits.flushBytes outside the autotune bounds" \
+    'spec.limits.flushBytes: Invalid value: "object": limits.flushBytes must lie within autotune.minFlushBytes and autotune.maxFlushBytes' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {flushBytes: 128Mi}
+  autotune: {maxFlushBytes: 32Mi}
+EOF
+
+refused "enable.auto.commit=true (breaks at-least-once)" \
+    'spec.kafka.config: Invalid value: "object": kafka.config may set enable.auto.commit=false' 'only to these values (at-least-once delivery)' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+    config: {enable.auto.commit: "true"}
+  sink: {url: "file:///data"}
+EOF
+
+refused "a SASL password in kafka.config" \
+    'spec.kafka.config: Invalid value: "object": kafka.config may set' 'must not set enable.partition.eof, group.id, bootstrap.servers, metadata.broker.list, sasl.username, sasl.password' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+    config: {sasl.password: hunter2}
+  sink: {url: "file:///data"}
+EOF
+
+refused "a SASL password as a plain field (strict field validation)" \
+    'unknown field "spec.kafka.sasl.password"' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+    sasl:
+      mechanism: PLAIN
+      usernameSecretRef: {name: kafka-user, key: username}
+      passwordSecretRef: {name: kafka-user, key: password}
+      password: hunter2
+  sink: {url: "file:///data"}
+EOF
+
+refused "an unknown SASL mechanism" \
+    'spec.kafka.sasl.mechanism: Unsupported value: "GSSAPI": supported values: "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+    sasl:
+      mechanism: GSSAPI
+      usernameSecretRef: {name: kafka-user, key: username}
+      passwordSecretRef: {name: kafka-user, key: password}
+  sink: {url: "file:///data"}
+EOF
+
+refused "security.protocol in kafka.config next to kafka.sasl" \
+    'spec.kafka.config: Invalid value: "object": kafka.config must not set security.protocol' 'when kafka.sasl or kafka.tls is used' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9092
+    topic: orders
+    config: {security.protocol: SASL_SSL}
+    sasl:
+      mechanism: PLAIN
+      usernameSecretRef: {name: kafka-user, key: username}
+      passwordSecretRef: {name: kafka-user, key: password}
+  sink: {url: "file:///data"}
+EOF
+
+refused "a client certificate without its key" \
+    'spec.kafka.tls: Invalid value: "object": kafka.tls.certSecretRef and kafka.tls.keySecretRef go together' <<'EOF'
+  kafka:
+    bootstrapServers: kafka:9093
+    topic: orders
+    tls:
+      certSecretRef: {name: kafka-client, key: tls.crt}
+  sink: {url: "file:///data"}
+EOF
+
+# -------------------------------------------- printer columns, status --
+
+header=$(kubectl get mpc -n "$NS" 2>&1 | head -n 1 | tr -s ' ')
+check "kubectl get mpc prints the columns" "NAME REPLICAS READY LAG FULLNESS STATUS AGE" "$header"
+
+status='{"status":{"replicas":3,"readyReplicas":2,"selector":"app.kubernetes.io/instance=orders","partitions":12,
+  "lag":{"total":1234,"maxPartition":400,"ratePerSecond":-12.5},"bufferFullness":0.42,
+  "limits":{"flushBytes":8388608,"flushIntervalMs":5000,"maxInFlight":4,"consumeBatchSize":1000,"generation":2},
+  "stuckPartitions":[3],
+  "lastDecision":{"time":"2026-01-01T00:00:00Z","direction":"up","from":1,"to":3,"reason":"lag 1234 drains in 300s with 3 pods"},
+  "observedGeneration":1,
+  "conditions":[{"type":"Ready","status":"False","reason":"PodsNotReady","message":"2 of 3 pods ready","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}'
+if out=$(kubectl patch mpc orders -n "$NS" --subresource=status --type=merge -p "$status" 2>&1); then
+    pass "a full status is accepted through the status subresource"
+else
+    fail "a full status is accepted through the status subresource" "$out"
+fi
+
+row=$(kubectl get mpc orders -n "$NS" --no-headers 2>&1 | tr -s ' ' | cut -d' ' -f1-6)
+check "kubectl get mpc shows replicas, ready, lag, fullness and the Ready reason" \
+    "orders 3 2 1234 0.42 PodsNotReady" "$row"
+
+check "kubectl get millpond lists consumers by category" \
+    "$(kubectl get mpc -n "$NS" -o name | sort)" "$(kubectl get millpond -n "$NS" -o name | sort)"
+
+# ------------------------------------------------------- scale --
+
+if out=$(kubectl scale -n "$NS" mpc/orders --replicas=3 2>&1); then
+    pass "kubectl scale mpc/orders --replicas=3 is accepted"
+else
+    fail "kubectl scale mpc/orders --replicas=3 is accepted" "$out"
+fi
+check "kubectl scale sets .spec.replicas" "3" \
+    "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.spec.replicas}')"
+
+scale=$(kubectl get --raw "/apis/millpond.io/v1alpha1/namespaces/$NS/millpondconsumers/orders/scale" 2>&1)
+check_contains "the scale subresource reports spec replicas, status replicas and the selector" \
+    "$scale" '"spec":{"replicas":3}' '"replicas":3' '"selector":"app.kubernetes.io/instance=orders"'
+
+if out=$(kubectl scale -n "$NS" mpc/minimal --replicas=-1 2>&1); then
+    fail "kubectl scale refuses negative replicas" "accepted: $out"
+else
+    pass "kubectl scale refuses negative replicas"
+fi
+
+echo "$PASSED passed, $FAILED failed"
+(( FAILED == 0 ))
