@@ -42,58 +42,11 @@ if [[ -z ${KUBECONFIG:-} ]] || ! kubectl version >/dev/null 2>&1; then
     exit 1
 fi
 
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 NS="millpond-kubelet-test-$$"
-PASSED=0
-FAILED=0
 STARTED_KUBELET=0
-
-pass() {
-    PASSED=$((PASSED + 1))
-    printf 'ok    %s\n' "$1"
-}
-
-# fail NAME DETAIL...
-fail() {
-    FAILED=$((FAILED + 1))
-    printf 'FAIL  %s\n' "$1"
-    shift
-    local line
-    for line in "$@"; do
-        printf '%s\n' "$line" | sed 's/^/      /'
-    done
-}
-
-# check NAME EXPECTED ACTUAL
-check() {
-    if [[ $2 == "$3" ]]; then
-        pass "$1"
-    else
-        fail "$1" "expected: $2" "actual:   $3"
-    fi
-}
-
-# check_contains NAME TEXT FRAGMENT...
-check_contains() {
-    local name=$1 text=$2 fragment
-    shift 2
-    for fragment in "$@"; do
-        if [[ $text != *"$fragment"* ]]; then
-            fail "$name" "missing: $fragment" "in:" "$text"
-            return
-        fi
-    done
-    pass "$name"
-}
-
-# poll TIMEOUT_S CMD... : true once CMD succeeds (quietly) within TIMEOUT_S.
-poll() {
-    local deadline=$(( SECONDS + $1 ))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        (( SECONDS >= deadline )) && return 1
-        sleep 0.5
-    done
-}
 
 cleanup() {
     kubectl delete namespace "$NS" --ignore-not-found --timeout=60s >/dev/null 2>&1 || true
@@ -347,5 +300,4 @@ else
         "live: $(live_pids | tr '\n' ' ')" "$(kubectl -n "$NS" get pods 2>&1)"
 fi
 
-echo "$PASSED passed, $FAILED failed"
-(( FAILED == 0 ))
+finish
