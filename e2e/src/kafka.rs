@@ -185,12 +185,11 @@ pub fn high_watermarks(servers: &str, topic: &str, partitions: i32) -> Result<BT
         .collect()
 }
 
-/// Every record of a topic (from the beginning), as `(payload, headers)`.
-pub fn read_all(
-    servers: &str,
-    topic: &str,
-    partitions: i32,
-) -> Result<Vec<(Vec<u8>, BTreeMap<String, String>)>> {
+/// A record's payload and headers.
+pub type RawRecord = (Vec<u8>, BTreeMap<String, String>);
+
+/// Every record of a topic (from the beginning).
+pub fn read_all(servers: &str, topic: &str, partitions: i32) -> Result<Vec<RawRecord>> {
     use rdkafka::message::{Headers, Message};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
