@@ -190,10 +190,16 @@ impl Settings {
             )?,
             sink_factor: sink.memory_factor(),
         };
-        let plan = budget::plan(&request)?;
+        // Before Kafka tells the partition count, only the budget itself is
+        // checked; the flush size is checked against the final plan (see
+        // `source::run`), so both the operator and the pod judge it alike.
+        let plan = budget::plan(&BudgetRequest {
+            flush_bytes: None,
+            ..request.clone()
+        })?;
         let limits = Limits {
             generation: args.limits_generation,
-            flush_bytes: plan.flush_bytes,
+            flush_bytes: args.flush_bytes.unwrap_or(plan.flush_bytes),
             flush_interval_ms: args.flush_interval_ms,
             max_in_flight: args.max_in_flight,
             consume_batch_size: args.consume_batch_size,

@@ -531,3 +531,28 @@ fn a_missing_topic_is_refused_with_its_name() {
         c.log_text()
     );
 }
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn a_flush_size_beyond_the_budget_is_refused_with_the_numbers() {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("budget", 4);
+    let mut c = Consumer::start(
+        work.path(),
+        "budget",
+        &[
+            ("KAFKA_TOPIC", topic),
+            ("SINK_URL", "file:///tmp/millpond-budget".into()),
+            ("MEMORY_BUDGET", "128Mi".into()),
+            ("FLUSH_BYTES", "64Mi".into()),
+        ],
+    );
+    let status = c.wait(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{}", c.log_text());
+    let log = c.log_text();
+    assert!(
+        log.contains("flush_bytes=64.0Mi with max_in_flight=4 needs")
+            && log.contains("but the budget is 128.0Mi"),
+        "{log}"
+    );
+}

@@ -76,11 +76,6 @@ fn a_budget_too_small_is_refused_with_the_numbers() {
         2,
         "memory budget: budget 32.0Mi is below the 49.6Mi the process needs",
     );
-    assert_refused(
-        &[("MEMORY_BUDGET", "128Mi"), ("FLUSH_BYTES", "64Mi")],
-        2,
-        "flush_bytes=64.0Mi with max_in_flight=4 needs",
-    );
 }
 
 #[test]

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# e2e/tests/operator.sh: the operator installed the way a user installs it,
+# on the real stack (Kafka, Kubernetes control plane, process kubelet).
+#
+#   e2e/stack up && e2e/tests/operator.sh
+#
+# `kubectl apply` the CRD → `helm install` the chart (2 operator replicas,
+# leader election, the chart's RBAC and nothing more) → create a topic with
+# records → `kubectl apply` a MillpondConsumer. Then:
+#   * the operator creates the consumer Deployment, its pods run and every
+#     record reaches the file sink; `kubectl get mpc` shows the columns;
+#   * editing the spec rolls the consumer pods out;
+#   * a Deployment edited by hand is put back;
+#   * killing the leader operator pod hands leadership to the other replica,
+#     which keeps reconciling;
+#   * deleting the MillpondConsumer removes everything it owned.
+# Works in a namespace of its own, deleted at the end.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
+    echo "operator.sh: the stack is not up; run: e2e/stack up && eval \"\$(e2e/stack env)\"" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NS="millpond-operator-test-$$"
+RELEASE="mp"
+TOPIC="operator-test-$$"
+SINK="/tmp/millpond-operator-test-$$"
+RECORDS=100000
+
+cleanup() {
+    helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
+    rm -rf "$SINK"
+}
+trap cleanup EXIT
+
+# poll TIMEOUT_S CMD... : true once CMD succeeds within TIMEOUT_S.
+poll() {
+    local deadline=$(( SECONDS + $1 ))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        (( SECONDS >= deadline )) && return 1
+        sleep 1
+    done
+}
+
+sink_lines() { cat "$SINK"/*.ndjson 2>/dev/null | wc -l; }
+all_delivered() { (( $(sink_lines) >= RECORDS )); }
+leader() { kubectl get lease -n "$NS" "$RELEASE-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+gone() { ! kubectl get "$@" -n "$NS" >/dev/null 2>&1; }
+
+kubectl apply -f crds/ >/dev/null
+kubectl create namespace "$NS" >/dev/null
+
+# The chart as a user installs it; the operator decides every 3 s here.
+if out=$(helm install "$RELEASE" charts/millpond-operator -n "$NS" \
+    --set-json 'extraEnv=[{"name":"INTERVAL_SECONDS","value":"3"}]' --wait --timeout 120s 2>&1); then
+    pass "helm install of the chart: both operator replicas ready"
+else
+    fail "helm install of the chart" "$out"
+    finish
+    exit 1
+fi
+has_leader() { [[ -n $(leader) ]]; }
+poll 60 has_leader && pass "one operator replica holds the leader lease ($(leader))" \
+    || fail "a leader is elected" "lease: $(kubectl get lease -n "$NS" -o yaml 2>&1 | tail -20)"
+
+target/release/millpond-loadgen --topic "$TOPIC" --create-partitions 4 --records "$RECORDS" --size 300 >/dev/null
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: orders
+spec:
+  kafka:
+    bootstrapServers: $KAFKA_BOOTSTRAP_SERVERS
+    topic: $TOPIC
+  sink:
+    url: file://$SINK
+  resources:
+    memory: 256Mi
+  autoscaling:
+    minReplicas: 1
+    maxReplicas: 4
+EOF
+
+if poll 120 kubectl rollout status deployment/orders -n "$NS" --timeout=5s; then
+    pass "the operator created the consumer Deployment and its pods became ready"
+else
+    fail "consumer Deployment ready" "$(kubectl get deploy,pods -n "$NS" -o wide 2>&1)" \
+        "$(tail -20 "${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}"/kubelet/logs/"${NS}"_orders-*_consumer.log 2>/dev/null)"
+fi
+if poll 180 all_delivered; then
+    pass "every record reached the sink ($(sink_lines) lines for $RECORDS records)"
+else
+    fail "every record reached the sink" "$(sink_lines) of $RECORDS"
+fi
+check_contains "kubectl get mpc shows replicas, lag, fullness and status" \
+    "$(kubectl get mpc -n "$NS" 2>&1)" REPLICAS READY LAG FULLNESS STATUS orders
+lag_zero() { [[ $(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.lag.total}') == 0 ]]; }
+poll 60 lag_zero \
+    && pass "status.lag.total drops to 0 once the backlog is delivered" \
+    || fail "lag reaches 0" "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.status}')"
+check "the owned objects carry the consumer's owner reference" "MillpondConsumer/orders" \
+    "$(kubectl get deploy orders -n "$NS" -o jsonpath='{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}')"
+
+# A spec change rolls out: new pods with the new configuration.
+old_hash=$(kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.metadata.annotations.millpond\.io/config-hash}')
+kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"sink":{"metadata":true}}}' >/dev/null
+new_hash() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.metadata.annotations.millpond\.io/config-hash}'; }
+hash_changed() { [[ $(new_hash) != "$old_hash" ]]; }
+if poll 60 hash_changed && poll 120 kubectl rollout status deployment/orders -n "$NS" --timeout=5s; then
+    check_contains "editing the spec rolls out pods with the new settings" \
+        "$(kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env}')" '"SINK_METADATA"' '"true"'
+else
+    fail "editing the spec rolls out" "hash $old_hash -> $(new_hash)" "$(kubectl get deploy,rs,pods -n "$NS" -o wide 2>&1)" \
+        "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions}' 2>&1)"
+fi
+
+# A hand edit of an owned object is put back.
+kubectl set env deployment/orders -n "$NS" SINK_URL=file:///tmp/elsewhere >/dev/null
+sink_url() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="SINK_URL")].value}'; }
+sink_restored() { [[ $(sink_url) == "file://$SINK?format=ndjson" ]]; }
+poll 60 sink_restored && pass "a hand-edited Deployment is put back" \
+    || fail "a hand-edited Deployment is put back" "SINK_URL=$(sink_url)"
+
+# Killing the leader hands over to the other replica, which keeps acting.
+old_leader=$(leader)
+kubectl delete pod -n "$NS" "$old_leader" --wait=false >/dev/null
+new_leader_elected() { local l; l=$(leader); [[ -n $l && $l != "$old_leader" ]]; }
+if poll 90 new_leader_elected; then
+    pass "killing the leader ($old_leader) hands over to $(leader)"
+else
+    fail "leader hand-over" "lease holder: $(leader)"
+fi
+kubectl scale deployment/orders -n "$NS" --replicas=3 >/dev/null
+replicas() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.replicas}'; }
+decided() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.replicas}'; }
+reconciled() { [[ $(replicas) == "$(decided)" ]]; }
+poll 60 reconciled && pass "the new leader reconciles (the replica count is its decision again: $(replicas))" \
+    || fail "the new leader reconciles" "deployment $(replicas), decided $(decided)"
+
+# Deleting the MillpondConsumer removes everything it owned.
+kubectl delete mpc orders -n "$NS" >/dev/null
+if poll 90 gone deployment/orders && poll 30 gone configmap/orders-limits && poll 30 gone service/orders-metrics \
+    && poll 30 gone pdb/orders && poll 30 gone secret/orders-admin; then
+    pass "deleting the MillpondConsumer removes its Deployment, ConfigMap, Service, PDB and Secret"
+else
+    fail "garbage collection of owned objects" "$(kubectl get all,cm,secret,pdb -n "$NS" 2>&1)"
+fi
+no_consumer_pods() { [[ -z $(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-consumer -o name 2>/dev/null) ]]; }
+poll 90 no_consumer_pods && pass "and its pods stop" || fail "consumer pods stop" "$(kubectl get pods -n "$NS" 2>&1)"
+
+finish

@@ -1,0 +1,673 @@
+//! The reconciler: for each `MillpondConsumer`, observe → decide → act.
+//!
+//! 1. validate the spec (no client);
+//! 2. observe Kafka (partitions, watermarks, committed offsets) and the pods'
+//!    metrics, each with a deadline;
+//! 3. decide with the pure [`policy::decide`], resuming from the state kept in
+//!    an annotation of the Deployment (a new leader continues where the old
+//!    one stopped);
+//! 4. apply the desired objects with server-side apply (one field manager),
+//!    push changed limits to the running pods, patch the status, publish an
+//!    Event when the replica count changes.
+//!
+//! With missing data (Kafka unreachable, topic missing, impossible budget) it
+//! keeps the last decision, reports `Degraded` with a reason, and requeues.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use millpond_consumer::budget::{self, BudgetRequest};
+use millpond_crds::condition::{self, reason};
+use millpond_crds::{
+    CurrentLimits, Direction, LagStatus, MillpondConsumer, MillpondConsumerStatus,
+};
+use serde_json::json;
+use tokio::sync::{watch, Mutex};
+
+use crate::build::{self, BuildContext};
+use crate::metrics::Metrics;
+use crate::observe::kafka::{self, KafkaTarget};
+use crate::observe::pods::{self, PodMetrics};
+use crate::policy::{
+    self, Observation, PartitionObservation, PolicySpec, PolicyState, TunedLimits,
+};
+
+/// The one field manager of every object the operator writes.
+pub const FIELD_MANAGER: &str = "millpond-operator";
+/// Annotation on the Deployment holding the policy state.
+pub const STATE_ANNOTATION: &str = "millpond.io/policy-state";
+/// Port of the consumers' metrics and admin endpoint.
+const CONSUMER_PORT: u16 = 9090;
+
+/// Errors of one reconciliation; transient ones are retried with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("building objects: {0}")]
+    Build(#[from] build::Error),
+    #[error("serializing: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// Bounded label for `millpond_operator_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Build(_) => "build",
+            Error::Json(_) => "json",
+        }
+    }
+}
+
+/// Settings of the reconciler.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub consumer_image: String,
+    pub interval: Duration,
+    pub kafka_timeout: Duration,
+    pub scrape_timeout: Duration,
+}
+
+/// Per-consumer memory between reconciliations (lost on restart; the policy
+/// state that matters is also in the Deployment's annotation).
+#[derive(Default)]
+struct Memory {
+    scrapes: BTreeMap<String, PodMetrics>,
+    scraped_at: Option<Instant>,
+}
+
+/// Shared by every reconciliation.
+pub struct Context {
+    pub client: kube::Client,
+    pub http: reqwest::Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub settings: Settings,
+    pub leading: watch::Receiver<bool>,
+    memory: Mutex<BTreeMap<String, Memory>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        settings: Settings,
+        leading: watch::Receiver<bool>,
+    ) -> Self {
+        Context {
+            client,
+            http: reqwest::Client::new(),
+            recorder,
+            metrics,
+            settings,
+            leading,
+            memory: Mutex::default(),
+        }
+    }
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Time(Timestamp::now()),
+        observed_generation: generation,
+    }
+}
+
+/// Keeps `lastTransitionTime` of conditions whose status did not change.
+fn carry_transitions(new: &mut [Condition], old: &[Condition]) {
+    for c in new.iter_mut() {
+        if let Some(prev) = old
+            .iter()
+            .find(|o| o.type_ == c.type_ && o.status == c.status)
+        {
+            c.last_transition_time = prev.last_transition_time.clone();
+        }
+    }
+}
+
+/// Reconciles one `MillpondConsumer`.
+#[tracing::instrument(skip_all, fields(consumer = %mpc.name_any(), namespace = mpc.namespace().unwrap_or_default()))]
+pub async fn reconcile(mpc: Arc<MillpondConsumer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !*ctx.leading.borrow() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let started = Instant::now();
+    let result = reconcile_inner(&mpc, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Error> {
+    let ns = mpc.namespace().unwrap_or_default();
+    let name = mpc.name_any();
+    let generation = mpc.metadata.generation;
+    let mpcs: Api<MillpondConsumer> = Api::namespaced(ctx.client.clone(), &ns);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let old_status = mpc.status.clone().unwrap_or_default();
+    let requeue = Action::requeue(ctx.settings.interval);
+
+    // Validate (no client).
+    if let Err(e) = mpc.spec.validate() {
+        let status = degraded(
+            &old_status,
+            reason::INVALID_SPEC,
+            format!("fix the spec: {e}"),
+            generation,
+        );
+        patch_status(&mpcs, &name, &status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // The Deployment as it is: replicas, the policy state of the last leader.
+    let existing = deployments.get_opt(&name).await?;
+    let current_replicas = existing
+        .as_ref()
+        .and_then(|d| d.spec.as_ref()?.replicas)
+        .unwrap_or(mpc.spec.autoscaling.min_replicas.max(1)) as u32;
+    let ready_replicas = existing
+        .as_ref()
+        .and_then(|d| d.status.as_ref()?.ready_replicas)
+        .unwrap_or(0);
+    let prev_state: PolicyState = existing
+        .as_ref()
+        .and_then(|d| d.annotations().get(STATE_ANNOTATION).cloned())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+
+    // Observe Kafka.
+    let target = KafkaTarget {
+        bootstrap_servers: mpc.spec.kafka.bootstrap_servers.clone(),
+        topic: mpc.spec.kafka.topic.clone(),
+        group: mpc.spec.kafka.group_id(),
+        properties: BTreeMap::new(),
+    };
+    let offsets = match kafka::observe(target, ctx.settings.kafka_timeout).await {
+        Ok(o) => o,
+        Err(e) => {
+            let why = match e {
+                kafka::KafkaObserveError::TopicMissing { .. } => reason::TOPIC_NOT_FOUND,
+                _ => reason::KAFKA_UNREACHABLE,
+            };
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["kafka"])
+                .inc();
+            tracing::warn!(error = %e, "cannot observe Kafka; keeping the last decision");
+            let status = degraded(
+                &old_status,
+                why,
+                format!("{e}; keeping {current_replicas} replicas"),
+                generation,
+            );
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(requeue);
+        }
+    };
+    let partitions = offsets.len() as u32;
+
+    // The memory budget with every partition assigned to one pod.
+    let memory = match mpc.spec.resources.memory_bytes() {
+        Ok(m) => m,
+        Err(e) => {
+            let status = degraded(&old_status, reason::INVALID_SPEC, e.to_string(), generation);
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let limits_spec = &mpc.spec.limits;
+    let plan = match budget::plan(&BudgetRequest {
+        budget: memory,
+        partitions,
+        max_in_flight: limits_spec.max_in_flight.max(1) as u32,
+        flush_bytes: limits_spec.flush_bytes().ok().flatten(),
+        queued_max_messages_kbytes: None,
+        fetch_max_bytes: None,
+        max_partition_fetch_bytes: None,
+        sink_factor: sink_factor(mpc),
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            let status = degraded(
+                &old_status,
+                reason::MEMORY_BUDGET,
+                format!("resources.memory cannot hold the consumer with all {partitions} partitions assigned: {e}"),
+                generation,
+            );
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let policy_spec = match PolicySpec::new(
+        &mpc.spec.autoscaling,
+        &mpc.spec.autotune,
+        limits_spec,
+        &plan,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            let status = degraded(&old_status, reason::INVALID_SPEC, e.to_string(), generation);
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Observe the pods.
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pod_list = pods
+        .list(&ListParams::default().labels(&build::selector_string(mpc)))
+        .await?;
+    let key = format!("{ns}/{name}");
+    let mut memories = ctx.memory.lock().await;
+    let mem = memories.entry(key.clone()).or_default();
+    let seconds = mem
+        .scraped_at
+        .map_or(ctx.settings.interval.as_secs_f64(), |t| {
+            t.elapsed().as_secs_f64()
+        });
+    let mut samples = Vec::new();
+    let mut scrapes = BTreeMap::new();
+    let mut pod_ips = Vec::new();
+    for pod in &pod_list.items {
+        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
+            continue;
+        };
+        pod_ips.push(ip.clone());
+        match pods::scrape(&ctx.http, &ip, CONSUMER_PORT, ctx.settings.scrape_timeout).await {
+            Ok(m) => {
+                samples.push(pods::interval(
+                    mem.scrapes.get(&pod.name_any()),
+                    &m,
+                    seconds,
+                ));
+                scrapes.insert(pod.name_any(), m);
+            }
+            Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "pod not scraped"),
+        }
+    }
+    mem.scrapes = scrapes;
+    mem.scraped_at = Some(Instant::now());
+    drop(memories);
+
+    let assigned: Vec<i32> = samples
+        .iter()
+        .flat_map(|s| s.partitions.iter().copied())
+        .collect();
+    let previous_limits = old_status.limits.clone();
+    let running_limits = TunedLimits {
+        flush_bytes: previous_limits
+            .as_ref()
+            .map_or(policy_spec.start_limits.flush_bytes, |l| {
+                l.flush_bytes as u64
+            }),
+        max_in_flight: previous_limits
+            .as_ref()
+            .map_or(policy_spec.start_limits.max_in_flight, |l| {
+                l.max_in_flight as u32
+            }),
+    };
+    let observation = Observation {
+        partitions: offsets
+            .iter()
+            .map(|o| PartitionObservation {
+                partition: o.partition,
+                committed: o.committed,
+                high_watermark: o.high,
+                log_start: o.low,
+                assigned: assigned.contains(&o.partition),
+            })
+            .collect(),
+        pods: samples,
+        replicas: current_replicas,
+        limits: running_limits,
+    };
+    let now_ms = Timestamp::now().as_millisecond() as u64;
+    let (decision, state) = policy::decide(&policy_spec, &observation, &prev_state, now_ms);
+
+    // While paused, `kubectl scale mpc` (spec.replicas) sets the count.
+    let replicas = match (mpc.spec.autoscaling.paused, mpc.spec.replicas) {
+        (true, Some(r)) => r.max(0) as u32,
+        _ => decision.replicas,
+    };
+
+    // Limits: a new generation only when they change.
+    let generation_of_limits = previous_limits.as_ref().map_or(0, |l| l.generation)
+        + i64::from(decision.limits != running_limits || previous_limits.is_none());
+    let limits = CurrentLimits {
+        flush_bytes: decision.limits.flush_bytes as i64,
+        flush_interval_ms: limits_spec.flush_interval_ms,
+        max_in_flight: decision.limits.max_in_flight as i32,
+        consume_batch_size: limits_spec.consume_batch_size,
+        generation: generation_of_limits,
+    };
+
+    // Act: every object by server-side apply.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let token = match secrets.get_opt(&build::admin_secret_name(mpc)).await? {
+        Some(s) => build::admin_token_of(&s).unwrap_or_else(new_token),
+        None => new_token(),
+    };
+    let build_ctx = BuildContext::new(ctx.settings.consumer_image.clone(), token.clone());
+    let mut desired = build::desired(mpc, &build_ctx, replicas as i32, &limits)?;
+    desired
+        .deployment
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(STATE_ANNOTATION.into(), serde_json::to_string(&state)?);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    apply(&secrets, &desired.admin_secret, &pp).await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+        &desired.limits,
+        &pp,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+        &desired.metrics_service,
+        &pp,
+    )
+    .await?;
+    apply(&deployments, &desired.deployment, &pp).await?;
+    apply(
+        &Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns),
+        &desired.pdb,
+        &pp,
+    )
+    .await?;
+
+    // Push changed limits to the running pods (new pods read the ConfigMap).
+    if previous_limits.as_ref() != Some(&limits) {
+        push_limits(ctx, &pod_ips, &token, &limits).await;
+    }
+
+    // Record why.
+    let direction = if replicas > current_replicas {
+        Direction::Up
+    } else if replicas < current_replicas {
+        Direction::Down
+    } else {
+        Direction::Hold
+    };
+    ctx.metrics
+        .decisions
+        .with_label_values(&[match direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Hold => "hold",
+        }])
+        .inc();
+    ctx.metrics
+        .desired_replicas
+        .with_label_values(&[&ns, &name])
+        .set(replicas as i64);
+    if direction != Direction::Hold {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: if direction == Direction::Up {
+                "ScaledUp"
+            } else {
+                "ScaledDown"
+            }
+            .into(),
+            note: Some(format!(
+                "{current_replicas} -> {replicas}: {}",
+                decision.reason
+            )),
+            action: "Scale".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &mpc.object_ref(&())).await {
+            tracing::warn!(error = %e, "event not published");
+        }
+        tracing::info!(from = current_replicas, to = replicas, reason = %decision.reason, "scaling");
+    }
+
+    let mut conditions = vec![
+        condition(
+            condition::READY,
+            ready_replicas as u32 >= replicas && replicas > 0,
+            if ready_replicas as u32 >= replicas {
+                reason::RUNNING
+            } else {
+                reason::PODS_NOT_READY
+            },
+            format!("{ready_replicas} of {replicas} pods ready"),
+            generation,
+        ),
+        condition(
+            condition::SCALING,
+            direction != Direction::Hold,
+            match (mpc.spec.autoscaling.paused, direction) {
+                (true, _) => reason::PAUSED,
+                (_, Direction::Up) => reason::SCALING_UP,
+                (_, Direction::Down) => reason::SCALING_DOWN,
+                _ if decision.at_max => reason::AT_MAX_REPLICAS,
+                _ => reason::STABLE,
+            },
+            decision.reason.clone(),
+            generation,
+        ),
+        if decision.stuck_partitions.is_empty() {
+            condition(
+                condition::DEGRADED,
+                false,
+                reason::AS_EXPECTED,
+                "all observations available",
+                generation,
+            )
+        } else {
+            condition(
+                condition::DEGRADED,
+                true,
+                reason::STUCK_PARTITIONS,
+                format!(
+                    "partitions {:?} do not advance although they lag; their lag does not drive scaling: check the sink and the consumer logs",
+                    decision.stuck_partitions
+                ),
+                generation,
+            )
+        },
+    ];
+    carry_transitions(&mut conditions, &old_status.conditions);
+    let fullness = observation
+        .pods
+        .iter()
+        .map(|p| p.buffer_fullness)
+        .fold(None, |acc: Option<f64>, f| {
+            Some(acc.map_or(f, |a| a.max(f)))
+        });
+    let last_decision = if direction == Direction::Hold {
+        old_status.last_decision.clone().or_else(|| {
+            Some(status_decision(
+                direction,
+                current_replicas,
+                replicas,
+                &decision.reason,
+            ))
+        })
+    } else {
+        Some(status_decision(
+            direction,
+            current_replicas,
+            replicas,
+            &decision.reason,
+        ))
+    };
+    let status = MillpondConsumerStatus {
+        replicas: replicas as i32,
+        ready_replicas,
+        selector: Some(build::selector_string(mpc)),
+        partitions: Some(partitions as i32),
+        lag: Some(LagStatus {
+            total: decision.lag.total,
+            max_partition: decision.lag.max_partition,
+            rate_per_second: decision.lag.rate_per_second,
+        }),
+        buffer_fullness: fullness,
+        limits: Some(limits),
+        stuck_partitions: decision.stuck_partitions.clone(),
+        last_decision,
+        observed_generation: generation,
+        conditions,
+    };
+    patch_status(&mpcs, &name, &status).await?;
+    Ok(requeue)
+}
+
+fn status_decision(
+    direction: Direction,
+    from: u32,
+    to: u32,
+    reason: &str,
+) -> millpond_crds::Decision {
+    millpond_crds::Decision {
+        time: Time(Timestamp::now()),
+        direction,
+        from: from as i32,
+        to: to as i32,
+        reason: reason.to_string(),
+    }
+}
+
+/// The status with `Degraded` set and everything else as it was.
+fn degraded(
+    old: &MillpondConsumerStatus,
+    why: &str,
+    message: String,
+    generation: Option<i64>,
+) -> MillpondConsumerStatus {
+    let mut status = old.clone();
+    let mut conditions: Vec<Condition> = old
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != condition::DEGRADED)
+        .cloned()
+        .collect();
+    conditions.push(condition(
+        condition::DEGRADED,
+        true,
+        why,
+        message,
+        generation,
+    ));
+    carry_transitions(&mut conditions, &old.conditions);
+    status.conditions = conditions;
+    status.observed_generation = generation;
+    status
+}
+
+fn sink_factor(mpc: &MillpondConsumer) -> f64 {
+    let url = &mpc.spec.sink.url;
+    if url.starts_with("http") {
+        2.0
+    } else if matches!(mpc.spec.sink.format, millpond_crds::SinkFormat::Parquet) {
+        3.0
+    } else {
+        1.0
+    }
+}
+
+fn new_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K, pp: &PatchParams) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(&name, pp, &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+async fn patch_status(
+    api: &Api<MillpondConsumer>,
+    name: &str,
+    status: &MillpondConsumerStatus,
+) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": MillpondConsumer::api_version(&()),
+        "kind": MillpondConsumer::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sends the limits to every pod's admin endpoint; a pod that misses them
+/// gets them at its next restart from the ConfigMap, and at the next change.
+async fn push_limits(ctx: &Context, ips: &[String], token: &str, limits: &CurrentLimits) {
+    let body = json!({
+        "generation": limits.generation,
+        "flushBytes": limits.flush_bytes,
+        "flushIntervalMs": limits.flush_interval_ms,
+        "maxInFlight": limits.max_in_flight,
+        "consumeBatchSize": limits.consume_batch_size,
+    });
+    for ip in ips {
+        let url = format!("http://{ip}:{CONSUMER_PORT}/admin/limits");
+        let result = ctx
+            .http
+            .put(&url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .timeout(ctx.settings.scrape_timeout)
+            .send()
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                tracing::warn!(%url, %status, answer = %text.trim(), "pod refused the limits");
+            }
+            Err(e) => tracing::debug!(%url, error = %e, "limits not pushed"),
+        }
+    }
+}
+
+/// Transient errors requeue with a short back-off.
+pub fn error_policy(_mpc: Arc<MillpondConsumer>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.metric_label()])
+        .inc();
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}

@@ -1,0 +1,16 @@
+//! `millpond-operator`: runs `MillpondConsumer`s.
+//!
+//! * [`policy`]: the pure scaling and tuning decision (replayable);
+//! * [`simulate`]: replays the policy, and a KEDA-style baseline, on workload traces;
+//! * [`build`]: the desired Kubernetes objects of a `MillpondConsumer`, as pure functions;
+//! * [`observe`]: the group's offsets from Kafka and the pods' metrics;
+//! * [`leader`]: leader election on a Lease, so only one replica acts;
+//! * [`controller`]: the reconciler that ties them together; [`metrics`]: its metrics.
+
+pub mod build;
+pub mod controller;
+pub mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod policy;
+pub mod simulate;

@@ -1,0 +1,149 @@
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::Api;
+use millpond_crds::MillpondConsumer;
+use millpond_operator::controller::{self, Context, Settings};
+use millpond_operator::leader::LeaderElector;
+use millpond_operator::metrics::Metrics;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+/// Runs MillpondConsumers: owns their Deployments, reads lag from Kafka and
+/// saturation from the pods, and sets replicas and limits from them.
+///
+/// Every flag can also be set by the environment variable shown beside it.
+#[derive(Parser, Debug)]
+#[command(name = "millpond-operator", version)]
+struct Args {
+    /// Listen address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Image of the consumer pods unless a MillpondConsumer sets spec.template.image.
+    #[arg(long, env = "CONSUMER_IMAGE", default_value_t = millpond_operator::build::default_consumer_image())]
+    consumer_image: String,
+    /// Seconds between two decisions for one MillpondConsumer.
+    #[arg(long, env = "INTERVAL_SECONDS", default_value_t = 15)]
+    interval_seconds: u64,
+    /// Deadline of every Kafka request (milliseconds).
+    #[arg(long, env = "KAFKA_TIMEOUT_MS", default_value_t = 5000)]
+    kafka_timeout_ms: u64,
+    /// Deadline of one pod scrape or limits push (milliseconds).
+    #[arg(long, env = "SCRAPE_TIMEOUT_MS", default_value_t = 2000)]
+    scrape_timeout_ms: u64,
+    /// Elect a leader among the operator's replicas; only the leader acts.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE",
+        default_value = "millpond-operator"
+    )]
+    leader_election_lease: String,
+    /// Namespace of the Lease.
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// This replica's identity in the election (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "millpond-operator")]
+    pod_name: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let metrics = Metrics::new();
+
+    let (leading_tx, leading) = watch::channel(!args.leader_election);
+    if args.leader_election {
+        let elector = LeaderElector {
+            api: Api::<Lease>::namespaced(client.clone(), &args.leader_election_namespace),
+            lease_name: args.leader_election_lease.clone(),
+            identity: args.pod_name.clone(),
+            lease_duration: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+        };
+        tokio::spawn(elector.run(leading_tx));
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding METRICS_ADDR {}", args.metrics_addr))?;
+    let served = metrics.clone();
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { served.render() }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let settings = Settings {
+        consumer_image: args.consumer_image,
+        interval: Duration::from_secs(args.interval_seconds),
+        kafka_timeout: Duration::from_millis(args.kafka_timeout_ms),
+        scrape_timeout: Duration::from_millis(args.scrape_timeout_ms),
+    };
+    let reporter = Reporter {
+        controller: controller::FIELD_MANAGER.into(),
+        instance: Some(args.pod_name),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        settings,
+        leading,
+    ));
+    let mpcs = Api::<MillpondConsumer>::all(client.clone());
+    mpcs.list(&Default::default())
+        .await
+        .context("listing MillpondConsumers (is the CRD installed? kubectl apply -f crds/)")?;
+    tracing::info!("millpond-operator started");
+    Controller::new(mpcs, watcher::Config::default())
+        .owns(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<ConfigMap>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<Service>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .owns(
+            Api::<PodDisruptionBudget>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .shutdown_on_signal()
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile");
+            }
+        })
+        .await;
+    tracing::info!("millpond-operator stopped");
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Partitions, watermarks and the group's committed offsets, read straight
+//! from Kafka with a deadline on every call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use thiserror::Error;
+
+/// Why Kafka could not be observed; each says what a person can do.
+#[derive(Debug, Error)]
+pub enum KafkaObserveError {
+    #[error("cannot reach Kafka at {servers}: {source}")]
+    Unreachable {
+        servers: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("topic `{topic}` does not exist on {servers}")]
+    TopicMissing { servers: String, topic: String },
+    #[error("reading offsets of group `{group}`: {source}")]
+    Offsets {
+        group: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("Kafka did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// One partition's positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    pub partition: i32,
+    /// Log start offset (where `auto.offset.reset=earliest` starts).
+    pub low: i64,
+    /// High watermark (next offset to be written).
+    pub high: i64,
+    /// The group's committed offset, if it committed one.
+    pub committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Records still to consume, counting from where the group really starts
+    /// when it has not committed yet (the log start, not zero).
+    pub fn lag(&self) -> i64 {
+        let from = self.committed.unwrap_or(self.low).max(self.low);
+        (self.high - from).max(0)
+    }
+}
+
+/// Where to look.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group: String,
+    /// Non-secret client properties (security protocol, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Reads every partition's watermarks and the group's committed offsets.
+/// Blocking; call it from a blocking task.
+pub fn read_offsets(
+    target: &KafkaTarget,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, KafkaObserveError> {
+    let mut config = ClientConfig::new();
+    for (k, v) in &target.properties {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", &target.bootstrap_servers)
+        .set("group.id", &target.group)
+        .set("enable.auto.commit", "false");
+    let unreachable = |source| KafkaObserveError::Unreachable {
+        servers: target.bootstrap_servers.clone(),
+        source,
+    };
+    let consumer: BaseConsumer = config.create().map_err(unreachable)?;
+    let metadata = consumer
+        .fetch_metadata(Some(&target.topic), timeout)
+        .map_err(unreachable)?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == target.topic && t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| KafkaObserveError::TopicMissing {
+            servers: target.bootstrap_servers.clone(),
+            topic: target.topic.clone(),
+        })?;
+    let mut tpl = TopicPartitionList::new();
+    let mut out = Vec::new();
+    for p in topic.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(&target.topic, p.id(), timeout)
+            .map_err(unreachable)?;
+        tpl.add_partition(&target.topic, p.id());
+        out.push(PartitionOffsets {
+            partition: p.id(),
+            low,
+            high,
+            committed: None,
+        });
+    }
+    let committed =
+        consumer
+            .committed_offsets(tpl, timeout)
+            .map_err(|source| KafkaObserveError::Offsets {
+                group: target.group.clone(),
+                source,
+            })?;
+    for e in committed.elements() {
+        if let (Offset::Offset(o), Some(p)) = (
+            e.offset(),
+            out.iter_mut().find(|p| p.partition == e.partition()),
+        ) {
+            p.committed = Some(o);
+        }
+    }
+    out.sort_by_key(|p| p.partition);
+    Ok(out)
+}
+
+/// [`read_offsets`] on a blocking thread, abandoned after `timeout` twice over
+/// (metadata, then offsets) so a hung broker never hangs the reconciler.
+pub async fn observe(
+    target: KafkaTarget,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, KafkaObserveError> {
+    let deadline = timeout * 3;
+    match tokio::time::timeout(
+        deadline,
+        tokio::task::spawn_blocking(move || read_offsets(&target, timeout)),
+    )
+    .await
+    {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => panic!("offset reader panicked: {join}"),
+        Err(_) => Err(KafkaObserveError::Timeout(deadline)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_from_the_log_start_when_nothing_was_committed() {
+        let p = PartitionOffsets {
+            partition: 0,
+            low: 900,
+            high: 1000,
+            committed: None,
+        };
+        assert_eq!(p.lag(), 100, "not 1000: the group starts at the log start");
+        let p = PartitionOffsets {
+            committed: Some(950),
+            ..p
+        };
+        assert_eq!(p.lag(), 50);
+        // A committed offset below the log start (retention deleted it) restarts at the log start.
+        let p = PartitionOffsets {
+            committed: Some(10),
+            ..p
+        };
+        assert_eq!(p.lag(), 100);
+    }
+}

@@ -1,0 +1,206 @@
+//! Scraping the consumer pods' `/metrics`.
+
+use std::time::Duration;
+
+use crate::policy;
+
+/// What one pod reported. Counters are totals since the pod started; rates
+/// come from the difference of two scrapes ([`interval`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodMetrics {
+    pub records_total: f64,
+    pub records_delivered_total: f64,
+    pub buffer_fullness: f64,
+    pub in_flight: f64,
+    pub max_in_flight: f64,
+    pub flush_bytes: f64,
+    pub flush_duration_sum: f64,
+    pub flush_duration_count: f64,
+    pub flushes_by_size: f64,
+    pub flushes_total: f64,
+    pub backpressure_wait_seconds_total: f64,
+    pub errors_total: f64,
+    pub limits_generation: f64,
+    pub assigned_partitions: f64,
+    /// Partitions it reports lag for (its assignment).
+    pub partitions: Vec<i32>,
+}
+
+/// Reads the metrics the operator uses from the Prometheus text format.
+pub fn parse(text: &str) -> PodMetrics {
+    let mut s = PodMetrics::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series);
+        match name {
+            "millpond_records_total" => s.records_total = value,
+            "millpond_records_delivered_total" => s.records_delivered_total = value,
+            "millpond_buffer_fullness" => s.buffer_fullness = value,
+            "millpond_in_flight_batches" => s.in_flight = value,
+            "millpond_limit_max_in_flight" => s.max_in_flight = value,
+            "millpond_limit_flush_bytes" => s.flush_bytes = value,
+            "millpond_flush_duration_seconds_sum" => s.flush_duration_sum = value,
+            "millpond_flush_duration_seconds_count" => s.flush_duration_count = value,
+            "millpond_flushes_total" => {
+                s.flushes_total += value;
+                if series.contains("trigger=\"size\"") {
+                    s.flushes_by_size += value;
+                }
+            }
+            "millpond_backpressure_wait_seconds_total" => s.backpressure_wait_seconds_total = value,
+            "millpond_errors_total" => s.errors_total += value,
+            "millpond_limits_generation" => s.limits_generation = value,
+            "millpond_assigned_partitions" => s.assigned_partitions = value,
+            "millpond_partition_lag" => {
+                if let Some(p) = series
+                    .split("partition=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    s.partitions.push(p);
+                }
+            }
+            _ => {}
+        }
+    }
+    s.partitions.sort_unstable();
+    s
+}
+
+/// One pod's behaviour between two scrapes `seconds` apart, as the policy
+/// reads it. Without a previous scrape (new pod) or after a counter reset
+/// (restarted pod) the interval is not a fair capacity sample.
+pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> policy::PodSample {
+    let fair = prev.is_some_and(|p| {
+        p.records_total <= cur.records_total
+            && p.partitions == cur.partitions
+            && !cur.partitions.is_empty()
+    });
+    let zero = PodMetrics::default();
+    let p = if fair { prev.unwrap_or(&zero) } else { &zero };
+    let delta = |a: f64, b: f64| (b - a).max(0.0);
+    let flushes = delta(p.flushes_total, cur.flushes_total);
+    let flush_time = delta(p.flush_duration_sum, cur.flush_duration_sum);
+    let flush_count = delta(p.flush_duration_count, cur.flush_duration_count);
+    policy::PodSample {
+        partitions: cur.partitions.clone(),
+        full_interval: fair,
+        consume_rate: if fair {
+            delta(p.records_total, cur.records_total) / seconds.max(1e-3)
+        } else {
+            0.0
+        },
+        buffer_fullness: cur.buffer_fullness,
+        flushes: flushes as u64,
+        size_flushes: delta(p.flushes_by_size, cur.flushes_by_size) as u64,
+        flush_seconds: (flush_count > 0.0).then(|| flush_time / flush_count),
+        in_flight_saturation: if cur.max_in_flight > 0.0 {
+            cur.in_flight / cur.max_in_flight
+        } else {
+            0.0
+        },
+        errors: delta(p.errors_total, cur.errors_total) as u64,
+        backpressure_seconds: delta(
+            p.backpressure_wait_seconds_total,
+            cur.backpressure_wait_seconds_total,
+        ),
+    }
+}
+
+/// Fetches and parses `http://<ip>:<port>/metrics` with a deadline.
+pub async fn scrape(
+    client: &reqwest::Client,
+    ip: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<PodMetrics, String> {
+    let url = format!("http://{ip}:{port}/metrics");
+    let resp = client
+        .get(&url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("scraping {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("scraping {url}: HTTP {}", resp.status()));
+    }
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| format!("reading {url}: {e}"))?;
+    Ok(parse(&body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_metrics_the_policy_needs() {
+        let text = r#"
+# HELP millpond_records_total Records consumed from Kafka
+millpond_records_total 1500
+millpond_buffer_fullness 0.25
+millpond_limit_max_in_flight 4
+millpond_in_flight_batches 3
+millpond_flushes_total{trigger="size"} 7
+millpond_flushes_total{trigger="time"} 2
+millpond_errors_total{type="sink"} 1
+millpond_errors_total{type="kafka"} 2
+millpond_flush_duration_seconds_sum 1.5
+millpond_flush_duration_seconds_count 9
+millpond_limits_generation 12
+millpond_partition_lag{partition="3"} 10
+millpond_partition_lag{partition="1"} 0
+"#;
+        let s = parse(text);
+        assert_eq!(s.records_total, 1500.0);
+        assert_eq!(s.flushes_by_size, 7.0);
+        assert_eq!(s.flushes_total, 9.0);
+        assert_eq!(s.errors_total, 3.0);
+        assert_eq!(s.max_in_flight, 4.0);
+        assert_eq!(s.limits_generation, 12.0);
+        assert_eq!(s.partitions, vec![1, 3]);
+    }
+
+    #[test]
+    fn an_interval_turns_counters_into_rates_and_flags_restarts() {
+        let before = PodMetrics {
+            records_total: 1000.0,
+            flushes_total: 2.0,
+            partitions: vec![0, 1],
+            ..Default::default()
+        };
+        let after = PodMetrics {
+            records_total: 6000.0,
+            flushes_total: 4.0,
+            flushes_by_size: 2.0,
+            partitions: vec![0, 1],
+            ..Default::default()
+        };
+        let s = interval(Some(&before), &after, 10.0);
+        assert!(s.full_interval);
+        assert_eq!(s.consume_rate, 500.0);
+        assert_eq!((s.flushes, s.size_flushes), (2, 2));
+        // A restarted pod's counters went down: not a capacity sample.
+        let restarted = PodMetrics {
+            records_total: 10.0,
+            partitions: vec![0, 1],
+            ..Default::default()
+        };
+        assert!(!interval(Some(&after), &restarted, 10.0).full_interval);
+        // A rebalance changed its partitions: not a capacity sample either.
+        let moved = PodMetrics {
+            records_total: 7000.0,
+            partitions: vec![0],
+            ..Default::default()
+        };
+        assert!(!interval(Some(&after), &moved, 10.0).full_interval);
+    }
+}

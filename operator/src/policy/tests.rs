@@ -1,0 +1,620 @@
+use millpond_consumer::budget::{plan, BudgetRequest};
+use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
+
+use super::*;
+use crate::simulate::{self, PolicyKind, Setup, Shape, Workload};
+
+const INTERVAL_MS: u64 = 15_000;
+
+fn budget(partitions: u32) -> BudgetPlan {
+    plan(&BudgetRequest {
+        budget: 256 << 20,
+        partitions,
+        max_in_flight: 2,
+        flush_bytes: Some(512 << 10),
+        queued_max_messages_kbytes: None,
+        fetch_max_bytes: None,
+        max_partition_fetch_bytes: None,
+        sink_factor: 2.0,
+    })
+    .expect("256Mi fits 12 partitions")
+}
+
+fn spec_with(autoscaling: AutoscalingSpec, autotune: AutotuneSpec) -> PolicySpec {
+    let limits = LimitsSpec {
+        max_in_flight: 2,
+        ..LimitsSpec::default()
+    };
+    PolicySpec::new(&autoscaling, &autotune, &limits, &budget(12)).expect("valid spec")
+}
+
+fn spec() -> PolicySpec {
+    spec_with(AutoscalingSpec::default(), AutotuneSpec::default())
+}
+
+/// A hand-driven topic of 12 partitions: each interval the test says what
+/// arrives and what the pods commit.
+struct Bench {
+    spec: PolicySpec,
+    state: PolicyState,
+    now: u64,
+    hw: Vec<i64>,
+    committed: Vec<i64>,
+    assigned: Vec<bool>,
+    replicas: u32,
+    limits: TunedLimits,
+}
+
+impl Bench {
+    fn new(spec: PolicySpec) -> Self {
+        let limits = spec.start_limits;
+        Self {
+            spec,
+            state: PolicyState::default(),
+            now: 0,
+            hw: vec![0; 12],
+            committed: vec![0; 12],
+            assigned: vec![true; 12],
+            replicas: 1,
+            limits,
+        }
+    }
+
+    /// One interval: `produce` records/s arrive on every partition, each pod
+    /// consumes up to `pod_rate` records/s spread over its partitions (those
+    /// in `frozen` are never consumed), then the policy decides.
+    fn tick(&mut self, produce: f64, pod_rate: f64, frozen: &[usize]) -> Decision {
+        let secs = INTERVAL_MS as f64 / 1e3;
+        self.now += INTERVAL_MS;
+        for hw in &mut self.hw {
+            *hw += (produce * secs) as i64;
+        }
+        let r = self.replicas as usize;
+        let mut pods = Vec::new();
+        for i in 0..r {
+            let mine: Vec<usize> = (0..12).filter(|p| p % r == i).collect();
+            let mut budget = pod_rate * secs;
+            let mut consumed = 0.0;
+            let live: Vec<usize> = mine
+                .iter()
+                .copied()
+                .filter(|p| !frozen.contains(p))
+                .collect();
+            for (k, &p) in live.iter().enumerate() {
+                let share = budget / (live.len() - k) as f64;
+                let got = ((self.hw[p] - self.committed[p]) as f64).min(share);
+                self.committed[p] += got as i64;
+                budget -= got;
+                consumed += got;
+            }
+            pods.push(PodSample {
+                partitions: mine.iter().map(|&p| p as i32).collect(),
+                full_interval: true,
+                consume_rate: consumed / secs,
+                ..PodSample::default()
+            });
+        }
+        let obs = Observation {
+            partitions: (0..12)
+                .map(|p| PartitionObservation {
+                    partition: p as i32,
+                    committed: Some(self.committed[p]),
+                    high_watermark: self.hw[p],
+                    log_start: 0,
+                    assigned: self.assigned[p],
+                })
+                .collect(),
+            pods,
+            replicas: self.replicas,
+            limits: self.limits,
+        };
+        let (d, state) = decide(&self.spec, &obs, &self.state, self.now);
+        self.state = state;
+        self.replicas = d.replicas;
+        self.limits = d.limits;
+        d
+    }
+}
+
+/// The decision for a per-partition produce rate with a known capacity, from
+/// `replicas` pods, no lag.
+fn decision_for(spec: &PolicySpec, replicas: u32, produce: f64, capacity: f64) -> Decision {
+    let state = PolicyState {
+        at_ms: Some(0),
+        partitions: (0..12)
+            .map(|p| PartitionTrack {
+                partition: p,
+                high_watermark: 0,
+                committed: Some(0),
+                still: 0,
+            })
+            .collect(),
+        capacity_per_pod: Some(capacity),
+        capacity_measured: true,
+        ..PolicyState::default()
+    };
+    let hw = (produce * 15.0) as i64;
+    let obs = Observation {
+        partitions: (0..12)
+            .map(|p| PartitionObservation {
+                partition: p,
+                committed: Some(hw),
+                high_watermark: hw,
+                log_start: 0,
+                assigned: true,
+            })
+            .collect(),
+        pods: vec![],
+        replicas,
+        limits: spec.start_limits,
+    };
+    decide(spec, &obs, &state, INTERVAL_MS).0
+}
+
+#[test]
+fn scale_up_is_immediate_and_rate_limited() {
+    let mut b = Bench::new(spec());
+    b.tick(100.0, 1_200.0, &[]);
+    let mut seen = vec![];
+    for _ in 0..5 {
+        let before = b.replicas;
+        let d = b.tick(2_000.0, 1_000.0, &[]);
+        assert!(d.replicas <= before + 4, "{}", d.reason);
+        seen.push(d.replicas);
+    }
+    // Immediate: the first interval with the load scales; +4 at most, and 5
+    // would be no faster than 4 on 12 partitions; 8 no faster than 6.
+    assert_eq!(seen, vec![4, 6, 10, 12, 12]);
+}
+
+#[test]
+fn scale_up_waits_for_its_stabilization_window_when_one_is_set() {
+    let mut b = Bench::new(spec_with(
+        AutoscalingSpec {
+            scale_up_stabilization_seconds: 30,
+            ..AutoscalingSpec::default()
+        },
+        AutotuneSpec::default(),
+    ));
+    b.tick(100.0, 1_200.0, &[]);
+    // The quiet interval of 15 s ago still counts: only what it wanted too.
+    let first = b.tick(2_000.0, 1_000.0, &[]);
+    assert_eq!(first.replicas, 2, "{}", first.reason);
+    // Wanted for the whole 30 s: the full step.
+    let second = b.tick(2_000.0, 1_000.0, &[]);
+    assert_eq!(second.replicas, 6, "{}", second.reason);
+}
+
+#[test]
+fn scale_down_waits_for_the_stabilization_window() {
+    let mut b = Bench::new(spec());
+    b.tick(100.0, 1_200.0, &[]);
+    let mut last_up = 0;
+    for _ in 0..6 {
+        if b.tick(2_000.0, 1_000.0, &[]).direction == Direction::Up {
+            last_up = b.now;
+        }
+    }
+    assert_eq!(b.replicas, 12);
+    let mut first_down = None;
+    for _ in 0..60 {
+        let before = b.replicas;
+        let d = b.tick(50.0, 1_000.0, &[]);
+        assert_ne!(d.direction, Direction::Up, "{}", d.reason);
+        if d.direction == Direction::Down {
+            first_down.get_or_insert(b.now);
+            assert_eq!(d.replicas, before - 1, "one pod per decision: {}", d.reason);
+        }
+    }
+    let first_down = first_down.expect("scales down eventually");
+    assert!(
+        first_down - last_up >= 300_000,
+        "down {first_down}ms after up at {last_up}ms"
+    );
+    assert_eq!(b.replicas, 1);
+}
+
+#[test]
+fn twelve_partitions_never_run_five_pods() {
+    let spec = spec_with(
+        AutoscalingSpec {
+            max_scale_up_step: 12,
+            ..AutoscalingSpec::default()
+        },
+        AutotuneSpec::default(),
+    );
+    // 1k/s per partition at 3.5k/s per pod: a pod carries 3 partitions, so 4
+    // pods; 5 would put 3 on the busiest pod too.
+    let d = decision_for(&spec, 1, 1_000.0, 3_500.0);
+    assert_eq!(d.replicas, 4, "{}", d.reason);
+    assert!(d.reason.contains("3 partitions per pod"), "{}", d.reason);
+    for demand in (50..5_000).step_by(50) {
+        let d = decision_for(&spec, 1, demand as f64, 3_500.0);
+        assert!(
+            [1, 2, 3, 4, 6, 12].contains(&d.replicas),
+            "{demand}/s: {}",
+            d.reason
+        );
+    }
+    // Capped at 5 by maxReplicas, 4 give the same spread.
+    let capped = spec_with(
+        AutoscalingSpec {
+            max_replicas: 5,
+            max_scale_up_step: 12,
+            ..AutoscalingSpec::default()
+        },
+        AutotuneSpec::default(),
+    );
+    let d = decision_for(&capped, 1, 3_000.0, 3_500.0);
+    assert_eq!(d.replicas, 4, "{}", d.reason);
+    assert!(d.at_max);
+}
+
+#[test]
+fn replicas_stay_within_min_max_and_partitions() {
+    for (min, max) in [(1, 12), (2, 5), (3, 30), (20, 40), (1, 1)] {
+        let spec = spec_with(
+            AutoscalingSpec {
+                min_replicas: min,
+                max_replicas: max,
+                max_scale_up_step: 40,
+                ..AutoscalingSpec::default()
+            },
+            AutotuneSpec::default(),
+        );
+        let upper = (max as u32).min(12);
+        let lower = (min as u32).min(upper);
+        for from in [1u32, 4, 12, 25] {
+            for demand in [0.0, 10.0, 700.0, 3_000.0, 50_000.0] {
+                let d = decision_for(&spec, from, demand, 2_000.0);
+                assert!(
+                    (lower..=upper).contains(&d.replicas),
+                    "min {min} max {max} from {from} demand {demand}: {} ({})",
+                    d.replicas,
+                    d.reason
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_stuck_partition_is_reported_and_its_lag_left_out() {
+    let mut b = Bench::new(spec());
+    b.tick(100.0, 2_000.0, &[]);
+    let mut d = b.tick(100.0, 2_000.0, &[3]);
+    for _ in 0..2 {
+        assert!(d.stuck_partitions.is_empty());
+        d = b.tick(100.0, 2_000.0, &[3]);
+    }
+    assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
+    assert!(d.reason.contains("stuck partitions [3]"), "{}", d.reason);
+    // A burst that lands only on the stuck partition does not scale.
+    b.hw[3] += 10_000_000;
+    let d = b.tick(100.0, 2_000.0, &[3]);
+    assert_eq!(d.stuck_partitions, vec![3]);
+    assert_eq!(d.replicas, 1, "{}", d.reason);
+    assert!(
+        d.lag.total >= 10_000_000 && d.lag.healthy < 10_000,
+        "{:?}",
+        d.lag
+    );
+    // The same burst on a partition that moves scales at once.
+    let mut fresh = Bench::new(spec());
+    fresh.tick(100.0, 2_000.0, &[]);
+    fresh.tick(100.0, 2_000.0, &[]);
+    fresh.hw[3] += 10_000_000;
+    assert_eq!(fresh.tick(100.0, 2_000.0, &[]).direction, Direction::Up);
+}
+
+#[test]
+fn an_unassigned_partition_is_not_stuck() {
+    let mut b = Bench::new(spec());
+    b.assigned[3] = false;
+    b.tick(100.0, 2_000.0, &[]);
+    for _ in 0..6 {
+        let d = b.tick(100.0, 2_000.0, &[3]);
+        assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
+    }
+}
+
+#[test]
+fn without_a_committed_offset_lag_counts_from_the_log_start() {
+    let obs = Observation {
+        partitions: vec![
+            PartitionObservation {
+                partition: 0,
+                committed: None,
+                high_watermark: 1_500,
+                log_start: 1_000,
+                assigned: true,
+            },
+            // Committed below the log start (retention removed it): the group
+            // restarts at the log start too.
+            PartitionObservation {
+                partition: 1,
+                committed: Some(10),
+                high_watermark: 2_000,
+                log_start: 1_900,
+                assigned: true,
+            },
+        ],
+        pods: vec![],
+        replicas: 1,
+        limits: spec().start_limits,
+    };
+    let (d, _) = decide(&spec(), &obs, &PolicyState::default(), 0);
+    assert_eq!(d.lag.total, 600);
+    assert_eq!(d.lag.max_partition, 500);
+}
+
+#[test]
+fn paused_keeps_the_replicas() {
+    let paused = spec_with(
+        AutoscalingSpec {
+            paused: true,
+            ..AutoscalingSpec::default()
+        },
+        AutotuneSpec::default(),
+    );
+    for from in [1, 3, 12] {
+        let d = decision_for(&paused, from, 50_000.0, 1_000.0);
+        assert_eq!((d.replicas, d.direction), (from, Direction::Hold));
+        assert!(d.paused && d.reason.contains("paused"), "{}", d.reason);
+    }
+}
+
+#[test]
+fn oscillating_load_does_not_flap() {
+    let setup = Setup::default();
+    let mut changes = vec![];
+    for period in [240, 600, 1_200, 2_400] {
+        let w = Workload {
+            name: "wave",
+            title: "wave",
+            duration: 7_200,
+            shape: Shape::Sine {
+                mean: 20_000.0,
+                amplitude: 16_000.0,
+                period,
+            },
+            stuck: None,
+            start_replicas: 1,
+        };
+        for kind in [PolicyKind::Millpond, PolicyKind::MillpondFixedLimits] {
+            let trace = simulate::run(&w, kind, &setup);
+            let s = &trace.summary;
+            // Direction changes of the replica count.
+            let mut reversals = 0;
+            let mut last = None;
+            for pair in trace.samples.windows(2) {
+                if pair[0].replicas != pair[1].replicas {
+                    let up = pair[1].replicas > pair[0].replicas;
+                    if last.is_some_and(|l| l != up) {
+                        reversals += 1;
+                    }
+                    last = Some(up);
+                }
+            }
+            let cycles = 7_200 / period;
+            assert_eq!(s.flaps, 0, "period {period}s {}: {s:?}", kind.name());
+            // At most one turn up and one turn down per cycle.
+            assert!(
+                reversals <= 2 * cycles,
+                "period {period}s: {reversals} reversals"
+            );
+            changes.push((period, kind.name(), reversals));
+        }
+    }
+    // A wave shorter than the scale-down window is ridden at its peak.
+    assert!(
+        changes.iter().filter(|c| c.0 == 240).all(|c| c.2 <= 1),
+        "{changes:?}"
+    );
+}
+
+/// Deterministic pseudo-random numbers in [0, 1).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn tune_obs(
+    limits: TunedLimits,
+    flush_seconds: f64,
+    backpressure: f64,
+    size_share: f64,
+    errors: u64,
+) -> Observation {
+    Observation {
+        partitions: vec![],
+        pods: vec![PodSample {
+            partitions: vec![],
+            full_interval: true,
+            consume_rate: 1_000.0,
+            buffer_fullness: 0.5,
+            flushes: 100,
+            size_flushes: (100.0 * size_share) as u64,
+            flush_seconds: Some(flush_seconds),
+            in_flight_saturation: 0.5,
+            errors,
+            backpressure_seconds: backpressure * 15.0,
+        }],
+        replicas: 1,
+        limits,
+    }
+}
+
+#[test]
+fn tuning_grows_on_good_signs_and_halves_on_bad_ones() {
+    let s = spec();
+    let bounds = s.autotune.expect("autotune on by default");
+    let start = s.start_limits;
+    let t0 = TuneState::default();
+    // Backpressure with flat latency: one more permit.
+    let (l, why, st) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(start, 0.2, 0.4, 0.9, 0),
+        Some(15.0),
+        &t0,
+    );
+    assert_eq!(l.max_in_flight, start.max_in_flight + 1, "{why:?}");
+    // Size-triggered flushes, no backpressure, latency flat: flush ×1.5.
+    let (l2, why, st) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(l, 0.2, 0.0, 0.9, 0),
+        Some(15.0),
+        &st,
+    );
+    assert_eq!(l2.flush_bytes, l.flush_bytes * 3 / 2, "{why:?}");
+    // Time-triggered flushes: nothing to grow; then latency triples at the
+    // same limits: both halved.
+    let (l3, why, st) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(l2, 0.2, 0.0, 0.0, 0),
+        Some(15.0),
+        &st,
+    );
+    assert_eq!(l3, l2, "{why:?}");
+    let (l4, why, _) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(l3, 0.6, 0.0, 0.9, 0),
+        Some(15.0),
+        &st,
+    );
+    assert_eq!(l4.max_in_flight, (l3.max_in_flight / 2).max(1), "{why:?}");
+    assert_eq!(l4.flush_bytes, l3.flush_bytes / 2, "{why:?}");
+    // Sink errors: halved too.
+    let (l5, why, _) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(l2, 0.2, 0.0, 0.9, 3),
+        Some(15.0),
+        &st,
+    );
+    assert!(
+        l5.max_in_flight < l2.max_in_flight && l5.flush_bytes < l2.flush_bytes,
+        "{why:?}"
+    );
+    assert!(why.unwrap().contains("3 sink errors"));
+    // Autotune off: the limits stay.
+    let (l6, why, _) = tune::tune(
+        None,
+        &s.budget,
+        &tune_obs(start, 0.2, 0.9, 0.9, 0),
+        Some(15.0),
+        &t0,
+    );
+    assert_eq!((l6, why), (start, None));
+}
+
+#[test]
+fn tuning_stays_within_bounds_and_the_memory_budget() {
+    let tight = AutotuneSpec {
+        min_flush_bytes: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+            "256Ki".into(),
+        )),
+        max_flush_bytes: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+            "6Mi".into(),
+        )),
+        min_in_flight: Some(1),
+        max_in_flight: Some(6),
+        ..AutotuneSpec::default()
+    };
+    for autotune in [AutotuneSpec::default(), tight] {
+        let s = spec_with(AutoscalingSpec::default(), autotune);
+        let bounds = s.autotune.unwrap();
+        let mut rng = Lcg(7);
+        let mut limits = s.start_limits;
+        let mut state = TuneState::default();
+        let mut grew = 0;
+        for _ in 0..2_000 {
+            let latency = 0.1 + rng.next() * if rng.next() < 0.1 { 2.0 } else { 0.05 };
+            let obs = tune_obs(
+                limits,
+                latency * (limits.flush_bytes as f64 / (512 << 10) as f64).sqrt(),
+                if rng.next() < 0.5 { rng.next() } else { 0.0 },
+                rng.next(),
+                (rng.next() < 0.03) as u64,
+            );
+            let (next, _, st) = tune::tune(Some(&bounds), &s.budget, &obs, Some(15.0), &state);
+            state = st;
+            grew += (next.flush_bytes > limits.flush_bytes
+                || next.max_in_flight > limits.max_in_flight) as u32;
+            limits = next;
+            assert!(
+                (bounds.min_in_flight..=bounds.max_in_flight).contains(&limits.max_in_flight),
+                "{limits:?}"
+            );
+            assert!(limits.flush_bytes >= bounds.min_flush_bytes, "{limits:?}");
+            assert!(
+                bounds
+                    .max_flush_bytes
+                    .is_none_or(|m| limits.flush_bytes <= m),
+                "{limits:?}"
+            );
+            s.budget
+                .check(limits.flush_bytes, limits.max_in_flight)
+                .unwrap_or_else(|e| panic!("{limits:?}: {e}"));
+        }
+        assert!(grew > 10, "the limits did move");
+    }
+}
+
+#[test]
+fn limits_outside_the_budget_are_brought_back() {
+    let s = spec();
+    let bounds = s.autotune.unwrap();
+    let huge = TunedLimits {
+        flush_bytes: 200 << 20,
+        max_in_flight: 64,
+    };
+    let (l, why, _) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(huge, 0.2, 0.0, 0.0, 0),
+        Some(15.0),
+        &TuneState::default(),
+    );
+    assert!(
+        s.budget.check(l.flush_bytes, l.max_in_flight).is_ok(),
+        "{l:?}"
+    );
+    assert!(why.unwrap().contains("inside the autotune bounds"));
+}
+
+#[test]
+fn identical_inputs_give_identical_decisions_even_after_a_failover() {
+    let drive = |b: &mut Bench| {
+        b.tick(100.0, 1_200.0, &[]);
+        b.tick(2_000.0, 1_000.0, &[]);
+        b.tick(2_000.0, 1_000.0, &[5]);
+    };
+    let mut a = Bench::new(spec());
+    let mut b = Bench::new(spec());
+    drive(&mut a);
+    drive(&mut b);
+    // b's state goes through JSON, as a new leader reads it back.
+    let json = serde_json::to_string(&b.state).unwrap();
+    b.state = serde_json::from_str(&json).unwrap();
+    assert_eq!(a.state, b.state);
+    for _ in 0..30 {
+        assert_eq!(a.tick(1_500.0, 900.0, &[5]), b.tick(1_500.0, 900.0, &[5]));
+    }
+    // And one call twice on the same inputs.
+    let s = spec();
+    assert_eq!(
+        decision_for(&s, 3, 800.0, 2_000.0),
+        decision_for(&s, 3, 800.0, 2_000.0)
+    );
+}
