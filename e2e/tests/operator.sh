@@ -41,16 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# poll TIMEOUT_S CMD... : true once CMD succeeds within TIMEOUT_S.
-poll() {
-    local deadline=$(( SECONDS + $1 ))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        (( SECONDS >= deadline )) && return 1
-        sleep 1
-    done
-}
-
 sink_lines() { cat "$SINK"/*.ndjson 2>/dev/null | wc -l; }
 all_delivered() { (( $(sink_lines) >= RECORDS )); }
 leader() { kubectl get lease -n "$NS" "$RELEASE-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
