@@ -405,14 +405,6 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         .create_with_context(context)
         .map_err(|e| Error::kafka("creating the consumer", e))?;
 
-    check_topic(
-        &consumer,
-        &settings.bootstrap_servers,
-        &settings.topic,
-        settings.startup_timeout,
-    )?;
-    shared.health.broker_up.store(true, Ordering::Relaxed);
-
     consumer
         .subscribe(&[&settings.topic])
         .map_err(|e| Error::kafka(format!("subscribing to {}", settings.topic), e))?;
