@@ -14,6 +14,8 @@
 #   * a Deployment edited by hand is put back;
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
+#   * a missing topic and an impossible memory budget set Degraded with a
+#     reason, and the operator does not crash-loop;
 #   * deleting the MillpondConsumer removes everything it owned.
 # Works in a namespace of its own, deleted at the end.
 set -uo pipefail
@@ -136,6 +138,42 @@ decided() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.replicas}'; }
 reconciled() { [[ $(replicas) == "$(decided)" ]]; }
 poll 60 reconciled && pass "the new leader reconciles (the replica count is its decision again: $(replicas))" \
     || fail "the new leader reconciles" "deployment $(replicas), decided $(decided)"
+
+# Missing data or an impossible budget: Degraded with a reason, no crash loop.
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: no-topic
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: no-such-topic-$$}
+  sink: {url: "file://$SINK-missing"}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: tiny
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
+  sink: {url: "file://$SINK-tiny"}
+  resources: {memory: 40Mi}
+EOF
+degraded_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null; }
+is_degraded() { [[ $(degraded_reason "$1") == "$2" ]]; }
+if poll 60 is_degraded no-topic TopicNotFound; then
+    pass "a missing topic sets Degraded=TopicNotFound"
+else
+    fail "missing topic reported" "reason: $(degraded_reason no-topic)"
+fi
+if poll 60 is_degraded tiny MemoryBudget; then
+    check_contains "an impossible budget sets Degraded=MemoryBudget with the numbers" \
+        "$(kubectl get mpc tiny -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}')" "40.0Mi"
+else
+    fail "impossible budget reported" "reason: $(degraded_reason tiny)"
+fi
+check "the operator does not crash-loop on them" "0 0" \
+    "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
+kubectl delete mpc no-topic tiny -n "$NS" >/dev/null
 
 # Deleting the MillpondConsumer removes everything it owned.
 kubectl delete mpc orders -n "$NS" >/dev/null
