@@ -27,6 +27,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use millpond_consumer::budget::{self, BudgetRequest};
+use millpond_consumer::sink::{self, FileFormat};
 use millpond_crds::condition::{self, reason};
 use millpond_crds::{
     CurrentLimits, Direction, LagStatus, MillpondConsumer, MillpondConsumerStatus,
@@ -582,15 +583,13 @@ fn degraded(
     status
 }
 
+/// The pod's sink memory factor, as the consumer computes it.
 fn sink_factor(mpc: &MillpondConsumer) -> f64 {
-    let url = &mpc.spec.sink.url;
-    if url.starts_with("http") {
-        2.0
-    } else if matches!(mpc.spec.sink.format, millpond_crds::SinkFormat::Parquet) {
-        3.0
-    } else {
-        1.0
-    }
+    let format = match mpc.spec.sink.format {
+        millpond_crds::SinkFormat::Parquet => FileFormat::Parquet,
+        millpond_crds::SinkFormat::Ndjson => FileFormat::Ndjson,
+    };
+    sink::memory_factor(mpc.spec.sink.url.starts_with("http"), format)
 }
 
 fn new_token() -> String {

@@ -24,6 +24,18 @@ pub struct HttpOptions {
     pub backoff: Backoff,
 }
 
+/// Memory a sink holds beside a batch while writing it, per batch byte:
+/// NDJSON files stream the lines out (1.0), HTTP builds one body (2.0),
+/// Parquet decodes into Arrow columns and encodes pages (3.0). The operator
+/// plans pods' budgets with the same numbers.
+pub fn memory_factor(http: bool, format: FileFormat) -> f64 {
+    match (http, format) {
+        (true, _) => 2.0,
+        (false, FileFormat::Parquet) => 3.0,
+        (false, FileFormat::Ndjson) => 1.0,
+    }
+}
+
 /// A configured sink.
 pub enum Sink {
     File(FileSink),
@@ -53,14 +65,12 @@ impl Sink {
         }
     }
 
-    /// Memory the sink holds beside a batch while writing it, per batch byte:
-    /// NDJSON files stream the lines out (1.0), HTTP builds one body (2.0),
-    /// Parquet decodes into Arrow columns and encodes pages (3.0).
+    /// Memory the sink holds beside a batch while writing it, per batch byte
+    /// (see [`memory_factor`]).
     pub fn memory_factor(&self) -> f64 {
         match self {
-            Sink::File(s) if s.format() == FileFormat::Parquet => 3.0,
-            Sink::File(_) => 1.0,
-            Sink::Http(_) => 2.0,
+            Sink::File(s) => memory_factor(false, s.format()),
+            Sink::Http(_) => memory_factor(true, FileFormat::Ndjson),
         }
     }
 

@@ -42,15 +42,6 @@ pub struct PartitionOffsets {
     pub committed: Option<i64>,
 }
 
-impl PartitionOffsets {
-    /// Records still to consume, counting from where the group really starts
-    /// when it has not committed yet (the log start, not zero).
-    pub fn lag(&self) -> i64 {
-        let from = self.committed.unwrap_or(self.low).max(self.low);
-        (self.high - from).max(0)
-    }
-}
-
 /// Where to look.
 #[derive(Debug, Clone)]
 pub struct KafkaTarget {
@@ -140,32 +131,5 @@ pub async fn observe(
         Ok(Ok(result)) => result,
         Ok(Err(join)) => panic!("offset reader panicked: {join}"),
         Err(_) => Err(KafkaObserveError::Timeout(deadline)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lag_counts_from_the_log_start_when_nothing_was_committed() {
-        let p = PartitionOffsets {
-            partition: 0,
-            low: 900,
-            high: 1000,
-            committed: None,
-        };
-        assert_eq!(p.lag(), 100, "not 1000: the group starts at the log start");
-        let p = PartitionOffsets {
-            committed: Some(950),
-            ..p
-        };
-        assert_eq!(p.lag(), 50);
-        // A committed offset below the log start (retention deleted it) restarts at the log start.
-        let p = PartitionOffsets {
-            committed: Some(10),
-            ..p
-        };
-        assert_eq!(p.lag(), 100);
     }
 }
