@@ -61,12 +61,24 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// One line: colour, points `(second, value)`, drawn as steps.
-type Line = (&'static str, Vec<(u64, f64)>, bool);
+/// One line of a panel.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// Stroke colour.
+    pub color: &'static str,
+    /// Points `(second, value)`.
+    pub points: Vec<(u64, f64)>,
+    /// Drawn as steps (a value holds until the next point), else straight.
+    pub steps: bool,
+}
 
-struct Panel<'a> {
-    title: &'a str,
-    lines: Vec<Line>,
+/// One panel: a title over lines sharing a y axis from 0.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    /// What the panel shows, with its unit.
+    pub title: String,
+    /// The lines.
+    pub lines: Vec<Line>,
 }
 
 /// The plot of `traces` (runs of the same workload) as an SVG document.
@@ -74,7 +86,6 @@ pub fn plot(traces: &[Trace]) -> String {
     let Some(first) = traces.first() else {
         return String::new();
     };
-    let duration = first.samples.len().max(1) as f64;
     let series = |f: fn(&Sample) -> f64, t: &Trace| -> Vec<(u64, f64)> {
         t.samples
             .iter()
@@ -83,54 +94,72 @@ pub fn plot(traces: &[Trace]) -> String {
             .map(|(_, s)| (s.t, f(s)))
             .collect()
     };
+    let line = |t: &Trace, f: fn(&Sample) -> f64, steps: bool| Line {
+        color: color(t.policy),
+        points: series(f, t),
+        steps,
+    };
     let tuned: Vec<&Trace> = traces
         .iter()
         .filter(|t| t.policy == PolicyKind::Millpond)
         .collect();
     let panels = [
         Panel {
-            title: "produce rate (records/s)",
-            lines: vec![("#555555", series(|s| s.produce, first), false)],
+            title: "produce rate (records/s)".into(),
+            lines: vec![Line {
+                color: "#555555",
+                ..line(first, |s| s.produce, false)
+            }],
         },
         Panel {
             title: if first.workload.stuck.is_some() {
-                "lag of the healthy partitions (records)"
+                "lag of the healthy partitions (records)".into()
             } else {
-                "lag (records)"
+                "lag (records)".into()
             },
             lines: traces
                 .iter()
-                .map(|t| (color(t.policy), series(|s| s.healthy_lag, t), false))
+                .map(|t| line(t, |s| s.healthy_lag, false))
                 .collect(),
         },
         Panel {
-            title: "replicas",
+            title: "replicas".into(),
             lines: traces
                 .iter()
-                .map(|t| (color(t.policy), series(|s| s.replicas as f64, t), true))
+                .map(|t| line(t, |s| s.replicas as f64, true))
                 .collect(),
         },
         Panel {
-            title: "flushBytes (MiB), millpond",
+            title: "flushBytes (MiB), millpond".into(),
             lines: tuned
                 .iter()
-                .map(|t| {
-                    (
-                        color(t.policy),
-                        series(|s| s.flush_bytes as f64 / (1 << 20) as f64, t),
-                        true,
-                    )
-                })
+                .map(|t| line(t, |s| s.flush_bytes as f64 / (1 << 20) as f64, true))
                 .collect(),
         },
         Panel {
-            title: "maxInFlight, millpond",
+            title: "maxInFlight, millpond".into(),
             lines: tuned
                 .iter()
-                .map(|t| (color(t.policy), series(|s| s.max_in_flight as f64, t), true))
+                .map(|t| line(t, |s| s.max_in_flight as f64, true))
                 .collect(),
         },
     ];
+    let legend: Vec<(&str, &str)> = traces
+        .iter()
+        .map(|t| (color(t.policy), t.policy.name()))
+        .collect();
+    render(
+        first.workload.title,
+        &legend,
+        &panels,
+        first.samples.len().max(1) as u64,
+    )
+}
+
+/// Panels stacked over a shared time axis of `duration` seconds, with a
+/// title and a legend of `(colour, name)`, as an SVG document.
+pub fn render(title: &str, legend: &[(&str, &str)], panels: &[Panel], duration: u64) -> String {
+    let duration = duration.max(1) as f64;
     let height = TOP + panels.len() as f64 * (PANEL + GAP) + 20.0;
     let plot_w = WIDTH - LEFT - RIGHT;
     let mut out = String::new();
@@ -142,20 +171,18 @@ pub fn plot(traces: &[Trace]) -> String {
     let _ = writeln!(
         out,
         r#"<text x="{LEFT}" y="20" font-size="14" font-weight="bold">{}</text>"#,
-        escape(first.workload.title)
+        escape(title)
     );
-    // Legend.
-    for (i, t) in traces.iter().enumerate() {
+    for (i, (stroke, name)) in legend.iter().enumerate() {
         let y = TOP + 10.0 + i as f64 * 16.0;
         let x = WIDTH - RIGHT + 15.0;
         let _ = writeln!(
             out,
-            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{stroke}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
             x + 20.0,
-            color(t.policy),
             x + 25.0,
             y + 4.0,
-            t.policy.name()
+            escape(name)
         );
     }
     for (k, panel) in panels.iter().enumerate() {
@@ -164,7 +191,7 @@ pub fn plot(traces: &[Trace]) -> String {
             panel
                 .lines
                 .iter()
-                .flat_map(|(_, pts, _)| pts.iter().map(|p| p.1))
+                .flat_map(|l| l.points.iter().map(|p| p.1))
                 .fold(0.0, f64::max),
         );
         let x = |t: u64| LEFT + t as f64 / duration * plot_w;
@@ -173,7 +200,7 @@ pub fn plot(traces: &[Trace]) -> String {
             out,
             r#"<text x="{LEFT}" y="{}" font-weight="bold">{}</text>"#,
             top - 4.0,
-            escape(panel.title)
+            escape(&panel.title)
         );
         for g in 0..=steps {
             let v = max * g as f64 / steps as f64;
@@ -188,7 +215,13 @@ pub fn plot(traces: &[Trace]) -> String {
             );
         }
         let minutes = (duration / 60.0) as u64;
-        let every = if minutes > 30 { 10 } else { 5 };
+        let every = if minutes > 30 {
+            10
+        } else if minutes >= 5 {
+            5
+        } else {
+            1
+        };
         for m in (0..=minutes).step_by(every) {
             let xv = x(m * 60);
             let _ = writeln!(
@@ -198,11 +231,11 @@ pub fn plot(traces: &[Trace]) -> String {
                 top + PANEL + 13.0
             );
         }
-        for (stroke, pts, steps) in &panel.lines {
+        for line in &panel.lines {
             let mut d = String::new();
             let mut last: Option<f64> = None;
-            for &(t, v) in pts {
-                if *steps {
+            for &(t, v) in &line.points {
+                if line.steps {
                     if let Some(prev) = last {
                         let _ = write!(d, "{:.1},{:.1} ", x(t), y(prev));
                     }
@@ -212,7 +245,8 @@ pub fn plot(traces: &[Trace]) -> String {
             }
             let _ = writeln!(
                 out,
-                r#"<polyline fill="none" stroke="{stroke}" stroke-width="1.5" points="{}"/>"#,
+                r#"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>"#,
+                line.color,
                 d.trim_end()
             );
         }
