@@ -3,12 +3,15 @@
 //! 1. validate the spec (no client);
 //! 2. observe Kafka (partitions, watermarks, committed offsets) and the pods'
 //!    metrics, each with a deadline;
-//! 3. decide with the pure [`policy::decide`], resuming from the state kept in
-//!    an annotation of the Deployment (a new leader continues where the old
-//!    one stopped);
+//! 3. decide with the pure [`policy::decide`], once per interval, resuming
+//!    from the state kept in an annotation of the Deployment (a new leader
+//!    continues where the old one stopped; see [`decided`]);
 //! 4. apply the desired objects with server-side apply (one field manager),
 //!    push changed limits to the running pods, patch the status, publish an
 //!    Event when the replica count changes.
+//!
+//! A reconciliation between two intervals (a watch event) only puts the
+//! owned objects back as last decided.
 //!
 //! With missing data (Kafka unreachable, topic missing, impossible budget) it
 //! keeps the last decision, reports `Degraded` with a reason, and requeues.
@@ -39,14 +42,15 @@ use crate::build::{self, BuildContext};
 use crate::metrics::Metrics;
 use crate::observe::kafka::{self, KafkaTarget};
 use crate::observe::pods::{self, PodMetrics};
-use crate::policy::{
-    self, Observation, PartitionObservation, PolicySpec, PolicyState, TunedLimits,
-};
+use crate::policy::{self, Observation, PartitionObservation, PolicySpec, TunedLimits};
+
+pub mod decided;
+
+pub use decided::STATE_ANNOTATION;
+use decided::{limits_generation, Decided};
 
 /// The one field manager of every object the operator writes.
 pub const FIELD_MANAGER: &str = "millpond-operator";
-/// Annotation on the Deployment holding the policy state.
-pub const STATE_ANNOTATION: &str = "millpond.io/policy-state";
 /// Port of the consumers' metrics and admin endpoint.
 const CONSUMER_PORT: u16 = 9090;
 
@@ -194,11 +198,23 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
         .unwrap_or(0);
-    let prev_state: PolicyState = existing
-        .as_ref()
-        .and_then(|d| d.annotations().get(STATE_ANNOTATION).cloned())
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_default();
+    let decided = Decided::parse(
+        existing
+            .as_ref()
+            .and_then(|d| d.annotations().get(STATE_ANNOTATION)),
+    );
+    let interval_ms = ctx.settings.interval.as_millis() as u64;
+    let now_ms = Timestamp::now().as_millisecond() as u64;
+    if !decided.due(now_ms, interval_ms, generation) {
+        return keep(mpc, ctx, &decided, ready_replicas, &old_status)
+            .await
+            .map(|()| {
+                Action::requeue(Duration::from_millis(
+                    decided.due_in(now_ms, interval_ms).max(100),
+                ))
+            });
+    }
+    let prev_state = &decided.policy;
 
     // Observe Kafka.
     let target = KafkaTarget {
@@ -293,6 +309,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let mut samples = Vec::new();
     let mut scrapes = BTreeMap::new();
     let mut pod_ips = Vec::new();
+    let mut newest_on_pods = 0i64;
     for pod in &pod_list.items {
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
             continue;
@@ -300,6 +317,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         pod_ips.push(ip.clone());
         match pods::scrape(&ctx.http, &ip, CONSUMER_PORT, ctx.settings.scrape_timeout).await {
             Ok(m) => {
+                newest_on_pods = newest_on_pods.max(m.limits_generation as i64);
                 samples.push(pods::interval(
                     mem.scrapes.get(&pod.name_any()),
                     &m,
@@ -318,7 +336,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         .iter()
         .flat_map(|s| s.partitions.iter().copied())
         .collect();
-    let previous_limits = old_status.limits.clone();
+    let previous_limits = decided.limits.clone().or(old_status.limits.clone());
     let running_limits = TunedLimits {
         flush_bytes: previous_limits
             .as_ref()
@@ -346,8 +364,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         replicas: current_replicas,
         limits: running_limits,
     };
-    let now_ms = Timestamp::now().as_millisecond() as u64;
-    let (decision, state) = policy::decide(&policy_spec, &observation, &prev_state, now_ms);
+    let (decision, state) = policy::decide(&policy_spec, &observation, prev_state, now_ms);
 
     // While paused, `kubectl scale mpc` (spec.replicas) sets the count.
     let replicas = match (mpc.spec.autoscaling.paused, mpc.spec.replicas) {
@@ -356,55 +373,45 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     };
 
     // Limits: a new generation only when they change.
-    let generation_of_limits = previous_limits.as_ref().map_or(0, |l| l.generation)
-        + i64::from(decision.limits != running_limits || previous_limits.is_none());
-    let limits = CurrentLimits {
+    let mut limits = CurrentLimits {
         flush_bytes: decision.limits.flush_bytes as i64,
         flush_interval_ms: limits_spec.flush_interval_ms,
         max_in_flight: decision.limits.max_in_flight as i32,
         consume_batch_size: limits_spec.consume_batch_size,
-        generation: generation_of_limits,
+        generation: 0,
     };
+    limits.generation = limits_generation(previous_limits.as_ref(), &limits, newest_on_pods);
 
-    // Act: every object by server-side apply.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let token = match secrets.get_opt(&build::admin_secret_name(mpc)).await? {
-        Some(s) => build::admin_token_of(&s).unwrap_or_else(new_token),
-        None => new_token(),
+    // Act: every object by server-side apply, the decision recorded on the
+    // Deployment before the pods hear of it.
+    let now_decided = Decided {
+        policy: state,
+        replicas: Some(replicas),
+        limits: Some(limits.clone()),
+        spec_generation: generation,
     };
-    let build_ctx = BuildContext::new(ctx.settings.consumer_image.clone(), token.clone());
-    let mut desired = build::desired(mpc, &build_ctx, replicas as i32, &limits)?;
-    desired
-        .deployment
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(STATE_ANNOTATION.into(), serde_json::to_string(&state)?);
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    apply(&secrets, &desired.admin_secret, &pp).await?;
-    apply(
-        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
-        &desired.limits,
-        &pp,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(ctx.client.clone(), &ns),
-        &desired.metrics_service,
-        &pp,
-    )
-    .await?;
-    apply(&deployments, &desired.deployment, &pp).await?;
-    apply(
-        &Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns),
-        &desired.pdb,
-        &pp,
-    )
-    .await?;
-
-    // Push changed limits to the running pods (new pods read the ConfigMap).
+    let token = apply_owned(mpc, ctx, replicas, &limits, &now_decided).await?;
     if previous_limits.as_ref() != Some(&limits) {
         push_limits(ctx, &pod_ips, &token, &limits).await;
+    }
+    if let Some(why) = &decision.tuning {
+        tracing::info!(
+            flush_bytes = limits.flush_bytes,
+            max_in_flight = limits.max_in_flight,
+            generation = limits.generation,
+            reason = %why,
+            "tuning"
+        );
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Tuned".into(),
+            note: Some(why.clone()),
+            action: "Tune".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &mpc.object_ref(&())).await {
+            tracing::warn!(error = %e, "event not published");
+        }
     }
 
     // Record why.
@@ -447,20 +454,12 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             tracing::warn!(error = %e, "event not published");
         }
         tracing::info!(from = current_replicas, to = replicas, reason = %decision.reason, "scaling");
+    } else {
+        tracing::debug!(replicas, reason = %decision.reason, "holding");
     }
 
     let mut conditions = vec![
-        condition(
-            condition::READY,
-            ready_replicas as u32 >= replicas && replicas > 0,
-            if ready_replicas as u32 >= replicas {
-                reason::RUNNING
-            } else {
-                reason::PODS_NOT_READY
-            },
-            format!("{ready_replicas} of {replicas} pods ready"),
-            generation,
-        ),
+        ready_condition(ready_replicas, replicas, generation),
         condition(
             condition::SCALING,
             direction != Direction::Hold,
@@ -539,6 +538,105 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     };
     patch_status(&mpcs, &name, &status).await?;
     Ok(requeue)
+}
+
+/// Between two intervals: the owned objects as last decided, and the pod
+/// counts in the status; no observation, no decision. Only the counts are
+/// patched (a merge patch): the rest of the status in hand may be older than
+/// the last decision's.
+async fn keep(
+    mpc: &MillpondConsumer,
+    ctx: &Context,
+    decided: &Decided,
+    ready_replicas: i32,
+    old: &MillpondConsumerStatus,
+) -> Result<(), Error> {
+    let (Some(mut replicas), Some(limits)) = (decided.replicas, &decided.limits) else {
+        return Ok(());
+    };
+    if let (true, Some(r)) = (mpc.spec.autoscaling.paused, mpc.spec.replicas) {
+        replicas = r.max(0) as u32;
+    }
+    apply_owned(mpc, ctx, replicas, limits, decided).await?;
+    if old.ready_replicas == ready_replicas && old.replicas == replicas as i32 {
+        return Ok(());
+    }
+    let mpcs: Api<MillpondConsumer> =
+        Api::namespaced(ctx.client.clone(), &mpc.namespace().unwrap_or_default());
+    let body = json!({"status": {"replicas": replicas, "readyReplicas": ready_replicas}});
+    mpcs.patch_status(
+        &mpc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies every owned object for `replicas` and `limits`, with `decided`
+/// recorded on the Deployment; returns the admin token.
+async fn apply_owned(
+    mpc: &MillpondConsumer,
+    ctx: &Context,
+    replicas: u32,
+    limits: &CurrentLimits,
+    decided: &Decided,
+) -> Result<String, Error> {
+    let ns = mpc.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let token = match secrets.get_opt(&build::admin_secret_name(mpc)).await? {
+        Some(s) => build::admin_token_of(&s).unwrap_or_else(new_token),
+        None => new_token(),
+    };
+    let build_ctx = BuildContext::new(ctx.settings.consumer_image.clone(), token.clone());
+    let mut desired = build::desired(mpc, &build_ctx, replicas as i32, limits)?;
+    desired
+        .deployment
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(STATE_ANNOTATION.into(), serde_json::to_string(decided)?);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    apply(&secrets, &desired.admin_secret, &pp).await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+        &desired.limits,
+        &pp,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+        &desired.metrics_service,
+        &pp,
+    )
+    .await?;
+    apply(
+        &Api::<Deployment>::namespaced(ctx.client.clone(), &ns),
+        &desired.deployment,
+        &pp,
+    )
+    .await?;
+    apply(
+        &Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), &ns),
+        &desired.pdb,
+        &pp,
+    )
+    .await?;
+    Ok(token)
+}
+
+fn ready_condition(ready: i32, replicas: u32, generation: Option<i64>) -> Condition {
+    condition(
+        condition::READY,
+        ready as u32 >= replicas && replicas > 0,
+        if ready as u32 >= replicas {
+            reason::RUNNING
+        } else {
+            reason::PODS_NOT_READY
+        },
+        format!("{ready} of {replicas} pods ready"),
+        generation,
+    )
 }
 
 fn status_decision(
