@@ -19,7 +19,8 @@ pub struct PodMetrics {
     pub flushes_by_size: f64,
     pub flushes_total: f64,
     pub backpressure_wait_seconds_total: f64,
-    pub errors_total: f64,
+    /// Sink write failures (`millpond_errors_total{type="sink"|"io"}`).
+    pub sink_errors_total: f64,
     pub limits_generation: f64,
     pub assigned_partitions: f64,
     /// Partitions it reports lag for (its assignment).
@@ -53,7 +54,13 @@ pub fn parse(text: &str) -> PodMetrics {
                 }
             }
             "millpond_backpressure_wait_seconds_total" => s.backpressure_wait_seconds_total = value,
-            "millpond_errors_total" => s.errors_total += value,
+            // Only the sink's failures say the sink struggles; Kafka, commit
+            // and refused-limits errors (rebalances, hand-overs) do not.
+            "millpond_errors_total"
+                if series.contains("type=\"sink\"") || series.contains("type=\"io\"") =>
+            {
+                s.sink_errors_total += value
+            }
             "millpond_limits_generation" => s.limits_generation = value,
             "millpond_assigned_partitions" => s.assigned_partitions = value,
             "millpond_partition_lag" => {
@@ -79,6 +86,7 @@ pub fn parse(text: &str) -> PodMetrics {
 pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> policy::PodSample {
     let fair = prev.is_some_and(|p| {
         p.records_total <= cur.records_total
+            && p.records_delivered_total <= cur.records_delivered_total
             && p.partitions == cur.partitions
             && !cur.partitions.is_empty()
     });
@@ -91,8 +99,8 @@ pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> po
     policy::PodSample {
         partitions: cur.partitions.clone(),
         full_interval: fair,
-        consume_rate: if fair {
-            delta(p.records_total, cur.records_total) / seconds.max(1e-3)
+        delivered_rate: if fair {
+            delta(p.records_delivered_total, cur.records_delivered_total) / seconds.max(1e-3)
         } else {
             0.0
         },
@@ -105,7 +113,7 @@ pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> po
         } else {
             0.0
         },
-        errors: delta(p.errors_total, cur.errors_total) as u64,
+        errors: delta(p.sink_errors_total, cur.sink_errors_total) as u64,
         backpressure_seconds: delta(
             p.backpressure_wait_seconds_total,
             cur.backpressure_wait_seconds_total,
@@ -153,6 +161,8 @@ millpond_flushes_total{trigger="size"} 7
 millpond_flushes_total{trigger="time"} 2
 millpond_errors_total{type="sink"} 1
 millpond_errors_total{type="kafka"} 2
+millpond_errors_total{type="commit"} 4
+millpond_errors_total{type="io"} 1
 millpond_flush_duration_seconds_sum 1.5
 millpond_flush_duration_seconds_count 9
 millpond_limits_generation 12
@@ -163,7 +173,7 @@ millpond_partition_lag{partition="1"} 0
         assert_eq!(s.records_total, 1500.0);
         assert_eq!(s.flushes_by_size, 7.0);
         assert_eq!(s.flushes_total, 9.0);
-        assert_eq!(s.errors_total, 3.0);
+        assert_eq!(s.sink_errors_total, 2.0, "sink and io errors only");
         assert_eq!(s.max_in_flight, 4.0);
         assert_eq!(s.limits_generation, 12.0);
         assert_eq!(s.partitions, vec![1, 3]);
@@ -173,12 +183,14 @@ millpond_partition_lag{partition="1"} 0
     fn an_interval_turns_counters_into_rates_and_flags_restarts() {
         let before = PodMetrics {
             records_total: 1000.0,
+            records_delivered_total: 800.0,
             flushes_total: 2.0,
             partitions: vec![0, 1],
             ..Default::default()
         };
         let after = PodMetrics {
             records_total: 6000.0,
+            records_delivered_total: 3800.0,
             flushes_total: 4.0,
             flushes_by_size: 2.0,
             partitions: vec![0, 1],
@@ -186,7 +198,8 @@ millpond_partition_lag{partition="1"} 0
         };
         let s = interval(Some(&before), &after, 10.0);
         assert!(s.full_interval);
-        assert_eq!(s.consume_rate, 500.0);
+        // What the sink acknowledged, not what was pulled into the buffer.
+        assert_eq!(s.delivered_rate, 300.0);
         assert_eq!((s.flushes, s.size_flushes), (2, 2));
         // A restarted pod's counters went down: not a capacity sample.
         let restarted = PodMetrics {
@@ -198,6 +211,7 @@ millpond_partition_lag{partition="1"} 0
         // A rebalance changed its partitions: not a capacity sample either.
         let moved = PodMetrics {
             records_total: 7000.0,
+            records_delivered_total: 4000.0,
             partitions: vec![0],
             ..Default::default()
         };

@@ -226,8 +226,10 @@ pub struct PodSample {
     /// It ran with these partitions for the whole interval (no start, no
     /// rebalance): only then is its rate a fair capacity sample.
     pub full_interval: bool,
-    /// Records consumed per second.
-    pub consume_rate: f64,
+    /// Records per second the sink acknowledged: what the pod processed end
+    /// to end. (Its consumption from Kafka overstates this while its buffer
+    /// and prefetch fill at the start of a burst.)
+    pub delivered_rate: f64,
     /// Mean buffer fullness (buffered bytes / flushBytes).
     pub buffer_fullness: f64,
     /// Flushes.
@@ -463,7 +465,7 @@ pub fn decide(
     state.capacity_measured = measured;
 
     // Demand per healthy partition.
-    let consumed: f64 = obs.pods.iter().map(|p| rate(p.consume_rate)).sum();
+    let consumed: f64 = obs.pods.iter().map(|p| rate(p.delivered_rate)).sum();
     let produce = if produce_known {
         produce_healthy
     } else {
@@ -664,11 +666,11 @@ fn learn_capacity(
                 .map(|(l, _)| *l)
                 .sum();
             let queued =
-                rate(p.consume_rate) > 0.0 && waiting as f64 >= p.consume_rate * BUSY_SECONDS;
+                rate(p.delivered_rate) > 0.0 && waiting as f64 >= p.delivered_rate * BUSY_SECONDS;
             let pressed = dt.is_some_and(|dt| p.backpressure_seconds / dt >= BUSY_BACKPRESSURE);
             queued || pressed
         })
-        .map(|p| rate(p.consume_rate))
+        .map(|p| rate(p.delivered_rate))
         .collect();
     if !busy.is_empty() {
         let sample = busy.iter().sum::<f64>() / busy.len() as f64;
@@ -680,7 +682,7 @@ fn learn_capacity(
     }
     let rates: Vec<f64> = steady
         .iter()
-        .map(|p| rate(p.consume_rate))
+        .map(|p| rate(p.delivered_rate))
         .filter(|r| *r > 0.0)
         .collect();
     if !rates.is_empty() {

@@ -314,7 +314,7 @@ impl Cluster {
                 PodSample {
                     partitions: pod.partitions.iter().map(|&p| p as i32).collect(),
                     full_interval: pod.changed_at < since,
-                    consume_rate: c.consumed / secs,
+                    delivered_rate: c.consumed / secs,
                     buffer_fullness: c.fullness / secs,
                     flushes: c.flushes.round() as u64,
                     size_flushes: c.size_flushes.round() as u64,
@@ -385,7 +385,7 @@ mod tests {
             "lag {lag}, capacity {cap}"
         );
         let obs = c.observe(60);
-        assert!((obs.pods[0].consume_rate - cap).abs() < 1.0);
+        assert!((obs.pods[0].delivered_rate - cap).abs() < 1.0);
         assert!(obs.pods[0].backpressure_seconds > 0.0);
     }
 
