@@ -186,3 +186,42 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// The lag a pod reports for an assigned partition, from librdkafka's
+/// statistics: from the committed offset when there is one, else (before the
+/// group's first commit of the partition) from the fetch position. `None`
+/// while neither the high watermark nor the position is known.
+///
+/// Reported for every assigned partition as soon as it can be, so that the
+/// set of `millpond_partition_lag` series is the pod's assignment.
+pub fn reported_lag(consumer_lag: i64, high_watermark: i64, position: i64) -> Option<i64> {
+    if consumer_lag >= 0 {
+        Some(consumer_lag)
+    } else if high_watermark >= 0 && position >= 0 {
+        Some((high_watermark - position).max(0))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::reported_lag;
+
+    #[test]
+    fn lag_is_reported_before_the_first_commit() {
+        assert_eq!(
+            reported_lag(40, 100, 90),
+            Some(40),
+            "from the committed offset"
+        );
+        assert_eq!(
+            reported_lag(-1, 100, 30),
+            Some(70),
+            "no commit yet: from the position"
+        );
+        assert_eq!(reported_lag(-1, 100, -1001), None, "position unknown");
+        assert_eq!(reported_lag(-1, -1, 0), None, "watermark unknown");
+        assert_eq!(reported_lag(-1, 10, 12), Some(0));
+    }
+}

@@ -265,10 +265,18 @@ impl ClientContext for LoopContext {
                     continue;
                 }
                 prefetch += p.fetchq_size;
-                if assigned.contains(id) && p.consumer_lag >= 0 {
+                // The position: past the last record handed to the loop, or
+                // the next fetch (known once the offset reset resolved).
+                let position = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.next_offset
+                };
+                let lag = crate::metrics::reported_lag(p.consumer_lag, p.hi_offset, position);
+                if let (true, Some(lag)) = (assigned.contains(id), lag) {
                     m.partition_lag
                         .with_label_values(&[&id.to_string()])
-                        .set(p.consumer_lag);
+                        .set(lag);
                 }
             }
         }
