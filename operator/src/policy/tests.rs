@@ -90,7 +90,7 @@ impl Bench {
             pods.push(PodSample {
                 partitions: mine.iter().map(|&p| p as i32).collect(),
                 full_interval: true,
-                consume_rate: consumed / secs,
+                delivered_rate: consumed / secs,
                 ..PodSample::default()
             });
         }
@@ -437,7 +437,7 @@ fn tune_obs(
         pods: vec![PodSample {
             partitions: vec![],
             full_interval: true,
-            consume_rate: 1_000.0,
+            delivered_rate: 1_000.0,
             buffer_fullness: 0.5,
             flushes: 100,
             size_flushes: (100.0 * size_share) as u64,
@@ -516,6 +516,45 @@ fn tuning_grows_on_good_signs_and_halves_on_bad_ones() {
         &t0,
     );
     assert_eq!((l6, why), (start, None));
+}
+
+#[test]
+fn a_latency_bound_sink_at_the_permit_bound_gets_larger_batches() {
+    let s = spec();
+    let bounds = s.autotune.expect("autotune on by default");
+    let at_bound = TunedLimits {
+        max_in_flight: bounds.max_in_flight,
+        ..s.start_limits
+    };
+    // Every permit busy, flushes size-triggered, a write takes as long as
+    // before: more permits are not allowed, a larger batch is.
+    let (l, why, _) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(at_bound, 0.2, 0.8, 0.9, 0),
+        Some(15.0),
+        &TuneState::default(),
+    );
+    assert_eq!(l.max_in_flight, bounds.max_in_flight, "{why:?}");
+    assert!(l.flush_bytes > at_bound.flush_bytes, "{why:?}");
+    assert!(why.unwrap().contains("every write permit busy"));
+    // Below the permit bound, backpressure adds a permit instead.
+    let below = TunedLimits {
+        max_in_flight: bounds.max_in_flight - 1,
+        ..s.start_limits
+    };
+    let (l, why, _) = tune::tune(
+        Some(&bounds),
+        &s.budget,
+        &tune_obs(below, 0.2, 0.8, 0.9, 0),
+        Some(15.0),
+        &TuneState::default(),
+    );
+    assert_eq!(
+        (l.max_in_flight, l.flush_bytes),
+        (bounds.max_in_flight, below.flush_bytes),
+        "{why:?}"
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! * in-flight writes: one more permit per interval while the pods wait for
 //!   permits (backpressure) and the sink's latency stays flat;
 //! * flush size: ×1.5 per interval while flushes are triggered by size (the
-//!   buffer fills before the flush interval) and the sink keeps up (latency
-//!   flat, no backpressure);
+//!   buffer fills before the flush interval) and the sink's latency is flat,
+//!   either without backpressure or with every allowed permit in use;
 //! * both halved when the sink's latency rises by half or it returns errors,
 //!   then held for a few intervals.
 //!
@@ -239,7 +239,14 @@ pub fn tune(
                 in_flight
             ));
         }
-    } else if !pressured && flat && s.size_share >= SIZE_TRIGGERED_SHARE {
+    } else if flat
+        && s.size_share >= SIZE_TRIGGERED_SHARE
+        && (!pressured || start.max_in_flight >= bounds.max_in_flight)
+    {
+        // Larger batches: while the sink keeps up, or while it is the
+        // bottleneck with every permit allowed in use and a write takes no
+        // longer than its size explains (then a larger batch moves more per
+        // write).
         let ceiling = flush_ceiling(bounds, budget, start.max_in_flight);
         let grown = ((start.flush_bytes as f64 * GROW_FLUSH) as u64).min(ceiling);
         if grown > start.flush_bytes {
@@ -248,9 +255,14 @@ pub fn tune(
                 max_in_flight: start.max_in_flight,
             };
             why = Some(format!(
-                "{:.0}% of {} flushes size-triggered, sink keeps up ({:.0}ms): flushBytes {} → {}",
+                "{:.0}% of {} flushes size-triggered, {} ({:.0}ms): flushBytes {} → {}",
                 s.size_share * 100.0,
                 s.flushes,
+                if pressured {
+                    "every write permit busy, flat sink latency"
+                } else {
+                    "sink keeps up"
+                },
                 s.mean_flush_seconds * 1e3,
                 format_bytes(start.flush_bytes),
                 format_bytes(grown)
