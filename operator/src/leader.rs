@@ -1,6 +1,7 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease: of the operator's
 //! replicas only the holder of the lease acts; the others watch and take over
-//! when the holder stops renewing.
+//! when the holder stops renewing, or at once when it gives the lease up on
+//! shutdown.
 //!
 //! [`next_step`] is the pure decision; [`LeaderElector`] does the API calls,
 //! using the lease's `resourceVersion` so two candidates never both win.
@@ -52,7 +53,7 @@ pub struct LeaderElector {
 
 impl LeaderElector {
     /// Loops forever, publishing whether this candidate leads.
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    pub async fn run(&self, leading: watch::Sender<bool>) {
         loop {
             let is_leader = match self.try_once().await {
                 Ok(l) => l,
@@ -67,6 +68,33 @@ impl LeaderElector {
             }
             leading.send_replace(is_leader);
             tokio::time::sleep(self.retry).await;
+        }
+    }
+
+    /// Gives the lease up if this candidate holds it, so that another takes
+    /// over within its retry period instead of after the lease expires. Call
+    /// once the election loop and every reconciliation have stopped.
+    pub async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.lease_name).await? else {
+            return Ok(false);
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(false);
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(false);
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        match self
+            .api
+            .replace(&self.lease_name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            // Someone else changed it meanwhile: it is not ours any more.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

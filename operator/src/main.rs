@@ -76,16 +76,18 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Metrics::new();
 
     let (leading_tx, leading) = watch::channel(!args.leader_election);
-    if args.leader_election {
-        let elector = LeaderElector {
+    let elector = args.leader_election.then(|| {
+        Arc::new(LeaderElector {
             api: Api::<Lease>::namespaced(client.clone(), &args.leader_election_namespace),
             lease_name: args.leader_election_lease.clone(),
             identity: args.pod_name.clone(),
             lease_duration: Duration::from_secs(15),
             retry: Duration::from_secs(2),
-        };
-        tokio::spawn(elector.run(leading_tx));
-    }
+        })
+    });
+    let election = elector
+        .clone()
+        .map(|e| tokio::spawn(async move { e.run(leading_tx).await }));
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -144,6 +146,14 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
+    if let (Some(election), Some(elector)) = (election, elector) {
+        election.abort();
+        match elector.release().await {
+            Ok(true) => tracing::info!("gave the leader lease up"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "leader lease not given up; it expires by itself"),
+        }
+    }
     tracing::info!("millpond-operator stopped");
     Ok(())
 }
