@@ -214,19 +214,11 @@ pub fn render(title: &str, legend: &[(&str, &str)], panels: &[Panel], duration: 
                 label(v)
             );
         }
-        let minutes = (duration / 60.0) as u64;
-        let every = if minutes > 30 {
-            10
-        } else if minutes >= 5 {
-            5
-        } else {
-            1
-        };
-        for m in (0..=minutes).step_by(every) {
-            let xv = x(m * 60);
+        for (t, text) in ticks(duration as u64) {
+            let xv = x(t);
             let _ = writeln!(
                 out,
-                r##"<line x1="{xv:.1}" y1="{top:.1}" x2="{xv:.1}" y2="{:.1}" stroke="#eeeeee"/><text x="{xv:.1}" y="{:.1}" text-anchor="middle">{m} min</text>"##,
+                r##"<line x1="{xv:.1}" y1="{top:.1}" x2="{xv:.1}" y2="{:.1}" stroke="#eeeeee"/><text x="{xv:.1}" y="{:.1}" text-anchor="middle">{text}</text>"##,
                 top + PANEL,
                 top + PANEL + 13.0
             );
@@ -255,6 +247,23 @@ pub fn render(title: &str, legend: &[(&str, &str)], panels: &[Panel], duration: 
     out
 }
 
+/// Time axis marks: every 5 or 10 minutes for long runs, every minute from
+/// 5 minutes, every 15 s below.
+fn ticks(duration: u64) -> Vec<(u64, String)> {
+    let minutes = duration / 60;
+    if minutes < 5 {
+        return (0..=duration)
+            .step_by(15)
+            .map(|t| (t, format!("{t} s")))
+            .collect();
+    }
+    let every = if minutes > 30 { 10 } else { 5 };
+    (0..=minutes)
+        .step_by(every)
+        .map(|m| (m * 60, format!("{m} min")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +278,15 @@ mod tests {
         assert_eq!(label(12_500.0), "12.5k");
         assert_eq!(label(2.0), "2");
         assert_eq!(label(0.5), "0.5");
+    }
+
+    #[test]
+    fn short_runs_are_marked_in_seconds_long_ones_in_minutes() {
+        let short: Vec<String> = ticks(62).into_iter().map(|t| t.1).collect();
+        assert_eq!(short, ["0 s", "15 s", "30 s", "45 s", "60 s"]);
+        let long = ticks(3_600);
+        assert_eq!(long.len(), 7);
+        assert_eq!(long[1], (600, "10 min".to_string()));
+        assert_eq!(ticks(1_200)[1], (300, "5 min".to_string()));
     }
 }
