@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# e2e/tests/journey.sh: the user journey under load, on the real stack.
+#
+#   e2e/stack up && eval "$(e2e/stack env)" && e2e/tests/journey.sh
+#
+# `kubectl apply` the CRD → `helm install` the chart → `kubectl apply` the
+# sample examples/burst-http.yaml (a 12-partition topic into an HTTP sink)
+# → produce a burst of JOURNEY_RECORDS (default 1M) records. The sink is
+# millpond-test-sink: it holds every batch for a second and records every id
+# it acknowledges, so a pod's throughput is bound by latency, not by the two
+# cores, and more pods or more writes in flight really drain faster. Then:
+#   * the operator scales out, never above the 12 partitions;
+#   * killing the leader operator mid-burst hands over without losing the
+#     decisions made so far;
+#   * the operator tunes flush size and in-flight writes within the bounds;
+#   * the lag drains, and every record reaches the sink, duplicates bounded;
+#   * after the stabilization window it scales back in to minReplicas;
+#   * `kubectl get mpc` shows the columns.
+# Prints a table of lag, replicas and limits as it goes, and writes the
+# timeline as JSON and SVG to JOURNEY_OUT (default target/journey;
+# JOURNEY_OUT=docs refreshes the copy in the docs).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
+    echo "journey.sh: the stack is not up; run: e2e/stack up && eval \"\$(e2e/stack env)\"" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RECORDS=${JOURNEY_RECORDS:-1000000}
+OUT=${JOURNEY_OUT:-target/journey}
+SAMPLE_SECONDS=${JOURNEY_SAMPLE_SECONDS:-2}
+SINK_ADDR=127.0.0.1:18480
+SINK_HOLD_MS=1000
+RECORD_BYTES=200
+NS="millpond-journey-$$"
+RELEASE="mp"
+NAME="clicks"
+TOPIC="clicks-$$"
+PARTITIONS=12
+WORK=$(mktemp -d /tmp/millpond-journey.XXXXXX)
+SAMPLES="$WORK/samples.jsonl"
+
+cleanup() {
+    [[ -n ${recorder:-} ]] && kill "$recorder" 2>/dev/null
+    helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
+    [[ -n ${sink:-} ]] && kill "$sink" 2>/dev/null
+    e2e/stack topic delete "$TOPIC" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mpc() { kubectl get mpc "$NAME" -n "$NS" -o jsonpath="$1" 2>/dev/null; }
+sink_stats() { curl -fsS "http://$SINK_ADDR/stats${1:-}"; }
+delivered() { sink_stats | jq -r .unique; }
+leader() { kubectl get lease -n "$NS" "$RELEASE-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+
+# One sample a line: the consumer's status and what the sink acknowledged.
+record() {
+    local start=$1 m s line
+    printf '%6s %9s %6s %10s %10s %11s %10s\n' time replicas ready lag delivered flushBytes inFlight
+    while :; do
+        if m=$(kubectl get mpc "$NAME" -n "$NS" -o json 2>/dev/null) && s=$(sink_stats 2>/dev/null); then
+            line=$(jq -cn --argjson m "$m" --argjson s "$s" --argjson t $(($(date +%s) - start)) '{
+                t: $t,
+                replicas: ($m.status.replicas // 0), ready: ($m.status.readyReplicas // 0),
+                lag: ($m.status.lag.total // 0),
+                flushBytes: ($m.status.limits.flushBytes // 0), maxInFlight: ($m.status.limits.maxInFlight // 0),
+                delivered: $s.unique, duplicates: $s.duplicates,
+                reason: ([$m.status.conditions[]? | select(.type == "Scaling") | .message][0]) }')
+            echo "$line" >>"$SAMPLES"
+            jq -r '[(.t|tostring)+"s", .replicas, .ready, .lag, .delivered, .flushBytes, .maxInFlight] | @tsv' <<<"$line" |
+                xargs printf '%6s %9s %6s %10s %10s %11s %10s\n'
+        fi
+        sleep "$SAMPLE_SECONDS"
+    done
+}
+
+# The test sink: every batch held a second, every id recorded.
+target/release/millpond-test-sink --listen "$SINK_ADDR" --hold-ms "$SINK_HOLD_MS" 2>"$WORK/sink.log" &
+sink=$!
+if poll 10 sink_stats; then
+    pass "the test sink listens on $SINK_ADDR and holds each batch ${SINK_HOLD_MS} ms"
+else
+    fail "the test sink starts" "$(cat "$WORK/sink.log")"
+    finish
+    exit 1
+fi
+
+kubectl apply -f crds/ >/dev/null
+kubectl create namespace "$NS" >/dev/null
+if out=$(helm install "$RELEASE" charts/millpond-operator -n "$NS" \
+    --set-json 'extraEnv=[{"name":"INTERVAL_SECONDS","value":"5"}]' --wait --timeout 120s 2>&1); then
+    pass "helm install of the chart (the operator decides every 5 s)"
+else
+    fail "helm install of the chart" "$out"
+    finish
+    exit 1
+fi
+
+e2e/stack topic create "$TOPIC" "$PARTITIONS" >/dev/null
+sed -e "s|bootstrapServers: .*|bootstrapServers: $KAFKA_BOOTSTRAP_SERVERS|" -e "s|topic: clicks|topic: $TOPIC|" \
+    examples/burst-http.yaml | kubectl apply -n "$NS" -f - >/dev/null
+partitions_seen() { [[ $(mpc '{.status.partitions}') == "$PARTITIONS" ]]; }
+if poll 120 kubectl rollout status "deployment/$NAME" -n "$NS" --timeout=5s && poll 60 partitions_seen; then
+    pass "examples/burst-http.yaml runs one pod on the $PARTITIONS-partition topic before the burst"
+else
+    fail "the sample consumer starts" "$(kubectl get deploy,pods -n "$NS" -o wide 2>&1)" "$(mpc '{.status}')"
+fi
+
+start=$(date +%s)
+record "$start" &
+recorder=$!
+
+produced=$(target/release/millpond-loadgen --topic "$TOPIC" --partitions "$PARTITIONS" --records "$RECORDS" --size "$RECORD_BYTES")
+echo "# $produced"
+
+decided() { mpc '{.status.replicas}'; }
+scaled_out() { (($(decided) > 1)); }
+if poll 120 scaled_out; then
+    pass "the operator scales out on the burst (to $(decided) replicas)"
+else
+    fail "scale-out on the burst" "$(mpc '{.status}')"
+fi
+
+# The leader dies mid-burst: the other replica takes over with the decision
+# state (kept on the Deployment), so the pods it scaled out stay.
+old_leader=$(leader)
+at_kill=$(decided)
+killed_at=$SECONDS
+kubectl delete pod -n "$NS" "$old_leader" --wait=false >/dev/null
+new_leader() { local l; l=$(leader); [[ -n $l && $l != "$old_leader" ]]; }
+if poll 60 new_leader; then
+    pass "killing the leader ($old_leader) mid-burst hands over to $(leader) in $((SECONDS - killed_at)) s"
+else
+    fail "leader hand-over mid-burst" "lease holder: $(leader)"
+fi
+lowest=$at_kill
+for _ in $(seq 10); do
+    r=$(decided)
+    ((r < lowest)) && lowest=$r
+    sleep 1
+done
+((lowest >= at_kill)) && pass "the new leader keeps the scale-out ($at_kill replicas at hand-over, none removed)" \
+    || fail "the new leader keeps the scale-out" "$at_kill replicas at hand-over, then $lowest"
+
+all_delivered() { (($(delivered) >= RECORDS)); }
+if poll 900 all_delivered; then
+    pass "every one of the $RECORDS records reached the sink"
+else
+    fail "every record reached the sink" "$(sink_stats "?expected=$RECORDS")"
+fi
+lag_zero() { [[ $(mpc '{.status.lag.total}') == 0 ]]; }
+poll 60 lag_zero && pass "the lag drains to 0" || fail "the lag drains to 0" "$(mpc '{.status.lag}')"
+check_contains "kubectl get mpc shows replicas, lag, fullness and status" \
+    "$(kubectl get mpc -n "$NS" 2>&1)" REPLICAS READY LAG FULLNESS STATUS "$NAME"
+
+min_replicas=$(mpc '{.spec.autoscaling.minReplicas}')
+scaled_in() { [[ $(decided) == "$min_replicas" && $(mpc '{.status.readyReplicas}') == "$min_replicas" ]]; }
+if poll 300 scaled_in; then
+    pass "after the stabilization window it scales back in to minReplicas ($min_replicas)"
+else
+    fail "scale-in after the burst" "$(mpc '{.status}')"
+fi
+sleep "$SAMPLE_SECONDS"
+kill "$recorder" 2>/dev/null
+wait "$recorder" 2>/dev/null
+recorder=
+
+mkdir -p "$OUT"
+summary=$(target/release/millpond-timeline --input "$SAMPLES" --json "$OUT/journey.json" --svg "$OUT/journey.svg" \
+    --title "$RECORDS records into 12 partitions, sink holding each batch ${SINK_HOLD_MS} ms")
+echo "# timeline: $OUT/journey.json, $OUT/journey.svg"
+echo "# $summary"
+peak=$(jq .peakReplicas <<<"$summary")
+((peak > 1 && peak <= PARTITIONS)) && pass "replicas peaked at $peak, never above the $PARTITIONS partitions" \
+    || fail "replicas stay within the partitions" "peak $peak"
+flush_first=$(jq .flushBytes.first <<<"$summary")
+flush_max=$(jq .flushBytes.max <<<"$summary")
+inflight_first=$(jq .maxInFlight.first <<<"$summary")
+inflight_max=$(jq .maxInFlight.max <<<"$summary")
+if ((flush_max > flush_first || inflight_max > inflight_first)); then
+    pass "limits adapt: flushBytes $flush_first → up to $flush_max, maxInFlight $inflight_first → up to $inflight_max"
+else
+    fail "limits adapt" "$summary"
+fi
+((flush_max <= 512 * 1024 && inflight_max <= 3)) && pass "and stay within the autotune bounds (512Ki, 3)" \
+    || fail "limits within the autotune bounds" "$summary"
+
+final=$(sink_stats "?expected=$RECORDS")
+check "no record is missing at the sink" 0 "$(jq .missing <<<"$final")"
+# Each rebalance or pod stop may redeliver at most what was written but not
+# yet committed: the writes in flight plus the batch being filled, per pod.
+events=$(jq '.scaleUps + .scaleDowns + 2' <<<"$summary")
+bound=$((events * (inflight_max + 2) * flush_max / RECORD_BYTES))
+dups=$(jq .duplicates <<<"$final")
+((dups <= bound)) && pass "duplicates are bounded: $dups (bound $bound from $events hand-overs)" \
+    || fail "duplicates are bounded" "$dups duplicates, bound $bound"
+check "the operator never restarted" "" \
+    "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{"\n"}{end}' | grep -v '^0$')"
+
+finish
