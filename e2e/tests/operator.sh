@@ -14,8 +14,9 @@
 #   * a Deployment edited by hand is put back;
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
-#   * a missing topic and an impossible memory budget set Degraded with a
-#     reason, and the operator does not crash-loop;
+#   * a missing topic, an impossible memory budget, a librdkafka override
+#     librdkafka refuses and unreachable brokers set Degraded with a reason,
+#     and the operator does not crash-loop;
 #   * deleting the MillpondConsumer removes everything it owned.
 # Works in a namespace of its own, deleted at the end.
 set -uo pipefail
@@ -157,6 +158,25 @@ spec:
   kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
   sink: {url: "file://$SINK-tiny"}
   resources: {memory: 40Mi}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: bad-override
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    config: {fetch.max.bytes: lots}
+  sink: {url: "file://$SINK-bad"}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: no-kafka
+spec:
+  kafka: {bootstrapServers: "127.0.0.1:1", topic: $TOPIC}
+  sink: {url: "file://$SINK-no-kafka"}
 EOF
 degraded_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null; }
 is_degraded() { [[ $(degraded_reason "$1") == "$2" ]]; }
@@ -171,9 +191,21 @@ if poll 60 is_degraded tiny MemoryBudget; then
 else
     fail "impossible budget reported" "reason: $(degraded_reason tiny)"
 fi
+degraded_message() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}' 2>/dev/null; }
+if poll 60 is_degraded bad-override InvalidSpec; then
+    check_contains "a librdkafka override librdkafka refuses sets Degraded=InvalidSpec naming it" \
+        "$(degraded_message bad-override)" "kafka.config" "fetch.max.bytes"
+else
+    fail "bad librdkafka override reported" "reason: $(degraded_reason bad-override)"
+fi
+if poll 60 is_degraded no-kafka KafkaUnreachable; then
+    check_contains "unreachable brokers set Degraded=KafkaUnreachable" "$(degraded_message no-kafka)" "127.0.0.1:1"
+else
+    fail "unreachable Kafka reported" "reason: $(degraded_reason no-kafka)"
+fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
-kubectl delete mpc no-topic tiny -n "$NS" >/dev/null
+kubectl delete mpc no-topic tiny bad-override no-kafka -n "$NS" >/dev/null
 
 # Deleting the MillpondConsumer removes everything it owned.
 kubectl delete mpc orders -n "$NS" >/dev/null

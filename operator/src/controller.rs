@@ -30,6 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 use millpond_consumer::budget::{self, BudgetRequest};
+use millpond_consumer::kafka_config;
 use millpond_consumer::sink::{self, FileFormat};
 use millpond_crds::condition::{self, reason};
 use millpond_crds::{
@@ -176,17 +177,35 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let old_status = mpc.status.clone().unwrap_or_default();
     let requeue = Action::requeue(ctx.settings.interval);
 
-    // Validate (no client).
-    if let Err(e) = mpc.spec.validate() {
-        let status = degraded(
-            &old_status,
-            reason::INVALID_SPEC,
-            format!("fix the spec: {e}"),
-            generation,
-        );
-        patch_status(&mpcs, &name, &status).await?;
-        return Ok(Action::await_change());
-    }
+    // Validate (no client): the schema's rules, then librdkafka's own
+    // judgement of the overrides and the numbers the memory budget reads.
+    let overrides = &mpc.spec.kafka.config;
+    let budget_overrides = || -> millpond_consumer::Result<[Option<u64>; 3]> {
+        Ok([
+            kafka_config::numeric(overrides, "queued.max.messages.kbytes")?,
+            kafka_config::numeric(overrides, "fetch.max.bytes")?,
+            kafka_config::numeric(overrides, "max.partition.fetch.bytes")?,
+        ])
+    };
+    let checked = mpc
+        .spec
+        .validate()
+        .map_err(|e| e.to_string())
+        .and_then(|()| kafka::check_overrides(overrides))
+        .and_then(|()| budget_overrides().map_err(|e| format!("kafka.config: {e}")));
+    let [queued_kbytes, fetch_max_bytes, partition_fetch_bytes] = match checked {
+        Ok(values) => values,
+        Err(e) => {
+            let status = degraded(
+                &old_status,
+                reason::INVALID_SPEC,
+                format!("fix the spec: {e}"),
+                generation,
+            );
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
 
     // The Deployment as it is: replicas, the policy state of the last leader.
     let existing = deployments.get_opt(&name).await?;
@@ -262,9 +281,9 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         partitions,
         max_in_flight: limits_spec.max_in_flight.max(1) as u32,
         flush_bytes: limits_spec.flush_bytes().ok().flatten(),
-        queued_max_messages_kbytes: None,
-        fetch_max_bytes: None,
-        max_partition_fetch_bytes: None,
+        queued_max_messages_kbytes: queued_kbytes,
+        fetch_max_bytes,
+        max_partition_fetch_bytes: partition_fetch_bytes,
         sink_factor: sink_factor(mpc),
     }) {
         Ok(p) => p,

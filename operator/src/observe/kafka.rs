@@ -26,8 +26,8 @@ pub enum KafkaObserveError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    #[error("Kafka did not answer within {0:?}")]
-    Timeout(Duration),
+    #[error("Kafka at {servers} did not answer within {deadline:?}")]
+    Timeout { servers: String, deadline: Duration },
 }
 
 /// One partition's positions.
@@ -122,6 +122,7 @@ pub async fn observe(
     timeout: Duration,
 ) -> Result<Vec<PartitionOffsets>, KafkaObserveError> {
     let deadline = timeout * 3;
+    let servers = target.bootstrap_servers.clone();
     match tokio::time::timeout(
         deadline,
         tokio::task::spawn_blocking(move || read_offsets(&target, timeout)),
@@ -130,6 +131,51 @@ pub async fn observe(
     {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => panic!("offset reader panicked: {join}"),
-        Err(_) => Err(KafkaObserveError::Timeout(deadline)),
+        Err(_) => Err(KafkaObserveError::Timeout { servers, deadline }),
+    }
+}
+
+/// Checks the user's librdkafka properties (`spec.kafka.config`) the way
+/// librdkafka will when a pod starts: an unknown property or a value it
+/// refuses is reported now, as a spec error, instead of as pods that fail to
+/// start. No client is created.
+pub fn check_overrides(config: &BTreeMap<String, String>) -> Result<(), String> {
+    let mut client = ClientConfig::new();
+    for (key, value) in config {
+        client.set(key, value);
+    }
+    client
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| format!("kafka.config: {e}"))
+}
+
+#[cfg(test)]
+mod override_tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn librdkafka_judges_the_overrides() {
+        assert_eq!(
+            check_overrides(&props(&[
+                ("fetch.wait.max.ms", "100"),
+                ("auto.offset.reset", "earliest")
+            ])),
+            Ok(())
+        );
+        let unknown = check_overrides(&props(&[("fetch.wait.max.msec", "100")])).unwrap_err();
+        assert!(unknown.contains("fetch.wait.max.msec"), "{unknown}");
+        let bad = check_overrides(&props(&[("fetch.max.bytes", "lots")])).unwrap_err();
+        assert!(
+            bad.starts_with("kafka.config: ") && bad.contains("fetch.max.bytes"),
+            "{bad}"
+        );
     }
 }
