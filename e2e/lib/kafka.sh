@@ -23,6 +23,11 @@ KAFKA_MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.
 KAFKA_HOST="127.0.0.1"
 KAFKA_PORT="${MILLPOND_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${MILLPOND_KAFKA_CONTROLLER_PORT:-19093}"
+# A second listener with SASL/PLAIN, for tests of credentials from Secrets.
+# The one user and its password are fixed: the broker is a loopback test stack.
+KAFKA_SASL_PORT="${MILLPOND_KAFKA_SASL_PORT:-19094}"
+KAFKA_SASL_USER="millpond"
+KAFKA_SASL_PASSWORD="millpond-local-test"
 KAFKA_NODE_ID=1
 KAFKA_START_TIMEOUT="${MILLPOND_KAFKA_START_TIMEOUT:-90}"
 
@@ -40,6 +45,7 @@ KAFKA_TOOLS_LOG4J_CONF="$KAFKA_STATE/tools-log4j2.properties"
 # Written at start: the address the running broker really listens on, so
 # `env`/`topic` keep working if MILLPOND_KAFKA_PORT changes meanwhile.
 KAFKA_BOOTSTRAP_FILE="$KAFKA_STATE/bootstrap"
+KAFKA_SASL_BOOTSTRAP_FILE="$KAFKA_STATE/sasl-bootstrap"
 
 # ------------------------------------------------------------------ java --
 
@@ -173,9 +179,11 @@ process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
 controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 
@@ -284,8 +292,9 @@ kafka_start() {
     local started pid cluster_id
     started=$(now_ms)
 
-    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT" || tcp_open "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"; then
-        die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT on $KAFKA_HOST is already in use by a process this script did not start (set MILLPOND_KAFKA_PORT / MILLPOND_KAFKA_CONTROLLER_PORT)"
+    if tcp_open "$KAFKA_HOST" "$KAFKA_PORT" || tcp_open "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT" \
+        || tcp_open "$KAFKA_HOST" "$KAFKA_SASL_PORT"; then
+        die "port $KAFKA_PORT, $KAFKA_CONTROLLER_PORT or $KAFKA_SASL_PORT on $KAFKA_HOST is already in use by a process this script did not start (set MILLPOND_KAFKA_PORT / MILLPOND_KAFKA_CONTROLLER_PORT / MILLPOND_KAFKA_SASL_PORT)"
     fi
 
     # No broker of ours is running, so whatever is in the data dir is left
@@ -334,6 +343,7 @@ kafka_start() {
     [[ -n $pid ]] || { tail -n 30 "$KAFKA_OUT" >&2; die "Kafka exited right after start (log: $KAFKA_OUT)"; }
     printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
     printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_PORT" >"$KAFKA_BOOTSTRAP_FILE"
+    printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_SASL_PORT" >"$KAFKA_SASL_BOOTSTRAP_FILE"
 
     local deadline=$(( SECONDS + KAFKA_START_TIMEOUT ))
     until kafka_answers "$KAFKA_HOST:$KAFKA_PORT"; do
@@ -408,6 +418,11 @@ kafka_env() {
     pid=$(kafka_pid)
     if [[ -n $pid ]]; then
         printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(kafka_bootstrap)"
+        if [[ -f $KAFKA_SASL_BOOTSTRAP_FILE ]]; then
+            # The SASL/PLAIN listener and its one test user.
+            printf 'export KAFKA_SASL_BOOTSTRAP_SERVERS=%s KAFKA_SASL_TEST_USER=%s KAFKA_SASL_TEST_PASSWORD=%s\n' \
+                "$(cat "$KAFKA_SASL_BOOTSTRAP_FILE")" "$KAFKA_SASL_USER" "$KAFKA_SASL_PASSWORD"
+        fi
     else
         log "Kafka is not running; no KAFKA_BOOTSTRAP_SERVERS (run: e2e/stack up kafka)"
     fi

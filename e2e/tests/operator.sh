@@ -14,15 +14,17 @@
 #   * a Deployment edited by hand is put back;
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
+#   * with SASL credentials from Secrets, the pods and the operator's own
+#     Kafka client authenticate;
 #   * a missing topic, an impossible memory budget, a librdkafka override
-#     librdkafka refuses and unreachable brokers set Degraded with a reason,
-#     and the operator does not crash-loop;
+#     librdkafka refuses, unreachable brokers, a wrong password and a missing
+#     Secret set Degraded with a reason, and the operator does not crash-loop;
 #   * deleting the MillpondConsumer removes everything it owned.
 # Works in a namespace of its own, deleted at the end.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
+if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} || -z ${KAFKA_SASL_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
     echo "operator.sh: the stack is not up; run: e2e/stack up && eval \"\$(e2e/stack env)\"" >&2
     echo "0 passed, 1 failed"
     exit 1
@@ -40,7 +42,7 @@ RECORDS=100000
 cleanup() {
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
     kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
-    rm -rf "$SINK"
+    rm -rf "$SINK" "$SINK"-*
 }
 trap cleanup EXIT
 
@@ -140,6 +142,68 @@ reconciled() { [[ $(replicas) == "$(decided)" ]]; }
 poll 60 reconciled && pass "the new leader reconciles (the replica count is its decision again: $(replicas))" \
     || fail "the new leader reconciles" "deployment $(replicas), decided $(decided)"
 
+# Credentials from Secrets: the pods and the operator's own Kafka client
+# both authenticate on the broker's SASL/PLAIN listener.
+kubectl create secret generic kafka-user -n "$NS" \
+    --from-literal=username="$KAFKA_SASL_TEST_USER" --from-literal=password="$KAFKA_SASL_TEST_PASSWORD" >/dev/null
+kubectl create secret generic kafka-wrong -n "$NS" \
+    --from-literal=username="$KAFKA_SASL_TEST_USER" --from-literal=password=not-the-password >/dev/null
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: secure
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_SASL_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    groupId: secure-$$
+    sasl:
+      mechanism: PLAIN
+      usernameSecretRef: {name: kafka-user, key: username}
+      passwordSecretRef: {name: kafka-user, key: password}
+  sink: {url: "file://$SINK-secure"}
+  resources: {memory: 256Mi}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: wrong-password
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_SASL_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    groupId: wrong-$$
+    sasl:
+      mechanism: PLAIN
+      usernameSecretRef: {name: kafka-wrong, key: username}
+      passwordSecretRef: {name: kafka-wrong, key: password}
+  sink: {url: "file://$SINK-wrong"}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: no-secret
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_SASL_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    sasl:
+      mechanism: PLAIN
+      usernameSecretRef: {name: no-such-secret, key: username}
+      passwordSecretRef: {name: no-such-secret, key: password}
+  sink: {url: "file://$SINK-no-secret"}
+EOF
+secure_lines() { cat "$SINK-secure"/*.ndjson 2>/dev/null | wc -l; }
+secure_done() { (($(secure_lines) >= RECORDS)) && [[ $(kubectl get mpc secure -n "$NS" -o jsonpath='{.status.lag.total}') == 0 ]]; }
+if poll 180 secure_done; then
+    pass "with SASL credentials from a Secret the pods deliver every record and the operator reads the lag ($(secure_lines) records, lag 0)"
+else
+    fail "SASL consumer" "$(secure_lines) of $RECORDS records" "$(kubectl get mpc secure -n "$NS" -o jsonpath='{.status}')"
+fi
+check "and it is not Degraded" "False" \
+    "$(kubectl get mpc secure -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}')"
+
 # Missing data or an impossible budget: Degraded with a reason, no crash loop.
 kubectl apply -n "$NS" -f - >/dev/null <<EOF
 apiVersion: millpond.io/v1alpha1
@@ -203,9 +267,20 @@ if poll 60 is_degraded no-kafka KafkaUnreachable; then
 else
     fail "unreachable Kafka reported" "reason: $(degraded_reason no-kafka)"
 fi
+if poll 60 is_degraded wrong-password KafkaUnreachable; then
+    pass "a wrong SASL password sets Degraded=KafkaUnreachable"
+else
+    fail "wrong SASL password reported" "reason: $(degraded_reason wrong-password)" "$(degraded_message wrong-password)"
+fi
+if poll 60 is_degraded no-secret SecretNotFound; then
+    check_contains "a missing credentials Secret sets Degraded=SecretNotFound naming the field" \
+        "$(degraded_message no-secret)" "kafka.sasl.usernameSecretRef" "no-such-secret"
+else
+    fail "missing Secret reported" "reason: $(degraded_reason no-secret)"
+fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
-kubectl delete mpc no-topic tiny bad-override no-kafka -n "$NS" >/dev/null
+kubectl delete mpc no-topic tiny bad-override no-kafka secure wrong-password no-secret -n "$NS" >/dev/null
 
 # Deleting the MillpondConsumer removes everything it owned.
 kubectl delete mpc orders -n "$NS" >/dev/null

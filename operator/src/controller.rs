@@ -41,6 +41,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::build::{self, BuildContext};
 use crate::metrics::Metrics;
+use crate::observe::credentials;
 use crate::observe::kafka::{self, KafkaTarget};
 use crate::observe::pods::{self, PodMetrics};
 use crate::policy::{self, Observation, PartitionObservation, PolicySpec, TunedLimits};
@@ -235,12 +236,39 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     }
     let prev_state = &decided.policy;
 
-    // Observe Kafka.
+    // Observe Kafka, connecting the way the pods do.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut secret_values = BTreeMap::new();
+    for (_, _, r) in credentials::secret_refs(&mpc.spec) {
+        let text = secrets
+            .get_opt(&r.name)
+            .await?
+            .and_then(|s| s.data?.remove(&r.key))
+            .and_then(|b| String::from_utf8(b.0).ok());
+        if let Some(text) = text {
+            secret_values.insert((r.name.clone(), r.key.clone()), text);
+        }
+    }
+    let properties = match credentials::client_properties(&mpc.spec, |r| {
+        secret_values.get(&(r.name.clone(), r.key.clone())).cloned()
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            let status = degraded(
+                &old_status,
+                reason::SECRET_NOT_FOUND,
+                format!("{e}; keeping {current_replicas} replicas"),
+                generation,
+            );
+            patch_status(&mpcs, &name, &status).await?;
+            return Ok(requeue);
+        }
+    };
     let target = KafkaTarget {
         bootstrap_servers: mpc.spec.kafka.bootstrap_servers.clone(),
         topic: mpc.spec.kafka.topic.clone(),
         group: mpc.spec.kafka.group_id(),
-        properties: BTreeMap::new(),
+        properties,
     };
     let offsets = match kafka::observe(target, ctx.settings.kafka_timeout).await {
         Ok(o) => o,

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, ProjectedVolumeSource, SecretKeySelector,
     SecretProjection, Volume, VolumeMount, VolumeProjection,
 };
-use millpond_crds::{MillpondConsumer, MillpondConsumerSpec, SaslMechanism, SinkFormat};
+use millpond_crds::{KafkaSpec, MillpondConsumer, MillpondConsumerSpec, SaslMechanism, SinkFormat};
 
 use super::config_map::LIMIT_KEYS;
 use super::deployment::METRICS_PORT;
@@ -213,22 +213,14 @@ pub(super) fn kafka_config(spec: &MillpondConsumerSpec) -> Result<String> {
         props.insert(key.trim().to_string(), literal(value.trim()));
     }
 
-    let protocol = match (&kafka.sasl, &kafka.tls) {
-        (Some(_), Some(_)) => Some("SASL_SSL"),
-        (Some(_), None) => Some("SASL_PLAINTEXT"),
-        (None, Some(_)) => Some("SSL"),
-        (None, None) => None,
-    };
-    if let Some(protocol) = protocol {
+    if let Some(protocol) = security_protocol(kafka) {
         props.insert("security.protocol".to_string(), protocol.to_string());
     }
     if let Some(sasl) = &kafka.sasl {
-        let mechanism = match sasl.mechanism {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        };
-        props.insert("sasl.mechanism".to_string(), mechanism.to_string());
+        props.insert(
+            "sasl.mechanism".to_string(),
+            sasl_mechanism(&sasl.mechanism).to_string(),
+        );
         props.insert(
             "sasl.username".to_string(),
             format!("$({SASL_USERNAME_VAR})"),
@@ -246,6 +238,25 @@ pub(super) fn kafka_config(spec: &MillpondConsumerSpec) -> Result<String> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(","))
+}
+
+/// librdkafka's `security.protocol` for `kafka.sasl` and `kafka.tls`.
+pub(crate) fn security_protocol(kafka: &KafkaSpec) -> Option<&'static str> {
+    match (&kafka.sasl, &kafka.tls) {
+        (Some(_), Some(_)) => Some("SASL_SSL"),
+        (Some(_), None) => Some("SASL_PLAINTEXT"),
+        (None, Some(_)) => Some("SSL"),
+        (None, None) => None,
+    }
+}
+
+/// librdkafka's `sasl.mechanism`.
+pub(crate) fn sasl_mechanism(mechanism: &SaslMechanism) -> &'static str {
+    match mechanism {
+        SaslMechanism::Plain => "PLAIN",
+        SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+        SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+    }
 }
 
 /// `(librdkafka property, file name under TLS_DIR, Secret key)` of each TLS

@@ -72,6 +72,7 @@ pub use deployment::{
     METRICS_PORT_NAME,
 };
 pub use env::{overridden_env, TLS_DIR};
+pub(crate) use env::{sasl_mechanism, security_protocol};
 pub use pdb::pod_disruption_budget;
 pub use secret::{admin_secret, admin_token_of, ADMIN_TOKEN_KEY};
 pub use service::metrics_service;

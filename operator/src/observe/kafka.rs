@@ -43,13 +43,25 @@ pub struct PartitionOffsets {
 }
 
 /// Where to look.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaTarget {
     pub bootstrap_servers: String,
     pub topic: String,
     pub group: String,
-    /// Non-secret client properties (security protocol, ...).
+    /// Client properties: the user's overrides, security settings and
+    /// credentials (never printed: `Debug` shows the keys only).
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTarget")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("properties", &self.properties.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// Reads every partition's watermarks and the group's committed offsets.
