@@ -28,15 +28,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 2
 
 CHART=charts/millpond-operator
-eval "$(e2e/stack env 2>/dev/null)"
-if [[ -z ${KUBECONFIG:-} ]] || ! kubectl version >/dev/null 2>&1 || ! command -v helm >/dev/null; then
-    echo "chart.sh: no Kubernetes API server or helm; start them with: e2e/stack up k8s" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_stack
 
 NS="millpond-chart-test-$$"
 RELEASE="mp-chart-$$"

@@ -21,15 +21,9 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 2
 
-eval "$(e2e/stack env 2>/dev/null)"
-if [[ -z ${KUBECONFIG:-} ]] || ! kubectl version >/dev/null 2>&1; then
-    echo "crd.sh: no Kubernetes API server; start it with: e2e/stack up k8s" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_stack
 
 NS="millpond-crd-test-$$"
 CRD=millpondconsumers.millpond.io

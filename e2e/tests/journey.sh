@@ -21,16 +21,11 @@
 # timeline as JSON and SVG to JOURNEY_OUT (default target/journey;
 # JOURNEY_OUT=docs refreshes the copy in the docs).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
-    echo "journey.sh: the stack is not up; run: e2e/stack up && eval \"\$(e2e/stack env)\"" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_stack KAFKA_BOOTSTRAP_SERVERS
 
 RECORDS=${JOURNEY_RECORDS:-1000000}
 OUT=${JOURNEY_OUT:-target/journey}

@@ -35,15 +35,9 @@ source e2e/lib/common.sh
 # shellcheck source=../lib/kubelet.sh
 source e2e/lib/kubelet.sh
 
-eval "$(e2e/stack env 2>/dev/null)"
-if [[ -z ${KUBECONFIG:-} ]] || ! kubectl version >/dev/null 2>&1; then
-    echo "kubelet.sh: no Kubernetes API server; start it with: e2e/stack up k8s" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_stack
 
 NS="millpond-kubelet-test-$$"
 STARTED_KUBELET=0

@@ -5,6 +5,22 @@
 PASSED=0
 FAILED=0
 
+# require_stack VAR... : loads the stack's environment (`e2e/stack env`) and
+# ends the script as one failed check, saying what to start, unless the API
+# server answers, helm is on PATH and every named variable is set.
+require_stack() {
+    eval "$(e2e/stack env 2>/dev/null)"
+    local var missing=()
+    for var in KUBECONFIG "$@"; do
+        [[ -n ${!var:-} ]] || missing+=("$var")
+    done
+    if ((${#missing[@]})) || ! kubectl version >/dev/null 2>&1 || ! command -v helm >/dev/null; then
+        echo "$(basename "$0"): the stack is not up (${missing[*]:-no API server or helm}); run: e2e/stack up" >&2
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+}
+
 pass() {
     PASSED=$((PASSED + 1))
     printf 'ok    %s\n' "$1"

@@ -22,16 +22,11 @@
 #   * deleting the MillpondConsumer removes everything it owned.
 # Works in a namespace of its own, deleted at the end.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-
-if [[ -z ${KUBECONFIG:-} || -z ${KAFKA_BOOTSTRAP_SERVERS:-} || -z ${KAFKA_SASL_BOOTSTRAP_SERVERS:-} ]] || ! kubectl version >/dev/null 2>&1; then
-    echo "operator.sh: the stack is not up; run: e2e/stack up && eval \"\$(e2e/stack env)\"" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+require_stack KAFKA_BOOTSTRAP_SERVERS KAFKA_SASL_BOOTSTRAP_SERVERS
 
 NS="millpond-operator-test-$$"
 RELEASE="mp"
