@@ -14,6 +14,7 @@
 #   * a Deployment edited by hand is put back;
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
+#   * with autoscaling paused, `kubectl scale mpc` sets the replicas;
 #   * with SASL credentials from Secrets, the pods and the operator's own
 #     Kafka client authenticate;
 #   * a missing topic, an impossible memory budget, a librdkafka override
@@ -136,6 +137,18 @@ decided() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.replicas}'; }
 reconciled() { [[ $(replicas) == "$(decided)" ]]; }
 poll 60 reconciled && pass "the new leader reconciles (the replica count is its decision again: $(replicas))" \
     || fail "the new leader reconciles" "deployment $(replicas), decided $(decided)"
+
+# Paused autoscaling follows `kubectl scale mpc` (the scale subresource).
+kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":true}}}' >/dev/null
+kubectl scale mpc/orders -n "$NS" --replicas=2 >/dev/null
+two_running() { [[ $(replicas) == 2 && $(kubectl get deploy orders -n "$NS" -o jsonpath='{.status.readyReplicas}') == 2 ]]; }
+scaling_reason() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Scaling")].reason}'; }
+if poll 90 two_running && [[ $(scaling_reason) == Paused ]]; then
+    pass "while paused, kubectl scale mpc --replicas=2 runs 2 pods (Scaling=Paused)"
+else
+    fail "kubectl scale mpc while paused" "deployment $(replicas), Scaling reason $(scaling_reason)"
+fi
+kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":false}}}' >/dev/null
 
 # Credentials from Secrets: the pods and the operator's own Kafka client
 # both authenticate on the broker's SASL/PLAIN listener.
