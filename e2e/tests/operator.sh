@@ -20,6 +20,8 @@
 #   * a missing topic, an impossible memory budget, a librdkafka override
 #     librdkafka refuses, unreachable brokers, a wrong password and a missing
 #     Secret set Degraded with a reason, and the operator does not crash-loop;
+#   * Kafka stopping to answer while a consumer runs sets Degraded and keeps
+#     the replicas; Degraded clears when Kafka is back;
 #   * deleting the MillpondConsumer removes everything it owned.
 # Works in a namespace of its own, deleted at the end.
 set -uo pipefail
@@ -27,6 +29,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib/common.sh
+source e2e/lib/common.sh
+# shellcheck source=../lib/kafka.sh
+source e2e/lib/kafka.sh
 require_stack KAFKA_BOOTSTRAP_SERVERS KAFKA_SASL_BOOTSTRAP_SERVERS
 
 NS="millpond-operator-test-$$"
@@ -36,6 +42,7 @@ SINK="/tmp/millpond-operator-test-$$"
 RECORDS=100000
 
 cleanup() {
+    [[ -n ${kafka:-} ]] && kill -CONT "$kafka" 2>/dev/null
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
     kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
     rm -rf "$SINK" "$SINK"-*
@@ -289,6 +296,21 @@ fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
 kubectl delete mpc no-topic tiny bad-override no-kafka secure wrong-password no-secret -n "$NS" >/dev/null
+
+# Kafka stops answering while a consumer runs (the broker is paused): the
+# operator keeps the replicas, says why, and recovers when Kafka does.
+kafka=$(kafka_pid)
+replicas_before=$(replicas)
+kill -STOP "$kafka"
+if poll 60 is_degraded orders KafkaUnreachable; then
+    check "Kafka paused while running: Degraded=KafkaUnreachable, the replicas kept" "$replicas_before" "$(replicas)"
+else
+    fail "Kafka paused while running is reported" "reason: $(degraded_reason orders)"
+fi
+kill -CONT "$kafka"
+not_degraded() { [[ $(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}') == False ]]; }
+poll 90 not_degraded && pass "Kafka back: Degraded clears" \
+    || fail "recovery after Kafka returns" "$(degraded_message orders)"
 
 # Deleting the MillpondConsumer removes everything it owned.
 kubectl delete mpc orders -n "$NS" >/dev/null
