@@ -160,6 +160,8 @@ pub mod condition {
         pub const KAFKA_UNREACHABLE: &str = "KafkaUnreachable";
         /// A Secret or key the spec refers to is missing.
         pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+        /// Ready pods whose metrics cannot be read (see the message).
+        pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
         /// Some partitions do not advance (see status.stuckPartitions).
         pub const STUCK_PARTITIONS: &str = "StuckPartitions";
         /// The backlog is above what maxReplicas can drain in time.

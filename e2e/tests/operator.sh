@@ -11,7 +11,7 @@
 #   * the operator creates the consumer Deployment, its pods run and every
 #     record reaches the file sink; `kubectl get mpc` shows the columns;
 #   * editing the spec rolls the consumer pods out;
-#   * a Deployment edited by hand is put back;
+#   * a Deployment edited by hand, and a Service deleted by hand, are put back;
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
 #   * with autoscaling paused, `kubectl scale mpc` sets the replicas;
@@ -20,6 +20,7 @@
 #   * a missing topic, an impossible memory budget, a librdkafka override
 #     librdkafka refuses, unreachable brokers, a wrong password and a missing
 #     Secret set Degraded with a reason, and the operator does not crash-loop;
+#   * a ready pod whose metrics cannot be read sets Degraded;
 #   * Kafka stopping to answer while a consumer runs sets Degraded and keeps
 #     the replicas; Degraded clears when Kafka is back;
 #   * deleting the MillpondConsumer removes everything it owned.
@@ -43,6 +44,7 @@ RECORDS=100000
 
 cleanup() {
     [[ -n ${kafka:-} ]] && kill -CONT "$kafka" 2>/dev/null
+    [[ -n ${consumer_pid:-} ]] && kill -CONT "$consumer_pid" 2>/dev/null
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
     kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
     rm -rf "$SINK" "$SINK"-*
@@ -128,6 +130,13 @@ sink_url() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.spe
 sink_restored() { [[ $(sink_url) == "file://$SINK?format=ndjson" ]]; }
 poll 60 sink_restored && pass "a hand-edited Deployment is put back" \
     || fail "a hand-edited Deployment is put back" "SINK_URL=$(sink_url)"
+
+# An owned object deleted by hand is put back.
+old_uid=$(kubectl get service orders-metrics -n "$NS" -o jsonpath='{.metadata.uid}')
+kubectl delete service orders-metrics -n "$NS" >/dev/null
+service_back() { local uid; uid=$(kubectl get service orders-metrics -n "$NS" -o jsonpath='{.metadata.uid}' 2>/dev/null); [[ -n $uid && $uid != "$old_uid" ]]; }
+poll 60 service_back && pass "a Service deleted by hand is put back" \
+    || fail "a deleted Service is put back" "$(kubectl get svc -n "$NS" 2>&1)"
 
 # Killing the leader hands over to the other replica, which keeps acting.
 old_leader=$(leader)
@@ -296,6 +305,20 @@ fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
 kubectl delete mpc no-topic tiny bad-override no-kafka secure wrong-password no-secret -n "$NS" >/dev/null
+
+# A ready pod whose metrics cannot be read (its process is paused, so it
+# stays ready until its readiness probe fails twice): Degraded names it.
+consumer_pid=$(kubectl get pods -n "$NS" -l app.kubernetes.io/instance=orders \
+    -o jsonpath='{.items[0].status.containerStatuses[0].containerID}' | sed 's|^millpond://||')
+kill -STOP "$consumer_pid"
+if poll 30 is_degraded orders MetricsUnavailable; then
+    check_contains "a ready pod whose metrics cannot be read sets Degraded=MetricsUnavailable naming it" \
+        "$(degraded_message orders)" "cannot read the metrics of ready pods" "orders-"
+else
+    fail "unreadable pod metrics reported" "reason: $(degraded_reason orders)" "$(degraded_message orders)"
+fi
+kill -CONT "$consumer_pid"
+consumer_pid=
 
 # Kafka stops answering while a consumer runs (the broker is paused): the
 # operator keeps the replicas, says why, and recovers when Kafka does.

@@ -54,7 +54,7 @@ use decided::{limits_generation, Decided};
 /// The one field manager of every object the operator writes.
 pub const FIELD_MANAGER: &str = "millpond-operator";
 /// Port of the consumers' metrics and admin endpoint.
-const CONSUMER_PORT: u16 = 9090;
+const CONSUMER_PORT: u16 = build::METRICS_PORT as u16;
 
 /// Errors of one reconciliation; transient ones are retried with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +357,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let mut scrapes = BTreeMap::new();
     let mut pod_ips = Vec::new();
     let mut newest_on_pods = 0i64;
+    let mut unscraped = Vec::new();
     for pod in &pod_list.items {
         let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
             continue;
@@ -372,13 +373,33 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
                 ));
                 scrapes.insert(pod.name_any(), m);
             }
-            Err(e) => tracing::debug!(pod = %pod.name_any(), error = %e, "pod not scraped"),
+            Err(e) => {
+                tracing::debug!(pod = %pod.name_any(), error = %e, "pod not scraped");
+                // A starting pod may not listen yet; a ready one should.
+                if pod_ready(pod) {
+                    unscraped.push((pod.name_any(), e));
+                }
+            }
         }
     }
     mem.scrapes = scrapes;
     mem.scraped_at = Some(Instant::now());
     drop(memories);
 
+    if !unscraped.is_empty() && samples.is_empty() {
+        // Nothing measured this interval: keep the last decision.
+        let message = pods::unscraped_message(&unscraped, 0);
+        tracing::warn!(%message, "pod metrics unavailable");
+        let status = degraded(
+            &old_status,
+            reason::METRICS_UNAVAILABLE,
+            message,
+            generation,
+        );
+        patch_status(&mpcs, &name, &status).await?;
+        keep(mpc, ctx, &decided, ready_replicas, &status).await?;
+        return Ok(requeue);
+    }
     let assigned: Vec<i32> = samples
         .iter()
         .flat_map(|s| s.partitions.iter().copied())
@@ -520,7 +541,15 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             decision.reason.clone(),
             generation,
         ),
-        if decision.stuck_partitions.is_empty() {
+        if !unscraped.is_empty() {
+            condition(
+                condition::DEGRADED,
+                true,
+                reason::METRICS_UNAVAILABLE,
+                pods::unscraped_message(&unscraped, observation.pods.len()),
+                generation,
+            )
+        } else if decision.stuck_partitions.is_empty() {
             condition(
                 condition::DEGRADED,
                 false,
@@ -670,6 +699,14 @@ async fn apply_owned(
     )
     .await?;
     Ok(token)
+}
+
+/// The pod's `Ready` condition is true.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn ready_condition(ready: i32, replicas: u32, generation: Option<i64>) -> Condition {

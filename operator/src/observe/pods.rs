@@ -145,9 +145,41 @@ pub async fn scrape(
     Ok(parse(&body))
 }
 
+/// What to tell a person when the metrics of ready pods could not be read:
+/// `failed` holds `(pod, error)`, `scraped` how many pods were read.
+pub fn unscraped_message(failed: &[(String, String)], scraped: usize) -> String {
+    let names: Vec<&str> = failed.iter().map(|(p, _)| p.as_str()).collect();
+    let first = failed.first().map_or("", |(_, e)| e.as_str());
+    let consequence = if scraped == 0 {
+        "keeping the last decision".to_string()
+    } else {
+        format!("deciding with the {scraped} other pod(s)")
+    };
+    format!(
+        "cannot read the metrics of ready pods {names:?} ({first}); {consequence}: check that the operator can reach the pods' port {}",
+        crate::build::METRICS_PORT
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_pods_are_named_with_what_follows() {
+        let failed = vec![
+            ("orders-a".to_string(), "connection refused".to_string()),
+            ("orders-b".to_string(), "timed out".to_string()),
+        ];
+        let all = unscraped_message(&failed, 0);
+        assert!(all.contains(r#"["orders-a", "orders-b"]"#), "{all}");
+        assert!(
+            all.contains("(connection refused); keeping the last decision"),
+            "{all}"
+        );
+        let some = unscraped_message(&failed[..1], 3);
+        assert!(some.contains("deciding with the 3 other pod(s)"), "{some}");
+    }
 
     #[test]
     fn reads_the_metrics_the_policy_needs() {
