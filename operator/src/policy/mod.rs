@@ -52,7 +52,7 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 /// Weight of a new sample in the capacity estimate.
 const CAPACITY_WEIGHT: f64 = 0.5;
-/// A pod with more than this many seconds of its own consumption waiting on
+/// A pod with more than this many seconds of its own throughput waiting on
 /// its partitions is busy: it consumes as fast as it can.
 const BUSY_SECONDS: f64 = 10.0;
 /// A pod waiting for sink permits this share of the interval is busy.
