@@ -54,7 +54,7 @@ trap cleanup EXIT
 mpc() { kubectl get mpc "$NAME" -n "$NS" -o jsonpath="$1" 2>/dev/null; }
 sink_stats() { curl -fsS "http://$SINK_ADDR/stats${1:-}"; }
 delivered() { sink_stats | jq -r .unique; }
-leader() { kubectl get lease -n "$NS" "$RELEASE-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+leader() { operator_leader "$NS" "$RELEASE"; }
 
 # One sample a line: the consumer's status and what the sink acknowledged.
 record() {
@@ -88,16 +88,7 @@ else
     exit 1
 fi
 
-kubectl apply -f crds/ >/dev/null
-kubectl create namespace "$NS" >/dev/null
-if out=$(helm install "$RELEASE" charts/millpond-operator -n "$NS" \
-    --set-json 'extraEnv=[{"name":"INTERVAL_SECONDS","value":"5"}]' --wait --timeout 120s 2>&1); then
-    pass "helm install of the chart (the operator decides every 5 s)"
-else
-    fail "helm install of the chart" "$out"
-    finish
-    exit 1
-fi
+install_operator "$NS" "$RELEASE" 5
 
 e2e/stack topic create "$TOPIC" "$PARTITIONS" >/dev/null
 sed -e "s|bootstrapServers: .*|bootstrapServers: $KAFKA_BOOTSTRAP_SERVERS|" -e "s|topic: clicks|topic: $TOPIC|" \

@@ -53,21 +53,11 @@ trap cleanup EXIT
 
 sink_lines() { cat "$SINK"/*.ndjson 2>/dev/null | wc -l; }
 all_delivered() { (( $(sink_lines) >= RECORDS )); }
-leader() { kubectl get lease -n "$NS" "$RELEASE-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null; }
+leader() { operator_leader "$NS" "$RELEASE"; }
 gone() { ! kubectl get "$@" -n "$NS" >/dev/null 2>&1; }
 
-kubectl apply -f crds/ >/dev/null
-kubectl create namespace "$NS" >/dev/null
-
 # The chart as a user installs it; the operator decides every 3 s here.
-if out=$(helm install "$RELEASE" charts/millpond-operator -n "$NS" \
-    --set-json 'extraEnv=[{"name":"INTERVAL_SECONDS","value":"3"}]' --wait --timeout 120s 2>&1); then
-    pass "helm install of the chart: both operator replicas ready"
-else
-    fail "helm install of the chart" "$out"
-    finish
-    exit 1
-fi
+install_operator "$NS" "$RELEASE" 3
 has_leader() { [[ -n $(leader) ]]; }
 poll 60 has_leader && pass "one operator replica holds the leader lease ($(leader))" \
     || fail "a leader is elected" "lease: $(kubectl get lease -n "$NS" -o yaml 2>&1 | tail -20)"
