@@ -213,14 +213,12 @@ pub(super) fn kafka_config(spec: &MillpondConsumerSpec) -> Result<String> {
         props.insert(key.trim().to_string(), literal(value.trim()));
     }
 
-    if let Some(protocol) = security_protocol(kafka) {
-        props.insert("security.protocol".to_string(), protocol.to_string());
-    }
-    if let Some(sasl) = &kafka.sasl {
-        props.insert(
-            "sasl.mechanism".to_string(),
-            sasl_mechanism(&sasl.mechanism).to_string(),
-        );
+    props.extend(
+        security_settings(kafka)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    if kafka.sasl.is_some() {
         props.insert(
             "sasl.username".to_string(),
             format!("$({SASL_USERNAME_VAR})"),
@@ -240,23 +238,27 @@ pub(super) fn kafka_config(spec: &MillpondConsumerSpec) -> Result<String> {
         .join(","))
 }
 
-/// librdkafka's `security.protocol` for `kafka.sasl` and `kafka.tls`.
-pub(crate) fn security_protocol(kafka: &KafkaSpec) -> Option<&'static str> {
-    match (&kafka.sasl, &kafka.tls) {
+/// librdkafka's `security.protocol` and `sasl.mechanism` for `kafka.sasl`
+/// and `kafka.tls` (the credentials themselves are not among them).
+pub(crate) fn security_settings(kafka: &KafkaSpec) -> Vec<(&'static str, &'static str)> {
+    let protocol = match (&kafka.sasl, &kafka.tls) {
         (Some(_), Some(_)) => Some("SASL_SSL"),
         (Some(_), None) => Some("SASL_PLAINTEXT"),
         (None, Some(_)) => Some("SSL"),
         (None, None) => None,
-    }
-}
-
-/// librdkafka's `sasl.mechanism`.
-pub(crate) fn sasl_mechanism(mechanism: &SaslMechanism) -> &'static str {
-    match mechanism {
+    };
+    let mechanism = kafka.sasl.as_ref().map(|sasl| match sasl.mechanism {
         SaslMechanism::Plain => "PLAIN",
         SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
         SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-    }
+    });
+    [
+        ("security.protocol", protocol),
+        ("sasl.mechanism", mechanism),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect()
 }
 
 /// `(librdkafka property, file name under TLS_DIR, Secret key)` of each TLS

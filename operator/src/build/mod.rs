@@ -54,7 +54,7 @@ mod secret;
 mod service;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,8 +71,8 @@ pub use deployment::{
     config_hash, deployment, CONFIG_HASH_ANNOTATION, CONTAINER_NAME, METRICS_PORT,
     METRICS_PORT_NAME,
 };
+pub(crate) use env::security_settings;
 pub use env::{overridden_env, TLS_DIR};
-pub(crate) use env::{sasl_mechanism, security_protocol};
 pub use pdb::pod_disruption_budget;
 pub use secret::{admin_secret, admin_token_of, ADMIN_TOKEN_KEY};
 pub use service::metrics_service;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use millpond_crds::{MillpondConsumerSpec, SecretKeyRef};
 use thiserror::Error;
 
-use crate::build::{sasl_mechanism, security_protocol};
+use crate::build::security_settings;
 
 /// A Secret key the spec refers to is missing or not text.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -69,15 +69,11 @@ pub fn client_properties(
         .iter()
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    if let Some(protocol) = security_protocol(kafka) {
-        props.insert("security.protocol".into(), protocol.into());
-    }
-    if let Some(sasl) = &kafka.sasl {
-        props.insert(
-            "sasl.mechanism".into(),
-            sasl_mechanism(&sasl.mechanism).into(),
-        );
-    }
+    props.extend(
+        security_settings(kafka)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     for (field, property, r) in secret_refs(spec) {
         let value = secret(r).ok_or_else(|| MissingSecret {
             field,
@@ -92,40 +88,22 @@ pub fn client_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millpond_crds::MillpondConsumer;
-
-    fn spec(yaml: &str) -> MillpondConsumerSpec {
-        let doc = format!(
-            "apiVersion: millpond.io/v1alpha1\nkind: MillpondConsumer\nmetadata: {{name: t}}\nspec:\n{yaml}"
-        );
-        serde_yaml::from_str::<MillpondConsumer>(&doc).unwrap().spec
-    }
+    use crate::build::fixtures::{edit, mpc, FULL, MINIMAL};
 
     fn secrets(r: &SecretKeyRef) -> Option<String> {
         match (r.name.as_str(), r.key.as_str()) {
             ("kafka-user", "username") => Some("orders".into()),
             ("kafka-user", "password") => Some("s3cret".into()),
             ("kafka-ca", "ca.crt") => Some("-----BEGIN CERTIFICATE-----".into()),
+            ("kafka-client", "tls.crt") => Some("client certificate".into()),
+            ("kafka-client", "tls.key") => Some("client key".into()),
             _ => None,
         }
     }
 
     #[test]
     fn sasl_over_tls_carries_the_credentials_and_the_overrides() {
-        let s = spec(
-            "  kafka:
-    bootstrapServers: k:9093
-    topic: t
-    config: {client.dns.lookup: use_all_dns_ips}
-    sasl:
-      mechanism: SCRAM-SHA-512
-      usernameSecretRef: {name: kafka-user, key: username}
-      passwordSecretRef: {name: kafka-user, key: password}
-    tls:
-      caSecretRef: {name: kafka-ca, key: ca.crt}
-  sink: {url: 'file:///data'}
-",
-        );
+        let s = mpc(FULL).spec;
         let props = client_properties(&s, secrets).unwrap();
         let get = |k: &str| props.get(k).map(String::as_str);
         assert_eq!(get("security.protocol"), Some("SASL_SSL"));
@@ -133,21 +111,15 @@ mod tests {
         assert_eq!(get("sasl.username"), Some("orders"));
         assert_eq!(get("sasl.password"), Some("s3cret"));
         assert_eq!(get("ssl.ca.pem"), Some("-----BEGIN CERTIFICATE-----"));
-        assert_eq!(get("client.dns.lookup"), Some("use_all_dns_ips"));
-        assert_eq!(secret_refs(&s).len(), 3);
+        assert_eq!(get("ssl.certificate.pem"), Some("client certificate"));
+        assert_eq!(get("ssl.key.pem"), Some("client key"));
+        assert_eq!(get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(secret_refs(&s).len(), 5);
     }
 
     #[test]
     fn a_missing_secret_key_names_the_field_and_the_secret() {
-        let s = spec(
-            "  kafka:
-    bootstrapServers: k:9093
-    topic: t
-    tls:
-      caSecretRef: {name: kafka-ca, key: ca.pem}
-  sink: {url: 'file:///data'}
-",
-        );
+        let s = edit(FULL, "key: ca.crt", "key: ca.pem").spec;
         let err = client_properties(&s, secrets).unwrap_err();
         assert_eq!(err.field, "kafka.tls.caSecretRef");
         assert!(
@@ -159,9 +131,7 @@ mod tests {
 
     #[test]
     fn plaintext_needs_nothing() {
-        let s = spec(
-            "  kafka: {bootstrapServers: 'k:9092', topic: t}\n  sink: {url: 'file:///data'}\n",
-        );
+        let s = mpc(MINIMAL).spec;
         assert!(client_properties(&s, |_| None).unwrap().is_empty());
         assert!(secret_refs(&s).is_empty());
     }
