@@ -7,7 +7,9 @@
 //! and the few pure functions the operator needs to read a spec:
 //! [`KafkaSpec::group_id`], byte sizes through [`quantity::parse_bytes`], and
 //! [`MillpondConsumerSpec::validate`], which repeats the API server's
-//! cross-field checks for objects that were stored under an older schema.
+//! cross-field checks for objects that were stored under an older schema
+//! and adds the one the schema cannot express: a `file://` sink must write
+//! onto a volume of `spec.template.volumes` that is not readOnly.
 //!
 //! Every rule the API server enforces is declared on the types below, either
 //! as an OpenAPI bound or as a CEL rule (`x-kubernetes-validations`).
@@ -16,6 +18,7 @@ pub mod kafka_config;
 pub mod quantity;
 mod spec;
 mod status;
+mod volumes;
 
 pub use spec::{
     AutoscalingSpec, AutotuneSpec, HttpSinkSpec, ImagePullPolicy, KafkaSpec, LimitsSpec,
@@ -25,6 +28,7 @@ pub use spec::{
 pub use status::{
     condition, CurrentLimits, Decision, Direction, LagStatus, MillpondConsumerStatus,
 };
+pub use volumes::{ConsumerVolume, MAX_VOLUMES, TLS_MOUNT_PATH, TLS_VOLUME_NAME};
 
 /// The CRD as the YAML document stored in `crds/millpondconsumer.yaml`.
 pub fn crd_yaml() -> String {
@@ -65,15 +69,37 @@ pub enum Error {
         /// What is wrong, in words a person can act on.
         message: String,
     },
+
+    /// A `file://` sink whose directory is on no volume of the pod, or on a
+    /// readOnly one: the consumer container's root file system is
+    /// read-only, so the sink could not write.
+    #[error("sink.url {url} {}", volumes::sink_not_on_volume_hint(.dir, .read_only_volume.as_deref()))]
+    SinkNotOnVolume {
+        /// The sink URL as written.
+        url: String,
+        /// The directory the sink writes to.
+        dir: String,
+        /// The read-only volume the directory is on, if any.
+        read_only_volume: Option<String>,
+    },
 }
 
 impl Error {
-    /// A bounded label for metrics and condition reasons.
+    /// A bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Quantity { .. } => "quantity",
             Error::KafkaConfig { .. } => "kafka_config",
             Error::Invalid { .. } => "invalid",
+            Error::SinkNotOnVolume { .. } => "sink_not_on_volume",
+        }
+    }
+
+    /// The reason of the `Degraded` condition that reports this refusal.
+    pub fn degraded_reason(&self) -> &'static str {
+        match self {
+            Error::SinkNotOnVolume { .. } => condition::reason::SINK_NOT_ON_VOLUME,
+            _ => condition::reason::INVALID_SPEC,
         }
     }
 }

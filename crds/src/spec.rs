@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::kafka_config;
 use crate::quantity::parse_positive_bytes;
 use crate::status::MillpondConsumerStatus;
+use crate::volumes::{self, ConsumerVolume, MAX_VOLUMES};
 use crate::{Error, Result};
 
 /// Memory budget of a pod when `resources.memory` is not set.
@@ -131,7 +132,8 @@ pub struct MillpondConsumerSpec {
     #[serde(default)]
     pub autotune: AutotuneSpec,
 
-    /// Additions to the consumer pods (image, labels, scheduling, extra env).
+    /// Additions to the consumer pods (image, labels, scheduling, extra env,
+    /// volumes).
     #[serde(default)]
     pub template: TemplateSpec,
 
@@ -262,9 +264,12 @@ pub struct SecretKeyRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SinkSpec {
-    /// Sink address: `file:///dir` writes files into a directory of the pod
-    /// (mount a volume there); `http://host/path` or `https://host/path`
-    /// receives one NDJSON POST per batch.
+    /// Sink address: `file:///dir` writes files into a directory of the pod,
+    /// which must be the mountPath of a spec.template.volumes entry that is
+    /// not readOnly, or lie below it (the pod's root file system is
+    /// read-only; otherwise the operator reports Degraded with reason
+    /// SinkNotOnVolume); `http://host/path` or `https://host/path` receives
+    /// one NDJSON POST per batch.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(
         "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')"
@@ -628,6 +633,22 @@ pub struct TemplateSpec {
     /// operator derives from this spec take precedence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+
+    /// Volumes of the pods (emptyDir or persistentVolumeClaim), each mounted
+    /// into the consumer container at its mountPath. The container's root
+    /// file system is read-only, so a file:// sink must write into the
+    /// mountPath of a volume that is not readOnly or below it: sink.url
+    /// file:///data/orders needs a volume with mountPath /data/orders or a
+    /// parent such as /data. Without one the operator reports Degraded with
+    /// reason SinkNotOnVolume and starts no pods. Names and mountPaths are
+    /// unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_VOLUMES))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new("self.all(v, self.exists_one(w, w.mountPath == v.mountPath))").message("volume mountPaths must be unique"),
+    )]
+    pub volumes: Vec<ConsumerVolume>,
 }
 
 /// When the kubelet pulls the image.
@@ -688,9 +709,12 @@ impl AutotuneSpec {
 
 impl MillpondConsumerSpec {
     /// Repeats the API server's checks that matter to the operator: sizes,
-    /// bounds that must be ordered, and refused Kafka properties. Objects
-    /// stored under an older schema, or built in tests, go through the same
-    /// rules. The first problem found is returned.
+    /// bounds that must be ordered, refused Kafka properties and the rules of
+    /// spec.template.volumes. Objects stored under an older schema, or built
+    /// in tests, go through the same rules. It also checks what the schema
+    /// does not: a file:// sink must write onto a volume that is not
+    /// readOnly ([`Error::SinkNotOnVolume`]). The first problem found is
+    /// returned.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field: &str, message: &str| Error::Invalid {
             field: field.to_string(),
@@ -713,6 +737,8 @@ impl MillpondConsumerSpec {
         if self.sink.format == SinkFormat::Parquet && !self.sink.url.starts_with("file://") {
             return Err(invalid("sink.format", "parquet needs a file:// sink"));
         }
+        volumes::check_volumes(&self.template.volumes)?;
+        volumes::check_sink_on_volume(&self.sink.url, &self.template.volumes)?;
 
         let a = &self.autoscaling;
         if a.min_replicas < 1 {
@@ -789,6 +815,9 @@ kafka:
   topic: orders
 sink:
   url: file:///data/orders
+template:
+  volumes:
+  - {name: data, mountPath: /data, emptyDir: {}}
 "#;
 
     #[test]
@@ -898,6 +927,7 @@ sink:
         match err {
             Error::Invalid { field, .. } | Error::Quantity { field, .. } => field,
             Error::KafkaConfig { .. } => "kafka.config",
+            Error::SinkNotOnVolume { .. } => "sink.url (volume)",
         }
     }
 
@@ -927,6 +957,21 @@ sink:
                 "limits.flushBytes",
             ),
             ("sink: {url: 's3://bucket'}", "sink.url"),
+            ("sink: {url: 'file://data/orders'}", "sink.url"),
+            ("sink: {url: 'file:///tmp/orders'}", "sink.url (volume)"),
+            ("template: {volumes: []}", "sink.url (volume)"),
+            (
+                "template: {volumes: [{name: data, mountPath: /data, readOnly: true, emptyDir: {}}]}",
+                "sink.url (volume)",
+            ),
+            (
+                "template: {volumes: [{name: kafka-tls, mountPath: /data, emptyDir: {}}]}",
+                "template.volumes[0].name",
+            ),
+            (
+                "template: {volumes: [{name: data, mountPath: data, emptyDir: {}}]}",
+                "template.volumes[0].mountPath",
+            ),
             ("sink: {url: 'http://x', format: parquet}", "sink.format"),
             (
                 "kafka: {config: {enable.auto.commit: 'true'}}",
@@ -950,5 +995,24 @@ sink:
         assert!(err
             .to_string()
             .contains("sink.url must use the file, http or https scheme"));
+    }
+
+    #[test]
+    fn a_file_sink_off_the_volumes_has_its_own_degraded_reason() {
+        let err = refused("template: {volumes: []}");
+        assert_eq!(err.degraded_reason(), "SinkNotOnVolume");
+        assert_eq!(err.metric_label(), "sink_not_on_volume");
+        assert_eq!(
+            err.to_string(),
+            "sink.url file:///data/orders is not on a mounted volume: the pod's root file system \
+             is read-only; add spec.template.volumes with a mountPath of /data/orders or a parent \
+             (emptyDir or persistentVolumeClaim)"
+        );
+        let err = refused("autoscaling: {minReplicas: 5, maxReplicas: 2}");
+        assert_eq!(err.degraded_reason(), "InvalidSpec");
+        let http = MINIMAL.split("template:").next().unwrap();
+        spec(&http.replace("file:///data/orders", "http://sink/in"))
+            .validate()
+            .expect("an HTTP sink needs no volume");
     }
 }

@@ -154,6 +154,9 @@ pub mod condition {
         pub const MEMORY_BUDGET: &str = "MemoryBudget";
         /// The spec is refused (see the message).
         pub const INVALID_SPEC: &str = "InvalidSpec";
+        /// The file:// sink's directory is on no writable volume of
+        /// spec.template.volumes (the pods' root file system is read-only).
+        pub const SINK_NOT_ON_VOLUME: &str = "SinkNotOnVolume";
         /// The topic does not exist or cannot be described.
         pub const TOPIC_NOT_FOUND: &str = "TopicNotFound";
         /// The brokers cannot be reached.

@@ -15,6 +15,9 @@
 //!
 //! With missing data (Kafka unreachable, topic missing, impossible budget) it
 //! keeps the last decision, reports `Degraded` with a reason, and requeues.
+//! A refused spec is `Degraded` too (`InvalidSpec`, or `SinkNotOnVolume` for
+//! a file sink that would write onto the read-only root file system) and
+//! waits for a change.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -188,21 +191,17 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             kafka_config::numeric(overrides, "max.partition.fetch.bytes")?,
         ])
     };
+    let invalid = |e: String| (reason::INVALID_SPEC, e);
     let checked = mpc
         .spec
         .validate()
-        .map_err(|e| e.to_string())
-        .and_then(|()| kafka::check_overrides(overrides))
-        .and_then(|()| budget_overrides().map_err(|e| format!("kafka.config: {e}")));
+        .map_err(|e| (e.degraded_reason(), e.to_string()))
+        .and_then(|()| kafka::check_overrides(overrides).map_err(invalid))
+        .and_then(|()| budget_overrides().map_err(|e| invalid(format!("kafka.config: {e}"))));
     let [queued_kbytes, fetch_max_bytes, partition_fetch_bytes] = match checked {
         Ok(values) => values,
-        Err(e) => {
-            let status = degraded(
-                &old_status,
-                reason::INVALID_SPEC,
-                format!("fix the spec: {e}"),
-                generation,
-            );
+        Err((why, e)) => {
+            let status = degraded(&old_status, why, format!("fix the spec: {e}"), generation);
             patch_status(&mpcs, &name, &status).await?;
             return Ok(Action::await_change());
         }

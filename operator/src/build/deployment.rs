@@ -8,12 +8,12 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, HTTPGetAction,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use millpond_crds::{ImagePullPolicy, MillpondConsumer};
+use millpond_crds::{ImagePullPolicy, MillpondConsumer, MillpondConsumerSpec};
 
 use super::env::{consumer_env, tls_volume};
 use super::{
@@ -60,7 +60,7 @@ pub fn deployment(mpc: &MillpondConsumer, ctx: &BuildContext, replicas: i32) -> 
         check_cpu(cpu)?;
         requests.insert("cpu".to_string(), cpu.clone());
     }
-    let tls = tls_volume(spec);
+    let (volumes, mounts) = pod_volumes(spec);
     let container = Container {
         name: CONTAINER_NAME.to_string(),
         image: Some(
@@ -115,11 +115,11 @@ pub fn deployment(mpc: &MillpondConsumer, ctx: &BuildContext, replicas: i32) -> 
             seccomp_profile: Some(runtime_default()),
             ..SecurityContext::default()
         }),
-        volume_mounts: tls.as_ref().map(|(_, mount)| vec![mount.clone()]),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         ..Container::default()
     };
-    let hash = config_hash(&container, tls.as_ref().map(|(v, _)| v));
+    let hash = config_hash(&container, &volumes);
 
     let mut pod_labels = template.labels.clone();
     pod_labels.extend(labels(mpc));
@@ -128,7 +128,7 @@ pub fn deployment(mpc: &MillpondConsumer, ctx: &BuildContext, replicas: i32) -> 
 
     let pod = PodSpec {
         containers: vec![container],
-        volumes: tls.map(|(volume, _)| vec![volume]),
+        volumes: (!volumes.is_empty()).then_some(volumes),
         service_account_name: template.service_account_name.clone(),
         // The consumer never calls the API server; a service account chosen
         // in the template may carry a cloud identity, so it keeps its token.
@@ -177,6 +177,28 @@ pub fn deployment(mpc: &MillpondConsumer, ctx: &BuildContext, replicas: i32) -> 
     })
 }
 
+/// The pod's volumes and the consumer container's mounts: the Kafka TLS
+/// material when `kafka.tls` names Secrets, then `spec.template.volumes` in
+/// their order (the schema keeps their names and paths off the TLS volume).
+fn pod_volumes(spec: &MillpondConsumerSpec) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let declared = spec.template.volumes.iter().map(|v| {
+        let volume = Volume {
+            name: v.name.clone(),
+            empty_dir: v.empty_dir.clone(),
+            persistent_volume_claim: v.persistent_volume_claim.clone(),
+            ..Volume::default()
+        };
+        let mount = VolumeMount {
+            name: v.name.clone(),
+            mount_path: v.mount_path.clone(),
+            read_only: Some(v.read_only),
+            ..VolumeMount::default()
+        };
+        (volume, mount)
+    });
+    tls_volume(spec).into_iter().chain(declared).unzip()
+}
+
 fn runtime_default() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".to_string(),
@@ -213,12 +235,16 @@ fn probe(path: &str, period_seconds: i32, failure_threshold: i32) -> Probe {
 /// restart; autoscaling and autotune settings do not reach the pod at all.
 ///
 /// FNV-1a (64 bit) over the JSON form: stable across Rust and operator
-/// releases, so upgrading the operator restarts no pods by itself.
-pub fn config_hash(
-    container: &Container,
-    volume: Option<&k8s_openapi::api::core::v1::Volume>,
-) -> String {
-    let json = serde_json::to_vec(&(container, volume)).expect("k8s objects serialize to JSON");
+/// releases, so upgrading the operator restarts no pods by itself. A pod
+/// with one volume or none hashes `[container, volume or null]`, the form
+/// of the releases before `spec.template.volumes`; more volumes hash
+/// `[container, [volumes]]`.
+pub fn config_hash(container: &Container, volumes: &[Volume]) -> String {
+    let json = match volumes {
+        [] | [_] => serde_json::to_vec(&(container, volumes.first())),
+        _ => serde_json::to_vec(&(container, volumes)),
+    }
+    .expect("k8s objects serialize to JSON");
     let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
@@ -460,12 +486,23 @@ mod tests {
             ("bootstrapServers: kafka-0", "bootstrapServers: kafka-9"),
             ("spec:\n", "spec:\n  resources: {memory: 1Gi}\n"),
             (
-                "spec:\n",
-                "spec:\n  template: {env: [{name: RUST_LOG, value: debug}]}\n",
+                "  template:\n",
+                "  template:\n    env: [{name: RUST_LOG, value: debug}]\n",
             ),
             (
-                "spec:\n",
-                "spec:\n  template: {image: 'millpond/consumer:next'}\n",
+                "  template:\n",
+                "  template:\n    image: 'millpond/consumer:next'\n",
+            ),
+            (
+                "name: data, mountPath: /data,",
+                "name: out, mountPath: /data,",
+            ),
+            ("mountPath: /data,", "mountPath: /data/orders,"),
+            ("emptyDir: {}", "emptyDir: {sizeLimit: 1Gi}"),
+            ("emptyDir: {}", "persistentVolumeClaim: {claimName: orders}"),
+            (
+                "emptyDir: {}}",
+                "emptyDir: {}}\n    - {name: ref, mountPath: /ref, readOnly: true, emptyDir: {}}",
             ),
         ];
         for (from, to) in changes {
@@ -488,6 +525,109 @@ mod tests {
         for (from, to) in unchanged {
             assert_eq!(hash(&edit(MINIMAL, from, to)), base, "{to}");
         }
+    }
+
+    fn volume_names(d: &Deployment) -> Vec<&str> {
+        let volumes = pod(d).volumes.iter().flatten();
+        volumes.map(|v| v.name.as_str()).collect()
+    }
+
+    fn mounts(d: &Deployment) -> Vec<(&str, &str, Option<bool>)> {
+        let mounts = container(d).volume_mounts.iter().flatten();
+        mounts
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect()
+    }
+
+    #[test]
+    fn template_volumes_are_mounted_into_the_consumer() {
+        let m = edit(
+            MINIMAL,
+            MINIMAL_VOLUME,
+            &format!(
+                "{MINIMAL_VOLUME}    - {{name: ref, mountPath: /ref, readOnly: true, \
+                 persistentVolumeClaim: {{claimName: reference, readOnly: true}}}}\n"
+            ),
+        );
+        let d = deployment(&m, &ctx(), 1).unwrap();
+        assert_eq!(volume_names(&d), ["data", "ref"]);
+        let volumes = pod(&d).volumes.as_ref().unwrap();
+        assert!(volumes[0].empty_dir.is_some());
+        assert!(volumes[0].persistent_volume_claim.is_none());
+        let claim = volumes[1].persistent_volume_claim.as_ref().unwrap();
+        assert_eq!(
+            (claim.claim_name.as_str(), claim.read_only),
+            ("reference", Some(true))
+        );
+        assert_eq!(
+            mounts(&d),
+            [("data", "/data", Some(false)), ("ref", "/ref", Some(true))]
+        );
+    }
+
+    #[test]
+    fn the_tls_volume_comes_first_beside_the_template_volumes() {
+        let m = edit(
+            MINIMAL,
+            "topic: orders",
+            "topic: orders\n    tls: {caSecretRef: {name: kafka-ca, key: ca.crt}}",
+        );
+        let d = deployment(&m, &ctx(), 1).unwrap();
+        assert_eq!(volume_names(&d), ["kafka-tls", "data"]);
+        assert_eq!(
+            mounts(&d),
+            [
+                ("kafka-tls", "/etc/millpond/kafka-tls", Some(true)),
+                ("data", "/data", Some(false))
+            ]
+        );
+    }
+
+    #[test]
+    fn an_http_sink_without_volumes_mounts_nothing() {
+        let http = MINIMAL.replace("file:///data/orders", "http://sink:8080/in");
+        let m = edit(
+            &http,
+            &format!("  template:\n    volumes:\n{MINIMAL_VOLUME}"),
+            "",
+        );
+        let d = deployment(&m, &ctx(), 1).unwrap();
+        assert_eq!(pod(&d).volumes, None);
+        assert_eq!(container(&d).volume_mounts, None);
+    }
+
+    #[test]
+    fn a_file_sink_off_the_volumes_is_refused_with_its_own_reason() {
+        let m = edit(MINIMAL, "file:///data/orders", "file:///tmp/orders");
+        let err = deployment(&m, &ctx(), 1).unwrap_err();
+        let Error::Spec(spec_err) = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(spec_err.degraded_reason(), "SinkNotOnVolume");
+        assert!(
+            err.to_string()
+                .contains("add spec.template.volumes with a mountPath of /tmp/orders"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_template_volumes_the_hash_keeps_its_earlier_form() {
+        // Pods of consumers without template volumes keep their hash across
+        // the operator upgrade that brought them: `[container, volume|null]`.
+        let d = deployment(&mpc(FULL), &ctx(), 1).unwrap();
+        let c = container(&d);
+        let volumes = pod(&d).volumes.clone().unwrap();
+        assert_eq!(volumes.len(), 1);
+        let earlier = {
+            let json = serde_json::to_vec(&(c, Some(&volumes[0]))).unwrap();
+            let h = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("{h:016x}")
+        };
+        assert_eq!(config_hash(c, &volumes), earlier);
+        assert_ne!(config_hash(c, &[]), earlier);
     }
 
     #[test]

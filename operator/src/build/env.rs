@@ -16,10 +16,11 @@ use super::deployment::METRICS_PORT;
 use super::secret::ADMIN_TOKEN_KEY;
 use super::{admin_secret_name, Error, Result};
 
-/// Where the Secret keys of `kafka.tls` are mounted.
-pub const TLS_DIR: &str = "/etc/millpond/kafka-tls";
-/// Name of the TLS volume.
-pub(super) const TLS_VOLUME: &str = "kafka-tls";
+/// Where the Secret keys of `kafka.tls` are mounted (the schema keeps
+/// `spec.template.volumes` away from it).
+pub const TLS_DIR: &str = millpond_crds::TLS_MOUNT_PATH;
+/// Name of the TLS volume (refused as a `spec.template.volumes` name).
+pub(super) const TLS_VOLUME: &str = millpond_crds::TLS_VOLUME_NAME;
 
 const SASL_USERNAME_VAR: &str = "KAFKA_SASL_USERNAME";
 const SASL_PASSWORD_VAR: &str = "KAFKA_SASL_PASSWORD";

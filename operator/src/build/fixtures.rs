@@ -9,7 +9,8 @@ use super::BuildContext;
 pub const UID: &str = "6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11";
 pub const TOKEN: &str = "admin-token-7f3a9c";
 
-/// The smallest consumer the API accepts, as read back from the API server.
+/// The smallest consumer with a file sink the operator runs, as read back
+/// from the API server: the sink writes onto its one volume.
 pub const MINIMAL: &str = r#"
 apiVersion: millpond.io/v1alpha1
 kind: MillpondConsumer
@@ -24,7 +25,13 @@ spec:
     topic: orders
   sink:
     url: file:///data/orders
+  template:
+    volumes:
+    - {name: data, mountPath: /data, emptyDir: {}}
 "#;
+
+/// The line of [`MINIMAL`] that declares its volume.
+pub const MINIMAL_VOLUME: &str = "    - {name: data, mountPath: /data, emptyDir: {}}\n";
 
 /// SASL over TLS with mutual TLS, an HTTP sink and every template override.
 pub const FULL: &str = r#"
