@@ -1,11 +1,10 @@
 # shellcheck shell=bash
 #
-# A real Kubernetes control plane on loopback for the end-to-end stack:
-# etcd + kube-apiserver + kube-controller-manager, built from source through
-# the Go module proxy, plus kubectl and helm. There is no kubelet, so pods are
-# created and scheduled-for but stay Pending; everything API-level works
-# (Deployments -> ReplicaSets -> Pods, garbage collection, service accounts and
-# their tokens, RBAC, CRDs, webhooks reachable on loopback).
+# A real Kubernetes control plane for the end-to-end stack: etcd +
+# kube-apiserver + kube-controller-manager, built from source through the Go
+# module proxy, plus kubectl and helm. The API server listens on the stack's
+# host address (lib/net.sh), which the host and the pods reach, and is the
+# endpoint of the `kubernetes` Service; the node (lib/node.sh) runs the pods.
 #
 # Sourced by e2e/stack. Public functions:
 #   k8s_build   build (or reuse) the binaries in the cache, keyed by version
@@ -32,8 +31,11 @@ K8S_ETCD_PEER_PORT=${K8S_ETCD_PEER_PORT:-12380}
 K8S_APISERVER_PORT=${K8S_APISERVER_PORT:-16443}
 K8S_KCM_PORT=${K8S_KCM_PORT:-16257}
 
-K8S_SERVICE_CIDR=${K8S_SERVICE_CIDR:-10.0.0.0/24}
-K8S_SERVICE_IP=${K8S_SERVICE_IP:-10.0.0.1}   # first address of the range
+# shellcheck source=net.sh
+declare -F net_up >/dev/null || source "$_K8S_LIB_DIR/net.sh"
+K8S_SERVICE_CIDR=$NET_SERVICE_CIDR
+K8S_SERVICE_IP=${NET_SERVICE_CIDR%.*/*}.1   # first address of the range
+K8S_NODE_NAME=${MILLPOND_NODE_NAME:-millpond-node}
 
 # Seconds to wait for the control plane to become ready / to stop.
 K8S_UP_TIMEOUT=${K8S_UP_TIMEOUT:-120}
@@ -101,12 +103,19 @@ _k8s_finish_build() { # <versioned cache dir>
     rm -rf "${dir:?}/bin" && mv "$dir/bin.tmp" "$dir/bin" && date -u +%FT%TZ >"$dir/.complete"
 }
 
+# The Kubernetes commands the stack runs: the control plane, the node, kubectl.
+_K8S_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
 _k8s_build_kubernetes() {
-    local ver minor dir tmp ldflags kv pkg
+    local ver minor dir tmp ldflags kv pkg missing=()
     ver=$(k8s_version)
     [[ -n $ver ]] || { _k8s_die "no k8s.io/kubernetes version in $K8S_BUILD_SRC/kubernetes/go.mod"; return 1; }
     dir=$K8S_CACHE_DIR/k8s-$ver
-    [[ -f $dir/.complete ]] && return 0
+    # A cache from before a command was added builds just the new ones.
+    for pkg in "${_K8S_COMMANDS[@]}"; do
+        [[ -f $dir/.complete && -x $dir/bin/$pkg ]] || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
     minor=${ver#v1.}; minor=${minor%%.*}
     ldflags="-s -w"
     for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -116,7 +125,8 @@ _k8s_build_kubernetes() {
     done
     tmp=$dir/bin.tmp
     rm -rf "$tmp" && mkdir -p "$tmp" || return 1
-    for pkg in kube-apiserver kube-controller-manager kubectl; do
+    [[ -f $dir/.complete ]] && cp -a "$dir/bin/." "$tmp/"
+    for pkg in "${missing[@]}"; do
         _k8s_go_build "$K8S_BUILD_SRC/kubernetes" "$tmp" "$ldflags" \
             "selinux,notest,grpcnotrace" "k8s.io/kubernetes/cmd/$pkg" || return 1
     done
@@ -185,6 +195,7 @@ k8s_build() { with_lock k8s-build _k8s_build_all; }
 # valid across restarts; delete the directory to rotate.
 _K8S_PKI_FILES=(ca.crt ca.key apiserver.crt apiserver.key
     controller-manager.crt controller-manager.key
+    kube-scheduler.crt kube-proxy.crt kubelet.crt apiserver-kubelet-client.crt
     front-proxy-ca.crt front-proxy-client.crt front-proxy-client.key
     sa.key sa.pub tokens.csv)
 
@@ -209,7 +220,7 @@ _k8s_pki_generate() {
     server="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,IP:$K8S_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:::1,IP:$MILLPOND_HOST_IP,IP:$K8S_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     client="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
@@ -219,6 +230,17 @@ extendedKeyUsage=clientAuth"
     # An identity the bootstrap RBAC policy already binds to the
     # system:kube-controller-manager role.
     _k8s_pki_sign ca controller-manager "/CN=system:kube-controller-manager" "$client" || return 1
+    # The node: identities the bootstrap RBAC policy binds (system:node:*,
+    # system:kube-scheduler, system:kube-proxy), the kubelet's serving
+    # certificate, and the API server's client certificate for the kubelet
+    # (logs, exec).
+    _k8s_pki_sign ca kube-scheduler "/CN=system:kube-scheduler" "$client" || return 1
+    _k8s_pki_sign ca kube-proxy "/CN=system:kube-proxy" "$client" || return 1
+    _k8s_pki_sign ca kubelet "/O=system:nodes/CN=system:node:$K8S_NODE_NAME" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth,clientAuth
+subjectAltName=IP:$MILLPOND_HOST_IP,DNS:$K8S_NODE_NAME" || return 1
+    _k8s_pki_sign ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client" || return 1
 
     # Front proxy (request-header) CA: the API server publishes it in
     # kube-system/extension-apiserver-authentication, which the controller
@@ -240,6 +262,9 @@ _k8s_pki() {
     for f in "${_K8S_PKI_FILES[@]}"; do
         [[ -s $d/$f ]] || missing=$f
     done
+    # Addresses changed (another host address or Service range): new ones.
+    openssl x509 -in "$d/apiserver.crt" -noout -ext subjectAltName 2>/dev/null |
+        grep -q "IP Address:$MILLPOND_HOST_IP, IP Address:$K8S_SERVICE_IP," || missing=apiserver.crt
     [[ -z $missing ]] && return 0
     ensure_cmd openssl openssl
     _k8s_log "generating CAs, serving/client certificates and service-account keys"
@@ -257,7 +282,7 @@ kind: Config
 clusters:
 - name: millpond
   cluster:
-    server: https://127.0.0.1:$K8S_APISERVER_PORT
+    server: https://$MILLPOND_HOST_IP:$K8S_APISERVER_PORT
     certificate-authority-data: $ca
 users:
 - name: $2
@@ -331,13 +356,13 @@ _k8s_preflight() {
         _k8s_port_free "$K8S_ETCD_CLIENT_PORT" etcd
         _k8s_port_free "$K8S_ETCD_PEER_PORT" "etcd peer"
     fi
-    _k8s_running kube-apiserver || _k8s_port_free "$K8S_APISERVER_PORT" kube-apiserver
+    _k8s_running kube-apiserver || _k8s_port_free "$K8S_APISERVER_PORT" kube-apiserver "$MILLPOND_HOST_IP"
     _k8s_running kube-controller-manager || _k8s_port_free "$K8S_KCM_PORT" kube-controller-manager
 }
 
-_k8s_port_free() { # <port> <name>
-    tcp_open 127.0.0.1 "$1" || return 0
-    _k8s_die "port 127.0.0.1:$1 (for $2) is taken by another process; set K8S_*_PORT or stop it"
+_k8s_port_free() { # <port> <name> [address]
+    tcp_open "${3:-127.0.0.1}" "$1" || return 0
+    _k8s_die "port ${3:-127.0.0.1}:$1 (for $2) is taken by another process; set K8S_*_PORT or stop it"
 }
 
 # Plain HTTP on loopback; --unsafe-no-fsync because the data is throw-away
@@ -358,10 +383,10 @@ _k8s_start_etcd() {
 }
 
 # Notes on the flags:
-#  * --endpoint-reconciler-type=none: the API server would publish its
-#    advertise address (127.0.0.1) as the endpoint of the `kubernetes`
-#    service, which validation rejects ("may not be in the loopback range"),
-#    every 10 s in the log. Nothing routes service IPs here anyway.
+#  * it listens and advertises on the stack's host address, so the
+#    `kubernetes` Service leads pods (in-cluster configuration) to it;
+#  * --kubelet-*: `kubectl logs` / `exec` reach the node's kubelet at its
+#    InternalIP, verify its certificate and present a client certificate;
 #  * the --requestheader-* / --proxy-client-* set makes the API server publish
 #    the front-proxy CA that delegated authentication reads (see _k8s_pki).
 #  * --cert-dir is never written to (the serving certificate is given) but
@@ -371,9 +396,13 @@ _k8s_start_apiserver() {
     local pki=$K8S_STATE_DIR/pki
     _k8s_start kube-apiserver "$(_k8s_bin_dir)/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$K8S_ETCD_CLIENT_PORT" \
-        --bind-address=127.0.0.1 \
-        --advertise-address=127.0.0.1 \
+        --bind-address="$MILLPOND_HOST_IP" \
+        --advertise-address="$MILLPOND_HOST_IP" \
         --secure-port="$K8S_APISERVER_PORT" \
+        --kubelet-preferred-address-types=InternalIP \
+        --kubelet-certificate-authority="$pki/ca.crt" \
+        --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
         --tls-cert-file="$pki/apiserver.crt" \
         --tls-private-key-file="$pki/apiserver.key" \
         --client-ca-file="$pki/ca.crt" \
@@ -385,7 +414,6 @@ _k8s_start_apiserver() {
         --service-cluster-ip-range="$K8S_SERVICE_CIDR" \
         --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,ResourceQuota,NodeRestriction \
         --allow-privileged=true \
-        --endpoint-reconciler-type=none \
         --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
         --requestheader-allowed-names=front-proxy-client \
         --requestheader-username-headers=X-Remote-User \
@@ -454,6 +482,7 @@ _k8s_up() {
     local t0
     t0=$(now_ms)
     k8s_build || return 1
+    net_up
     mkdir -p "$K8S_STATE_DIR"
     _k8s_pki || return 1
     _k8s_kubeconfigs
@@ -465,7 +494,7 @@ _k8s_up() {
     _k8s_wait kube-apiserver "kube-apiserver /readyz" _k8s_apiserver_ready
     _k8s_start_controller_manager
     _k8s_wait kube-controller-manager "the default service account" _k8s_default_sa_ready
-    _k8s_log "control plane ready in $(elapsed_s "$t0") at https://127.0.0.1:$K8S_APISERVER_PORT (KUBECONFIG=$K8S_STATE_DIR/admin.kubeconfig)"
+    _k8s_log "control plane ready in $(elapsed_s "$t0") at https://$MILLPOND_HOST_IP:$K8S_APISERVER_PORT (KUBECONFIG=$K8S_STATE_DIR/admin.kubeconfig)"
 }
 
 _k8s_down() {
@@ -515,7 +544,7 @@ k8s_status() {
         fi
     done
     if _k8s_running kube-apiserver && _k8s_apiserver_ready; then
-        echo "k8s: API ready at https://127.0.0.1:$K8S_APISERVER_PORT, KUBECONFIG=$K8S_STATE_DIR/admin.kubeconfig"
+        echo "k8s: API ready at https://$MILLPOND_HOST_IP:$K8S_APISERVER_PORT, KUBECONFIG=$K8S_STATE_DIR/admin.kubeconfig"
     elif _k8s_running kube-apiserver; then
         echo "k8s: API server alive but NOT ready (starting, or failing: see its log)"
     fi

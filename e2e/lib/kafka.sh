@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 #
 # Kafka component of the local test stack: a single-node KRaft cluster (one
-# JVM acting as both broker and controller) listening on loopback only.
+# JVM acting as both broker and controller) listening on MILLPOND_HOST_IP,
+# the stack's host address that the host and the pods reach (lib/net.sh).
 #
 # Sourced by e2e/stack after lib/common.sh. Public functions:
 #   kafka_up, kafka_down, kafka_env, kafka_status, kafka_topic
@@ -20,11 +21,14 @@ KAFKA_LOG4J_VERSION="2.24.3"
 # Pinned so the download does not depend on the Maven version's default.
 KAFKA_MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
-KAFKA_HOST="127.0.0.1"
+_KAFKA_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=net.sh
+declare -F net_up >/dev/null || source "$_KAFKA_LIB_DIR/net.sh"
+KAFKA_HOST="$MILLPOND_HOST_IP"
 KAFKA_PORT="${MILLPOND_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${MILLPOND_KAFKA_CONTROLLER_PORT:-19093}"
 # A second listener with SASL/PLAIN, for tests of credentials from Secrets.
-# The one user and its password are fixed: the broker is a loopback test stack.
+# The one user and its password are fixed: the broker is a local test stack.
 KAFKA_SASL_PORT="${MILLPOND_KAFKA_SASL_PORT:-19094}"
 KAFKA_SASL_USER="millpond"
 KAFKA_SASL_PASSWORD="millpond-local-test"
@@ -388,6 +392,7 @@ _kafka_up_locked() {
 
 kafka_up() {
     ensure_kcat
+    net_up
     with_lock kafka _kafka_up_locked
 }
 

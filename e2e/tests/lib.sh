@@ -92,6 +92,63 @@ operator_leader() {
     kubectl get lease -n "$1" "$2-millpond-operator" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null
 }
 
+# host_volume NS CLAIM DIR : a PersistentVolumeClaim CLAIM in NS bound to a
+# hostPath PersistentVolume on DIR (created, writable by the pods' 65532),
+# so a test reads back on the host what pods wrote. The volume is named
+# `<NS>-<CLAIM>`; deleting the namespace leaves it: delete_host_volume.
+host_volume() {
+    local ns=$1 claim=$2 dir=$3
+    mkdir -p "$dir" && chmod 777 "$dir"
+    kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $ns-$claim}
+spec:
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {namespace: $ns, name: $claim}
+  hostPath: {path: $dir, type: Directory}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: $claim, namespace: $ns}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: $ns-$claim
+  resources: {requests: {storage: 10Gi}}
+EOF
+}
+
+# delete_host_volume NS CLAIM DIR : the PersistentVolume and the directory.
+delete_host_volume() {
+    kubectl delete pv "$1-$2" --wait=false >/dev/null 2>&1
+    rm -rf "$3"
+}
+
+# container_pid CONTAINER_ID : the host pid of a container's main process on
+# the stack's node (CONTAINER_ID as in a pod's status, `containerd://<id>`).
+container_pid() {
+    local sock=${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}/node/containerd/containerd.sock
+    ctr --address "$sock" -n k8s.io tasks ls 2>/dev/null | awk -v id="${1#containerd://}" '$1 == id { print $2 }'
+}
+
+# memory_cgroup PID : the directory of the process' memory cgroup (v1: the
+# node's cgroupfs driver on this machine's hybrid hierarchy), whose
+# memory.max_usage_in_bytes, memory.limit_in_bytes and memory.stat a test
+# reads.
+memory_cgroup() {
+    local path
+    path=$(awk -F: '$2 == "memory" { print $3 }' "/proc/$1/cgroup")
+    [[ -n $path && -d /sys/fs/cgroup/memory$path ]] || {
+        echo "no cgroup v1 memory controller for pid $1" >&2
+        return 1
+    }
+    echo "/sys/fs/cgroup/memory$path"
+}
+
 # finish: prints the summary line and fails when any check failed.
 finish() {
     echo "$PASSED passed, $FAILED failed"
