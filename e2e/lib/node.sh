@@ -163,8 +163,8 @@ _node_start_containerd() {
         apt_install containerd runc containernetworking-plugins
     have conntrack || apt_install conntrack
     mkdir -p "$NODE_STATE/containerd" "$NODE_STATE/cni/net.d" "$NODE_STATE/cni/ipam"
-    _node_containerd_config >"$NODE_STATE/containerd/config.toml"
-    _node_cni_config >"$NODE_STATE/cni/net.d/10-$NODE_CNI_NETWORK.conflist"
+    _node_containerd_config | _node_write "$NODE_STATE/containerd/config.toml" || true
+    _node_cni_config | _node_write "$NODE_STATE/cni/net.d/10-$NODE_CNI_NETWORK.conflist" || true
     _node_start containerd containerd --config "$NODE_STATE/containerd/config.toml"
     _node_wait containerd "containerd to answer on $NODE_CONTAINERD_SOCK" _node_containerd_ready
 }
@@ -210,6 +210,19 @@ maxPods: 110
 EOF
 }
 
+# _node_write FILE < CONTENT : replaces FILE only when CONTENT differs, so a
+# second `up` leaves running components alone (kube-proxy exits when its
+# configuration file changes); true when it changed.
+_node_write() {
+    local tmp=$1.new
+    cat >"$tmp"
+    if cmp -s "$tmp" "$1"; then
+        rm -f "$tmp"
+        return 1
+    fi
+    mv -f "$tmp" "$1"
+}
+
 _node_kubeconfig() { # NAME CN-ROLE: a kubeconfig with NAME.crt/.key of the stack's CA
     _k8s_write_kubeconfig "$NODE_STATE/$1.kubeconfig" "$1" \
         "    client-certificate: $K8S_STATE_DIR/pki/$1.crt
@@ -225,6 +238,8 @@ mode: iptables
 hostnameOverride: $NODE_NAME
 bindAddress: $MILLPOND_HOST_IP
 clusterCIDR: $NET_POD_CIDR
+# NodePorts only on the stack's host address, not on every address of the machine.
+nodePortAddresses: ["$MILLPOND_HOST_IP/32"]
 healthzBindAddress: 127.0.0.1:$NODE_PROXY_HEALTH_PORT
 metricsBindAddress: 127.0.0.1:$NODE_PROXY_METRICS_PORT
 # Leave the machine's conntrack sysctls alone.
@@ -247,8 +262,9 @@ _node_start_components() {
     _node_kubeconfig kubelet
     _node_kubeconfig kube-scheduler
     _node_kubeconfig kube-proxy
-    _node_kubelet_config >"$NODE_STATE/kubelet.yaml"
-    _node_proxy_config >"$NODE_STATE/kube-proxy.yaml"
+    # A changed configuration restarts its component.
+    if _node_kubelet_config | _node_write "$NODE_STATE/kubelet.yaml"; then _node_stop kubelet; fi
+    if _node_proxy_config | _node_write "$NODE_STATE/kube-proxy.yaml"; then _node_stop kube-proxy; fi
 
     _node_running kube-scheduler || _node_start kube-scheduler "$bin/kube-scheduler" \
         --kubeconfig="$NODE_STATE/kube-scheduler.kubeconfig" \
@@ -333,6 +349,23 @@ _node_cleanup_host() {
             iptables -w -t "$table" -F "$chain" 2>/dev/null
             iptables -w -t "$table" -X "$chain" 2>/dev/null
         done
+    done
+    # The CNI portmap plugin's chains (nat table).
+    for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
+        iptables -w -t nat -L "$chain" -n >/dev/null 2>&1 || continue
+        while iptables -w -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j "$chain" 2>/dev/null; do :; done
+        while iptables -w -t nat -D OUTPUT -m addrtype --dst-type LOCAL -j "$chain" 2>/dev/null; do :; done
+        while iptables -w -t nat -D POSTROUTING -j "$chain" 2>/dev/null; do :; done
+        iptables -w -t nat -F "$chain" 2>/dev/null
+    done
+    for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
+        iptables -w -t nat -X "$chain" 2>/dev/null
+    done
+    # The containers' cgroups (cgroupfs driver: /k8s.io/<id> per controller).
+    local cg
+    for cg in /sys/fs/cgroup/*/k8s.io; do
+        [[ -d $cg ]] || continue
+        find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
     done
     rm -rf "$NODE_STATE/cni/ipam" "$NODE_STATE/kubelet" "$NODE_STATE/pod-logs"
 }

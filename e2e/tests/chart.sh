@@ -132,7 +132,7 @@ check "METRICS_ADDR binds the pod IP" \
     "$(query "$DEPLOY" "$C.env[?(@.name==\"METRICS_ADDR\")].value}")"
 
 check "the consumer image and leader election reach the operator" \
-    "millpond/consumer:0.1.0 true $RELEASE-millpond-operator" \
+    "docker.io/millpond/consumer:0.1.0 true $RELEASE-millpond-operator" \
     "$(query "$DEPLOY" "$C.env[?(@.name==\"CONSUMER_IMAGE\")].value} $C.env[?(@.name==\"LEADER_ELECTION\")].value} $C.env[?(@.name==\"LEADER_ELECTION_LEASE\")].value}")"
 
 check "the container has resources" \

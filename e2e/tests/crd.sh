@@ -116,6 +116,8 @@ check_contains "kubectl explain shows that at-least-once breakers are refused" \
     "$(explain mpc.spec.kafka.config)" "enable.auto.commit=true" "are refused"
 check_contains "kubectl explain shows the memory budget" \
     "$(explain mpc.spec.resources.memory)" "Memory budget of one pod" "memory limit"
+check_contains "kubectl explain shows that a file sink writes onto a volume" \
+    "$(explain mpc.spec.template.volumes)" "mountPath" "persistentVolumeClaim" "emptyDir" "read-only"
 check_contains "kubectl explain shows the scaling bounds" \
     "$(explain mpc.spec.autoscaling)" "minReplicas" "maxReplicas" "targetDrainSeconds" "How the operator chooses the number of pods"
 
@@ -252,6 +254,30 @@ refused "parquet to an http sink" \
     'spec.sink.format: Invalid value: "object": sink.format parquet needs a file:// sink' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "http://ingest:8080/orders", format: parquet}
+EOF
+
+refused "a volume with two sources" \
+    'a volume needs exactly one source, emptyDir or persistentVolumeClaim' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  template:
+    volumes: [{name: data, mountPath: /data, emptyDir: {}, persistentVolumeClaim: {claimName: data}}]
+EOF
+
+refused "a relative mountPath" \
+    'mountPath must be an absolute path other than /, such as /data' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  template:
+    volumes: [{name: data, mountPath: data, emptyDir: {}}]
+EOF
+
+refused "an emptyDir in memory" \
+    'emptyDir.medium Memory is refused' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  template:
+    volumes: [{name: data, mountPath: /data, emptyDir: {medium: Memory}}]
 EOF
 
 refused "maxInFlight 0" \

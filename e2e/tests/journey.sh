@@ -25,12 +25,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-require_stack KAFKA_BOOTSTRAP_SERVERS
+require_stack KAFKA_BOOTSTRAP_SERVERS MILLPOND_HOST_IP
 
 RECORDS=${JOURNEY_RECORDS:-1000000}
 OUT=${JOURNEY_OUT:-target/journey}
 SAMPLE_SECONDS=${JOURNEY_SAMPLE_SECONDS:-2}
-SINK_ADDR=127.0.0.1:18480
+# The sink listens on the host address the pods reach.
+SINK_ADDR=$MILLPOND_HOST_IP:18480
 SINK_HOLD_MS=1000
 RECORD_BYTES=200
 NS="millpond-journey-$$"
@@ -92,6 +93,7 @@ install_operator "$NS" "$RELEASE" 5
 
 e2e/stack topic create "$TOPIC" "$PARTITIONS" >/dev/null
 sed -e "s|bootstrapServers: .*|bootstrapServers: $KAFKA_BOOTSTRAP_SERVERS|" -e "s|topic: clicks|topic: $TOPIC|" \
+    -e "s|url: http://[^/]*/|url: http://$SINK_ADDR/|" \
     examples/burst-http.yaml | kubectl apply -n "$NS" -f - >/dev/null
 partitions_seen() { [[ $(mpc '{.status.partitions}') == "$PARTITIONS" ]]; }
 if poll 120 kubectl rollout status "deployment/$NAME" -n "$NS" --timeout=5s && poll 60 partitions_seen; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # e2e/tests/operator.sh: the operator installed the way a user installs it,
-# on the real stack (Kafka, Kubernetes control plane, process kubelet).
+# on the real stack (Kafka, Kubernetes control plane, a real node).
 #
 #   e2e/stack up && e2e/tests/operator.sh
 #
@@ -9,7 +9,11 @@
 # leader election, the chart's RBAC and nothing more) → create a topic with
 # records → `kubectl apply` a MillpondConsumer. Then:
 #   * the operator creates the consumer Deployment, its pods run and every
-#     record reaches the file sink; `kubectl get mpc` shows the columns;
+#     record reaches the file sink on a PersistentVolumeClaim (a hostPath
+#     PersistentVolume the test reads back); `kubectl get mpc` shows the
+#     columns;
+#   * a file:// sink that is not on a mounted volume sets
+#     Degraded=SinkNotOnVolume and runs no pod;
 #   * editing the spec rolls the consumer pods out;
 #   * a Deployment edited by hand, and a Service deleted by hand, are put back;
 #   * killing the leader operator pod hands leadership to the other replica,
@@ -39,6 +43,8 @@ require_stack KAFKA_BOOTSTRAP_SERVERS KAFKA_SASL_BOOTSTRAP_SERVERS
 NS="millpond-operator-test-$$"
 RELEASE="mp"
 TOPIC="operator-test-$$"
+# The sink volume: a hostPath PersistentVolume on this directory, claimed
+# by the consumers and mounted at /sink; each consumer writes below it.
 SINK="/tmp/millpond-operator-test-$$"
 RECORDS=100000
 
@@ -47,17 +53,23 @@ cleanup() {
     [[ -n ${consumer_pid:-} ]] && kill -CONT "$consumer_pid" 2>/dev/null
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
     kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
-    rm -rf "$SINK" "$SINK"-*
+    delete_host_volume "$NS" sink "$SINK"
 }
 trap cleanup EXIT
 
-sink_lines() { cat "$SINK"/*.ndjson 2>/dev/null | wc -l; }
+sink_lines() { cat "$SINK"/orders/*.ndjson 2>/dev/null | wc -l; }
 all_delivered() { (( $(sink_lines) >= RECORDS )); }
 leader() { operator_leader "$NS" "$RELEASE"; }
 gone() { ! kubectl get "$@" -n "$NS" >/dev/null 2>&1; }
 
 # The chart as a user installs it; the operator decides every 3 s here.
 install_operator "$NS" "$RELEASE" 3
+
+host_volume "$NS" sink "$SINK"
+# The volume every consumer below mounts, and a scratch one for those that
+# never deliver.
+SINK_VOLUME='volumes: [{name: sink, mountPath: /sink, persistentVolumeClaim: {claimName: sink}}]'
+SCRATCH_VOLUME='volumes: [{name: out, mountPath: /out, emptyDir: {}}]'
 has_leader() { [[ -n $(leader) ]]; }
 poll 60 has_leader && pass "one operator replica holds the leader lease ($(leader))" \
     || fail "a leader is elected" "lease: $(kubectl get lease -n "$NS" -o yaml 2>&1 | tail -20)"
@@ -73,7 +85,9 @@ spec:
     bootstrapServers: $KAFKA_BOOTSTRAP_SERVERS
     topic: $TOPIC
   sink:
-    url: file://$SINK
+    url: file:///sink/orders
+  template:
+    $SINK_VOLUME
   resources:
     memory: 256Mi
   autoscaling:
@@ -85,7 +99,7 @@ if poll 120 kubectl rollout status deployment/orders -n "$NS" --timeout=5s; then
     pass "the operator created the consumer Deployment and its pods became ready"
 else
     fail "consumer Deployment ready" "$(kubectl get deploy,pods -n "$NS" -o wide 2>&1)" \
-        "$(tail -20 "${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}"/kubelet/logs/"${NS}"_orders-*_consumer.log 2>/dev/null)"
+        "$(kubectl logs -n "$NS" deployment/orders --tail=20 2>&1)"
 fi
 if poll 180 all_delivered; then
     pass "every record reached the sink ($(sink_lines) lines for $RECORDS records)"
@@ -115,9 +129,9 @@ else
 fi
 
 # A hand edit of an owned object is put back.
-kubectl set env deployment/orders -n "$NS" SINK_URL=file:///tmp/elsewhere >/dev/null
+kubectl set env deployment/orders -n "$NS" SINK_URL=file:///sink/elsewhere >/dev/null
 sink_url() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="SINK_URL")].value}'; }
-sink_restored() { [[ $(sink_url) == "file://$SINK?format=ndjson" ]]; }
+sink_restored() { [[ $(sink_url) == "file:///sink/orders?format=ndjson" ]]; }
 poll 60 sink_restored && pass "a hand-edited Deployment is put back" \
     || fail "a hand-edited Deployment is put back" "SINK_URL=$(sink_url)"
 
@@ -176,7 +190,8 @@ spec:
       mechanism: PLAIN
       usernameSecretRef: {name: kafka-user, key: username}
       passwordSecretRef: {name: kafka-user, key: password}
-  sink: {url: "file://$SINK-secure"}
+  sink: {url: "file:///sink/secure"}
+  template: {$SINK_VOLUME}
   resources: {memory: 256Mi}
 ---
 apiVersion: millpond.io/v1alpha1
@@ -192,7 +207,8 @@ spec:
       mechanism: PLAIN
       usernameSecretRef: {name: kafka-wrong, key: username}
       passwordSecretRef: {name: kafka-wrong, key: password}
-  sink: {url: "file://$SINK-wrong"}
+  sink: {url: "file:///out/wrong"}
+  template: {$SCRATCH_VOLUME}
 ---
 apiVersion: millpond.io/v1alpha1
 kind: MillpondConsumer
@@ -206,9 +222,10 @@ spec:
       mechanism: PLAIN
       usernameSecretRef: {name: no-such-secret, key: username}
       passwordSecretRef: {name: no-such-secret, key: password}
-  sink: {url: "file://$SINK-no-secret"}
+  sink: {url: "file:///out/no-secret"}
+  template: {$SCRATCH_VOLUME}
 EOF
-secure_lines() { cat "$SINK-secure"/*.ndjson 2>/dev/null | wc -l; }
+secure_lines() { cat "$SINK"/secure/*.ndjson 2>/dev/null | wc -l; }
 secure_done() { (($(secure_lines) >= RECORDS)) && [[ $(kubectl get mpc secure -n "$NS" -o jsonpath='{.status.lag.total}') == 0 ]]; }
 if poll 180 secure_done; then
     pass "with SASL credentials from a Secret the pods deliver every record and the operator reads the lag ($(secure_lines) records, lag 0)"
@@ -226,7 +243,8 @@ metadata:
   name: no-topic
 spec:
   kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: no-such-topic-$$}
-  sink: {url: "file://$SINK-missing"}
+  sink: {url: "file:///out/missing"}
+  template: {$SCRATCH_VOLUME}
 ---
 apiVersion: millpond.io/v1alpha1
 kind: MillpondConsumer
@@ -234,7 +252,8 @@ metadata:
   name: tiny
 spec:
   kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
-  sink: {url: "file://$SINK-tiny"}
+  sink: {url: "file:///out/tiny"}
+  template: {$SCRATCH_VOLUME}
   resources: {memory: 40Mi}
 ---
 apiVersion: millpond.io/v1alpha1
@@ -246,7 +265,8 @@ spec:
     bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS"
     topic: $TOPIC
     config: {fetch.max.bytes: lots}
-  sink: {url: "file://$SINK-bad"}
+  sink: {url: "file:///out/bad"}
+  template: {$SCRATCH_VOLUME}
 ---
 apiVersion: millpond.io/v1alpha1
 kind: MillpondConsumer
@@ -254,7 +274,8 @@ metadata:
   name: no-kafka
 spec:
   kafka: {bootstrapServers: "127.0.0.1:1", topic: $TOPIC}
-  sink: {url: "file://$SINK-no-kafka"}
+  sink: {url: "file:///out/no-kafka"}
+  template: {$SCRATCH_VOLUME}
 EOF
 degraded_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null; }
 is_degraded() { [[ $(degraded_reason "$1") == "$2" ]]; }
@@ -296,10 +317,29 @@ check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
 kubectl delete mpc no-topic tiny bad-override no-kafka secure wrong-password no-secret -n "$NS" >/dev/null
 
+# A file sink must write onto a volume: the pods' root is read-only.
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: no-volume
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
+  sink: {url: "file:///data/orders"}
+EOF
+if poll 60 is_degraded no-volume SinkNotOnVolume; then
+    check_contains "a file:// sink off every volume sets Degraded=SinkNotOnVolume naming the path" \
+        "$(degraded_message no-volume)" "file:///data/orders" "spec.template.volumes"
+    check "and no pod runs for it" "" "$(kubectl get pods -n "$NS" -l app.kubernetes.io/instance=no-volume -o name 2>&1)"
+else
+    fail "a file sink off every volume is refused" "reason: $(degraded_reason no-volume)" "$(degraded_message no-volume)"
+fi
+kubectl delete mpc no-volume -n "$NS" >/dev/null
+
 # A ready pod whose metrics cannot be read (its process is paused, so it
 # stays ready until its readiness probe fails twice): Degraded names it.
-consumer_pid=$(kubectl get pods -n "$NS" -l app.kubernetes.io/instance=orders \
-    -o jsonpath='{.items[0].status.containerStatuses[0].containerID}' | sed 's|^millpond://||')
+consumer_pid=$(container_pid "$(kubectl get pods -n "$NS" -l app.kubernetes.io/instance=orders \
+    -o jsonpath='{.items[0].status.containerStatuses[0].containerID}')")
 kill -STOP "$consumer_pid"
 if poll 30 is_degraded orders MetricsUnavailable; then
     check_contains "a ready pod whose metrics cannot be read sets Degraded=MetricsUnavailable naming it" \

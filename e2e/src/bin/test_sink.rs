@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Parser)]
 #[command(name = "millpond-test-sink", about)]
 struct Args {
-    /// Address to listen on (loopback only).
+    /// Address to listen on: one address of this machine (loopback, or the
+    /// stack's host address that pods reach), never the wildcard.
     #[arg(long, default_value = "127.0.0.1:18480")]
     listen: SocketAddr,
     /// Milliseconds each batch is held before it is acknowledged.
@@ -87,8 +88,8 @@ async fn stats(State(sink): State<Arc<Sink>>, Query(q): Query<StatsQuery>) -> Js
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(
-        args.listen.ip().is_loopback(),
-        "--listen must be a loopback address, not {}",
+        !args.listen.ip().is_unspecified(),
+        "--listen must name one address of this machine, not {}",
         args.listen
     );
     let sink = Arc::new(Sink {

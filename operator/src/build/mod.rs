@@ -84,13 +84,13 @@ pub const MANAGED_BY: &str = "millpond-operator";
 /// Label naming the `MillpondConsumer` an object belongs to.
 pub const CONSUMER_LABEL: &str = "millpond.io/consumer";
 /// Repository of the consumer image the operator defaults to.
-pub const CONSUMER_IMAGE_REPOSITORY: &str = "millpond/consumer";
+pub const CONSUMER_IMAGE_REPOSITORY: &str = "docker.io/millpond/consumer";
 
 /// Longest `MillpondConsumer` name: `<name>-metrics` must stay a DNS label
 /// (63 characters), and the name is also a label value.
 pub const MAX_NAME_LEN: usize = 63 - "-metrics".len();
 
-/// The consumer image of this operator release, `millpond/consumer:<version>`.
+/// The consumer image of this operator release, `docker.io/millpond/consumer:<version>`.
 pub fn default_consumer_image() -> String {
     format!("{CONSUMER_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
 }
@@ -360,7 +360,7 @@ mod tests {
     fn the_default_image_is_the_consumer_of_this_release() {
         assert_eq!(
             default_consumer_image(),
-            format!("millpond/consumer:{}", env!("CARGO_PKG_VERSION"))
+            format!("docker.io/millpond/consumer:{}", env!("CARGO_PKG_VERSION"))
         );
     }
 
