@@ -24,7 +24,8 @@ require_stack KAFKA_BOOTSTRAP_SERVERS
 
 RECORDS=${MEMORY_RECORDS:-1300000}
 SECONDS_MAX=${BENCH_SECONDS:-300}
-FLUSH_BYTES=${BENCH_FLUSH_BYTES:-4Mi}
+# The flush size the operator derives for a 128Mi pod on this topic.
+FLUSH_BYTES=${BENCH_FLUSH_BYTES:-12584236}
 NS="millpond-bench-prefetch-$$"
 TOPIC="bench-prefetch-$$"
 SINK="/tmp/millpond-bench-prefetch-$$"
@@ -92,4 +93,4 @@ unique=$(cat "$SINK"/out/*.ndjson 2>/dev/null | grep -o '"id":[0-9]*' | sort -u 
 echo "| run | restarts | first OOMKilled | delivered (unique of $RECORDS) | lines written | time | cgroup peak |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 echo "| librdkafka default prefetch, FLUSH_BYTES=$FLUSH_BYTES, 128Mi limit | $(jq -r '.restartCount // 0' <<<"$s") |" \
-    "${first_oom:+after ${first_oom} s}${first_oom:-never} | $unique | $(lines) | $((SECONDS - started)) s | $(numfmt --to=iec-i "$peak") |"
+    "$([[ -n $first_oom ]] && echo "after $first_oom s" || echo never) | $unique | $(lines) | $((SECONDS - started)) s | $(numfmt --to=iec-i "$peak") |"

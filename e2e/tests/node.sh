@@ -12,6 +12,8 @@
 #   * a pod reaches Kafka and the API server's `kubernetes` Service;
 #   * runAsNonRoot / runAsUser and readOnlyRootFilesystem are enforced: a
 #     write to `/` fails inside the pod, a write to its emptyDir works;
+#   * Kafka TLS material, mounted from a Secret the way the operator mounts
+#     it, is readable by the consumer's user;
 #   * a memory limit is enforced: a pod that needs more is OOMKilled;
 #   * deleting a pod sends SIGTERM and waits for the process within the
 #     grace period;
@@ -104,6 +106,40 @@ check "the pod reaches Kafka at $kafka_host" "open" \
     "$(k exec "$pod" -- sh -c "nc -w 3 ${kafka_host%:*} ${kafka_host##*:} </dev/null && echo open" 2>&1)"
 check "the pod reaches the API server through the kubernetes Service" "open" \
     "$(k exec "$pod" -- sh -c 'nc -w 3 "$KUBERNETES_SERVICE_HOST" "$KUBERNETES_SERVICE_PORT" </dev/null && echo open' 2>&1)"
+
+# Kafka TLS material as the operator mounts it for the consumer
+# (operator/src/build/env.rs, tls_volume): a projected Secret volume, files
+# 0440, read by the pod's fsGroup 65532 on a read-only root.
+ca_pem=$(openssl req -x509 -newkey rsa:2048 -nodes -keyout /dev/null -subj /CN=node-test-ca -days 1 2>/dev/null)
+k create secret generic kafka-ca --from-literal=ca.crt="$ca_pem" >/dev/null
+k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: tls-reader}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532}
+  containers:
+    - name: main
+      image: $BUSYBOX
+      imagePullPolicy: Never
+      command: [sh, -c, 'stat -L -c "%a %g" /etc/millpond/kafka-tls/ca.crt && cat /etc/millpond/kafka-tls/ca.crt']
+      securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+      volumeMounts: [{name: kafka-tls, mountPath: /etc/millpond/kafka-tls, readOnly: true}]
+  volumes:
+    - name: kafka-tls
+      projected:
+        defaultMode: 0440
+        sources: [{secret: {name: kafka-ca, items: [{key: ca.crt, path: ca.crt}], optional: false}}]
+EOF
+pod_done() { [[ $(k get pod "$1" -o jsonpath='{.status.phase}') == "$2" ]]; }
+if poll 60 pod_done tls-reader Succeeded; then
+    check "a TLS Secret mounted as the operator mounts it is readable by the consumer's user (mode 440, group 65532)" \
+        "440 65532
+$ca_pem" "$(k logs tls-reader 2>&1)"
+else
+    fail "the TLS Secret volume is readable" "$(k logs tls-reader 2>&1)" "$(k get pod tls-reader -o yaml | tail -20)"
+fi
 
 # runAsNonRoot without a user: the image's user is root, so the kubelet refuses.
 k apply -f - >/dev/null <<EOF
