@@ -38,6 +38,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        // The standard process metrics, as every Prometheus client exports
+        // them: the resident memory is what the memory budget is held to.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         macro_rules! reg {
             ($m:expr) => {{
                 let m = $m.expect("metric definition");
@@ -205,8 +212,8 @@ pub fn reported_lag(consumer_lag: i64, high_watermark: i64, position: i64) -> Op
 }
 
 #[cfg(test)]
-mod lag_tests {
-    use super::reported_lag;
+mod tests {
+    use super::{reported_lag, Metrics};
 
     #[test]
     fn lag_is_reported_before_the_first_commit() {
@@ -223,5 +230,20 @@ mod lag_tests {
         assert_eq!(reported_lag(-1, 100, -1001), None, "position unknown");
         assert_eq!(reported_lag(-1, -1, 0), None, "watermark unknown");
         assert_eq!(reported_lag(-1, 10, 12), Some(0));
+    }
+
+    #[test]
+    fn the_process_metrics_are_exported() {
+        let text = Metrics::new().render();
+        let value = |name: &str| -> f64 {
+            let sample = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing"));
+            sample[name.len()..].trim().parse().expect("a number")
+        };
+        assert!(value("process_resident_memory_bytes") > 1e6);
+        assert!(value("process_open_fds") > 0.0);
+        assert!(value("process_cpu_seconds_total") >= 0.0);
     }
 }

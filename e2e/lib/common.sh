@@ -171,6 +171,50 @@ stop_pid() {
     fi
 }
 
+# start_daemon PIDFILE LOG BINARY ARGS... : runs a daemon in its own session,
+# detached from the caller's terminal, its output in LOG (the previous log
+# kept as LOG.1), and waits until PIDFILE names it.
+#
+# The daemon must not inherit any descriptor but 0-2: with_lock's lock file
+# in particular stays locked as long as any process holds it open, which
+# would block the next `e2e/stack up/down` until the daemon dies.
+start_daemon() {
+    local pidfile=$1 log=$2 _
+    shift 2
+    mkdir -p "$(dirname "$log")"
+    [[ -f $log ]] && mv -f "$log" "$log.1"
+    rm -f "$pidfile"
+    # The child writes its own pid (setsid may fork), closes the extra
+    # descriptors (no redirection on that loop: bash would park stderr on a
+    # high descriptor the loop then closes), then execs the daemon.
+    # shellcheck disable=SC2016
+    setsid nohup bash -c '
+        echo $$ >"$0"
+        for f in /proc/self/fd/*; do
+            n=${f##*/}
+            if ((n > 2)); then eval "exec $n>&-"; fi
+        done
+        exec "$@"' "$pidfile" "$@" </dev/null >"$log" 2>&1 &
+    for _ in {1..50}; do [[ -s $pidfile ]] && break; sleep 0.1; done
+}
+
+# wait_daemon NAME WHAT PROBE TIMEOUT_S LOG RUNNING : polls PROBE until it
+# succeeds; fails at once, with the tail of LOG, when `RUNNING NAME` says
+# the daemon exited meanwhile, and after TIMEOUT_S.
+wait_daemon() {
+    local name=$1 what=$2 probe=$3 timeout=$4 log=$5 running=$6
+    local deadline=$((SECONDS + timeout))
+    until "$probe"; do
+        if ! "$running" "$name"; then
+            warn "$name exited; last lines of $log:"
+            tail -n 25 "$log" >&2 || true
+            die "$name failed to start"
+        fi
+        ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what; log: $log"
+        sleep 0.3
+    done
+}
+
 # ---------------------------------------------------------------- network --
 
 # tcp_open HOST PORT : true if something accepts TCP connections there.

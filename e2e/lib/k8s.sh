@@ -51,7 +51,6 @@ K8S_BUILD_NICE=${K8S_BUILD_NICE:-19}
 declare -F log >/dev/null || source "$_K8S_LIB_DIR/common.sh"
 
 _k8s_log() { log "k8s: $*"; }
-_k8s_warn() { warn "k8s: $*"; }
 _k8s_die() { die "k8s: $*"; }
 
 # Version of a required module, read from a wrapper go.mod.
@@ -320,34 +319,13 @@ _k8s_running() {
     pid_alive "$pid" && pid_cmdline_has "$pid" "$K8S_STATE_DIR"
 }
 
-# _k8s_start NAME BINARY ARGS... : runs a daemon in its own session, detached
-# from the caller's terminal, with its output in logs/NAME.log. The previous
-# log is kept as NAME.log.1.
-#
-# The daemon must not inherit any descriptor but 0-2: with_lock's lock file
-# in particular stays locked as long as any process holds it open, which
-# would block the next `e2e/stack up/down` until the daemon dies.
+# _k8s_start NAME BINARY ARGS... : a daemon (see start_daemon), its output
+# in logs/NAME.log.
 _k8s_start() {
-    local name=$1 log=$K8S_STATE_DIR/logs/$1.log pidfile
+    local name=$1
     shift
-    pidfile=$(_k8s_pidfile "$name")
-    mkdir -p "$K8S_STATE_DIR/logs"
-    [[ -f $log ]] && mv -f "$log" "$log.1"
-    rm -f "$pidfile"
-    # The child writes its own pid (setsid may fork), closes the extra
-    # descriptors (no redirection on that loop: bash would park stderr on a
-    # high descriptor the loop then closes), then execs the daemon.
-    # shellcheck disable=SC2016
-    setsid nohup bash -c '
-        echo $$ >"$0"
-        for f in /proc/self/fd/*; do
-            n=${f##*/}
-            if ((n > 2)); then eval "exec $n>&-"; fi
-        done
-        exec "$@"' "$pidfile" "$@" </dev/null >"$log" 2>&1 &
-    local _
-    for _ in {1..50}; do [[ -s $pidfile ]] && break; sleep 0.1; done
-    _k8s_log "started $name (pid $(read_pidfile "$pidfile")), log: $log"
+    start_daemon "$(_k8s_pidfile "$name")" "$K8S_STATE_DIR/logs/$name.log" "$@"
+    _k8s_log "started $name (pid $(read_pidfile "$(_k8s_pidfile "$name")")), log: $K8S_STATE_DIR/logs/$name.log"
 }
 
 # Before starting anything: every port a stopped component needs is free.
@@ -466,16 +444,7 @@ _k8s_default_sa_ready() {
 # _k8s_wait NAME DESCRIPTION PROBE : polls PROBE until it succeeds; fails at
 # once, with the tail of NAME's log, when the NAME process exits meanwhile.
 _k8s_wait() {
-    local name=$1 what=$2 probe=$3 deadline=$((SECONDS + K8S_UP_TIMEOUT))
-    until "$probe"; do
-        if ! _k8s_running "$name"; then
-            _k8s_warn "$name exited; last lines of $K8S_STATE_DIR/logs/$name.log:"
-            tail -n 25 "$K8S_STATE_DIR/logs/$name.log" >&2 || true
-            _k8s_die "$name failed to start"
-        fi
-        ((SECONDS < deadline)) || _k8s_die "timed out after ${K8S_UP_TIMEOUT}s waiting for $what; logs in $K8S_STATE_DIR/logs"
-        sleep 0.3
-    done
+    wait_daemon "$1" "$2" "$3" "$K8S_UP_TIMEOUT" "$K8S_STATE_DIR/logs/$1.log" _k8s_running
 }
 
 _k8s_up() {

@@ -51,41 +51,18 @@ _node_running() {
     pid_alive "$pid" && pid_cmdline_has "$pid" "$NODE_STATE"
 }
 
-# _node_start NAME BINARY ARGS... : a daemon in its own session, output in
-# logs/NAME.log (see _k8s_start, which this shares).
+# _node_start NAME BINARY ARGS... : a daemon (see start_daemon), its output
+# in logs/NAME.log.
 _node_start() {
-    local name=$1 pidfile log
+    local name=$1
     shift
-    pidfile=$(_node_pidfile "$name")
-    log=$NODE_STATE/logs/$name.log
-    mkdir -p "$NODE_STATE/logs"
-    [[ -f $log ]] && mv -f "$log" "$log.1"
-    rm -f "$pidfile"
-    # shellcheck disable=SC2016
-    setsid nohup bash -c '
-        echo $$ >"$0"
-        for f in /proc/self/fd/*; do
-            n=${f##*/}
-            if ((n > 2)); then eval "exec $n>&-"; fi
-        done
-        exec "$@"' "$pidfile" "$@" </dev/null >"$log" 2>&1 &
-    local _
-    for _ in {1..50}; do [[ -s $pidfile ]] && break; sleep 0.1; done
-    _node_log "started $name (pid $(read_pidfile "$pidfile")), log: $log"
+    start_daemon "$(_node_pidfile "$name")" "$NODE_STATE/logs/$name.log" "$@"
+    _node_log "started $name (pid $(read_pidfile "$(_node_pidfile "$name")")), log: $NODE_STATE/logs/$name.log"
 }
 
 # _node_wait NAME WHAT PROBE : like _k8s_wait, for node components.
 _node_wait() {
-    local name=$1 what=$2 probe=$3 deadline=$((SECONDS + NODE_UP_TIMEOUT))
-    until "$probe"; do
-        if ! _node_running "$name"; then
-            warn "node: $name exited; last lines of $NODE_STATE/logs/$name.log:"
-            tail -n 25 "$NODE_STATE/logs/$name.log" >&2 || true
-            die "node: $name failed to start"
-        fi
-        ((SECONDS < deadline)) || die "node: timed out after ${NODE_UP_TIMEOUT}s waiting for $what; logs in $NODE_STATE/logs"
-        sleep 0.3
-    done
+    wait_daemon "$1" "$2" "$3" "$NODE_UP_TIMEOUT" "$NODE_STATE/logs/$1.log" _node_running
 }
 
 # --- containerd ---------------------------------------------------------------

@@ -17,6 +17,12 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        // The standard process metrics, as every Prometheus client exports them.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
         let reconcile_duration = Histogram::with_opts(HistogramOpts::new(
             "millpond_operator_reconcile_duration_seconds",
             "Time one reconciliation took",
@@ -75,5 +81,25 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_metrics_are_exported() {
+        let text = Metrics::new().render();
+        let rss = text
+            .lines()
+            .find(|l| l.starts_with("process_resident_memory_bytes "))
+            .expect("process_resident_memory_bytes missing");
+        let bytes: f64 = rss["process_resident_memory_bytes".len()..]
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(bytes > 1e6, "{rss}");
+        assert!(text.contains("\nprocess_open_fds "), "open fds missing");
     }
 }
