@@ -556,3 +556,79 @@ fn a_flush_size_beyond_the_budget_is_refused_with_the_numbers() {
         "{log}"
     );
 }
+
+/// A variable of `e2e/stack env` naming a secure listener or its material.
+fn stack_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the local stack with `e2e/stack up kafka` and `eval \"$(e2e/stack env)\"`")
+    })
+}
+
+/// librdkafka properties for the broker's SASL_SSL listener (PLAIN, the
+/// stack's CA, hostname verification on) and for its mutual TLS one.
+fn secure_listeners() -> [(&'static str, String, String); 2] {
+    let ca = stack_env("KAFKA_CA_FILE");
+    [
+        (
+            "SASL_SSL with PLAIN",
+            stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            format!(
+                "security.protocol=sasl_ssl,sasl.mechanism=PLAIN,sasl.username={},sasl.password={},ssl.ca.location={ca}",
+                stack_env("KAFKA_SASL_TEST_USER"),
+                stack_env("KAFKA_SASL_TEST_PASSWORD"),
+            ),
+        ),
+        (
+            "mutual TLS",
+            stack_env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
+            format!(
+                "security.protocol=ssl,ssl.ca.location={ca},ssl.certificate.location={},ssl.key.location={}",
+                stack_env("KAFKA_CLIENT_CERT_FILE"),
+                stack_env("KAFKA_CLIENT_KEY_FILE"),
+            ),
+        ),
+    ]
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn every_codec_is_delivered_over_sasl_ssl_and_over_mutual_tls() {
+    const RECORDS: u64 = 20_000;
+    let work = tempfile::tempdir().unwrap();
+    let codecs = ["zstd", "lz4", "snappy", "gzip"];
+    let topics: Vec<String> = codecs
+        .iter()
+        .map(|codec| {
+            let t = topic(&format!("codec-{codec}"), 2);
+            kafka::produce_json_compressed(&kafka::bootstrap(), &t, 2, 0..RECORDS, RECORD, codec)
+                .unwrap();
+            t
+        })
+        .collect();
+    for (l, (listener, bootstrap, config)) in secure_listeners().into_iter().enumerate() {
+        for (codec, topic) in codecs.iter().zip(&topics) {
+            let name = format!("{codec}-{l}");
+            let out = work.path().join(&name);
+            let mut c = Consumer::start(
+                work.path(),
+                &name,
+                &[
+                    ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+                    ("KAFKA_CONFIG", config.clone()),
+                    ("KAFKA_TOPIC", topic.clone()),
+                    ("KAFKA_GROUP_ID", format!("{topic}-{l}")),
+                    ("SINK_URL", sink_url(&out)),
+                ],
+            );
+            let what = format!("every {codec} record over {listener}");
+            wait_until(Duration::from_secs(60), &what, || {
+                ids_in_dir(&out).len() as u64 == RECORDS || c.exited()
+            });
+            c.signal("TERM");
+            let status = c.wait(Duration::from_secs(30));
+            assert!(status.success(), "{what}: {}", c.log_text());
+            let dups = assert_all_present(&ids_in_dir(&out), RECORDS);
+            assert_eq!(dups, 0, "{what}: a clean run delivers every record once");
+        }
+    }
+}

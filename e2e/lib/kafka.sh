@@ -32,6 +32,15 @@ KAFKA_CONTROLLER_PORT="${MILLPOND_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_SASL_PORT="${MILLPOND_KAFKA_SASL_PORT:-19094}"
 KAFKA_SASL_USER="millpond"
 KAFKA_SASL_PASSWORD="millpond-local-test"
+# TLS listeners with a CA of the stack's own (generated once, kept in the
+# state dir): TLS only, mutual TLS (client certificate required), and
+# SASL_SSL with SCRAM-SHA-512 (user created when the storage is formatted)
+# and PLAIN.
+KAFKA_SSL_PORT="${MILLPOND_KAFKA_SSL_PORT:-19095}"
+KAFKA_MTLS_PORT="${MILLPOND_KAFKA_MTLS_PORT:-19096}"
+KAFKA_SASL_SSL_PORT="${MILLPOND_KAFKA_SASL_SSL_PORT:-19097}"
+KAFKA_SCRAM_USER="millpond-scram"
+KAFKA_SCRAM_PASSWORD="millpond-scram-local-test"
 KAFKA_NODE_ID=1
 KAFKA_START_TIMEOUT="${MILLPOND_KAFKA_START_TIMEOUT:-90}"
 
@@ -50,6 +59,10 @@ KAFKA_TOOLS_LOG4J_CONF="$KAFKA_STATE/tools-log4j2.properties"
 # `env`/`topic` keep working if MILLPOND_KAFKA_PORT changes meanwhile.
 KAFKA_BOOTSTRAP_FILE="$KAFKA_STATE/bootstrap"
 KAFKA_SASL_BOOTSTRAP_FILE="$KAFKA_STATE/sasl-bootstrap"
+# The listeners' addresses and credentials as `export` lines, written at start.
+KAFKA_ENV_FILE="$KAFKA_STATE/listeners.env"
+# CA, broker and client certificates; survive `down`.
+KAFKA_PKI="$KAFKA_STATE/pki"
 
 # ------------------------------------------------------------------ java --
 
@@ -172,6 +185,35 @@ kafka_new_cluster_id() {
     printf '%s\n' "$id"
 }
 
+# kafka_pki : the CA, the broker's certificate (for MILLPOND_HOST_IP and
+# localhost) and a client certificate for the mTLS listener, once.
+kafka_pki() {
+    local d=$KAFKA_PKI
+    [[ -s $d/broker.pem && -s $d/client.key ]] &&
+        openssl x509 -in "$d/broker.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "IP Address:$KAFKA_HOST" &&
+        return 0
+    log "generating the Kafka CA and the broker and client certificates"
+    rm -rf "$d" && mkdir -p "$d" || return 1
+    (
+        cd "$d" || exit 1
+        openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 -keyout ca.key -out ca.crt \
+            -subj "/CN=millpond-e2e-kafka-ca" -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+            kafka_pki_sign broker "/CN=$KAFKA_HOST" "serverAuth" "subjectAltName=IP:$KAFKA_HOST,IP:127.0.0.1,DNS:localhost" &&
+            kafka_pki_sign client "/CN=millpond-client" "clientAuth" "" &&
+            cat broker.key broker.crt >broker.pem &&
+            chmod 644 ./*.crt ./*.key broker.pem
+    ) >"$KAFKA_STATE/pki.log" 2>&1 || die "Kafka certificate generation failed, see $KAFKA_STATE/pki.log"
+}
+
+kafka_pki_sign() { # NAME SUBJECT EXTENDED-USAGE [SAN]
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n%s\n' "$3" "$4" >"$1.ext"
+    openssl req -new -nodes -newkey rsa:2048 -keyout "$1.key" -out "$1.csr" -subj "$2" &&
+        openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
+            -extfile "$1.ext" -out "$1.crt" &&
+        rm -f "$1.csr" "$1.ext"
+}
+
 kafka_write_config() {
     # Single combined node. Kafka 4.x is KRaft only: no zookeeper.connect, and
     # the quorum is either static (controller.quorum.voters, used here, then
@@ -183,11 +225,20 @@ process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
 controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+# TLS: PEM files of the stack's CA (see kafka_pki).
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_PKI/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_PKI/ca.crt
+listener.name.mtls.ssl.client.auth=required
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 
@@ -305,6 +356,7 @@ kafka_start() {
     # over from a crash or a killed shell: start from an empty log instead.
     rm -rf "$KAFKA_DATA" "$KAFKA_PIDFILE" "$KAFKA_BOOTSTRAP_FILE"
     mkdir -p "$KAFKA_STATE" "$KAFKA_DATA"
+    kafka_pki
     kafka_write_config
     kafka_write_tools_log_config
 
@@ -316,7 +368,9 @@ kafka_start() {
     if ! "$java" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
             -Dlog4j2.configurationFile="$KAFKA_TOOLS_LOG4J_CONF" \
             -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool \
-            format -t "$cluster_id" -c "$KAFKA_CONF" >>"$KAFKA_OUT" 2>&1; then
+            format -t "$cluster_id" -c "$KAFKA_CONF" \
+            --add-scram "SCRAM-SHA-512=[name=\"$KAFKA_SCRAM_USER\",password=\"$KAFKA_SCRAM_PASSWORD\"]" \
+            >>"$KAFKA_OUT" 2>&1; then
         tail -n 30 "$KAFKA_OUT" >&2
         die "formatting the Kafka log dir failed (output above, full log: $KAFKA_OUT)"
     fi
@@ -348,6 +402,7 @@ kafka_start() {
     printf '%s\n' "$pid" >"$KAFKA_PIDFILE"
     printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_PORT" >"$KAFKA_BOOTSTRAP_FILE"
     printf '%s:%s\n' "$KAFKA_HOST" "$KAFKA_SASL_PORT" >"$KAFKA_SASL_BOOTSTRAP_FILE"
+    kafka_write_env
 
     local deadline=$(( SECONDS + KAFKA_START_TIMEOUT ))
     until kafka_answers "$KAFKA_HOST:$KAFKA_PORT"; do
@@ -410,11 +465,23 @@ _kafka_down_locked() {
         log "Kafka is not running"
     fi
     # Broker data is test-only; the next `up` formats a fresh log dir.
-    rm -rf "$KAFKA_DATA" "$KAFKA_PIDFILE" "$KAFKA_BOOTSTRAP_FILE"
+    rm -rf "$KAFKA_DATA" "$KAFKA_PIDFILE" "$KAFKA_BOOTSTRAP_FILE" "$KAFKA_ENV_FILE"
 }
 
 kafka_down() {
     with_lock kafka _kafka_down_locked
+}
+
+# kafka_write_env : the TLS listeners and their credentials as export lines.
+kafka_write_env() {
+    {
+        printf 'export KAFKA_SSL_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_SSL_PORT"
+        printf 'export KAFKA_MTLS_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_MTLS_PORT"
+        printf 'export KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_SASL_SSL_PORT"
+        printf 'export KAFKA_CA_FILE=%q KAFKA_CLIENT_CERT_FILE=%q KAFKA_CLIENT_KEY_FILE=%q\n' \
+            "$KAFKA_PKI/ca.crt" "$KAFKA_PKI/client.crt" "$KAFKA_PKI/client.key"
+        printf 'export KAFKA_SCRAM_TEST_USER=%s KAFKA_SCRAM_TEST_PASSWORD=%s\n' "$KAFKA_SCRAM_USER" "$KAFKA_SCRAM_PASSWORD"
+    } >"$KAFKA_ENV_FILE"
 }
 
 # kafka_env : prints shell exports for a running broker, nothing otherwise.
@@ -427,6 +494,9 @@ kafka_env() {
             # The SASL/PLAIN listener and its one test user.
             printf 'export KAFKA_SASL_BOOTSTRAP_SERVERS=%s KAFKA_SASL_TEST_USER=%s KAFKA_SASL_TEST_PASSWORD=%s\n' \
                 "$(cat "$KAFKA_SASL_BOOTSTRAP_FILE")" "$KAFKA_SASL_USER" "$KAFKA_SASL_PASSWORD"
+        fi
+        if [[ -f $KAFKA_ENV_FILE ]]; then
+            cat "$KAFKA_ENV_FILE"
         fi
     else
         log "Kafka is not running; no KAFKA_BOOTSTRAP_SERVERS (run: e2e/stack up kafka)"

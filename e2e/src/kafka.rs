@@ -84,16 +84,25 @@ pub fn json_record(id: u64, size: usize) -> Vec<u8> {
 
 /// A producer tuned for loading test data fast.
 pub fn producer(servers: &str) -> Result<ThreadedProducer<DefaultProducerContext>> {
+    // Uncompressed, so fetch sizes are the sizes that land in memory.
+    producer_with_codec(servers, "none")
+}
+
+/// A producer that compresses its batches with `codec` (`none`, `gzip`,
+/// `snappy`, `lz4`, `zstd`).
+pub fn producer_with_codec(
+    servers: &str,
+    codec: &str,
+) -> Result<ThreadedProducer<DefaultProducerContext>> {
     ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        // Uncompressed, so fetch sizes are the sizes that land in memory.
-        .set("compression.type", "none")
+        .set("compression.type", codec)
         .set("queue.buffering.max.kbytes", "262144")
         .set("acks", "1")
         .create()
-        .context("creating producer")
+        .with_context(|| format!("creating a producer with compression.type={codec}"))
 }
 
 /// Produces records with ids `ids` spread round-robin over `partitions`,
@@ -103,9 +112,33 @@ pub fn produce_with(
     topic: &str,
     partitions: i32,
     ids: std::ops::Range<u64>,
+    payload: impl FnMut(u64) -> Vec<u8>,
+) -> Result<()> {
+    send_all(&producer(servers)?, topic, partitions, ids, payload)
+}
+
+/// Like [`produce_json`], with batches compressed by `codec`.
+pub fn produce_json_compressed(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    size: usize,
+    codec: &str,
+) -> Result<()> {
+    let producer = producer_with_codec(servers, codec)?;
+    send_all(&producer, topic, partitions, ids, |id| {
+        json_record(id, size)
+    })
+}
+
+fn send_all(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
     mut payload: impl FnMut(u64) -> Vec<u8>,
 ) -> Result<()> {
-    let producer = producer(servers)?;
     for id in ids {
         let value = payload(id);
         let key = id.to_string();

@@ -77,6 +77,11 @@ impl Consumer {
     }
 
     /// Waits for the process to exit.
+    /// True once the process has exited (on its own, before any signal).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
