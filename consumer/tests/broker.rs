@@ -564,18 +564,18 @@ fn stack_env(name: &str) -> String {
     })
 }
 
-/// librdkafka properties for the broker's SASL_SSL listener (PLAIN, the
-/// stack's CA, hostname verification on) and for its mutual TLS one.
+/// librdkafka properties for the broker's SASL_SSL listener (SCRAM-SHA-512,
+/// the stack's CA, hostname verification on) and for its mutual TLS one.
 fn secure_listeners() -> [(&'static str, String, String); 2] {
     let ca = stack_env("KAFKA_CA_FILE");
     [
         (
-            "SASL_SSL with PLAIN",
+            "SASL_SSL with SCRAM-SHA-512",
             stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
             format!(
-                "security.protocol=sasl_ssl,sasl.mechanism=PLAIN,sasl.username={},sasl.password={},ssl.ca.location={ca}",
-                stack_env("KAFKA_SASL_TEST_USER"),
-                stack_env("KAFKA_SASL_TEST_PASSWORD"),
+                "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password={},ssl.ca.location={ca}",
+                stack_env("KAFKA_SCRAM_TEST_USER"),
+                stack_env("KAFKA_SCRAM_TEST_PASSWORD"),
             ),
         ),
         (
@@ -592,7 +592,7 @@ fn secure_listeners() -> [(&'static str, String, String); 2] {
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
-fn every_codec_is_delivered_over_sasl_ssl_and_over_mutual_tls() {
+fn every_codec_is_delivered_over_sasl_ssl_scram_and_over_mutual_tls() {
     const RECORDS: u64 = 20_000;
     let work = tempfile::tempdir().unwrap();
     let codecs = ["zstd", "lz4", "snappy", "gzip"];
