@@ -205,7 +205,9 @@ wait_daemon() {
     local name=$1 what=$2 probe=$3 timeout=$4 log=$5 running=$6
     local deadline=$((SECONDS + timeout))
     until "$probe"; do
-        if ! "$running" "$name"; then
+        # Checked twice: while a process execs, /proc/PID/cmdline is empty
+        # for a moment and the daemon would look gone.
+        if ! "$running" "$name" && ! { sleep 0.5 && "$running" "$name"; }; then
             warn "$name exited; last lines of $log:"
             tail -n 25 "$log" >&2 || true
             die "$name failed to start"
