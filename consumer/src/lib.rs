@@ -14,6 +14,7 @@ pub mod buffer;
 pub mod config;
 pub mod error;
 pub mod kafka_config;
+pub mod kafka_failure;
 pub mod limits;
 pub mod metrics;
 pub mod offsets;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -29,6 +30,7 @@ use tokio::runtime::Handle;
 use crate::budget::{self, BudgetRequest};
 use crate::buffer::{adaptive_batch_size, Buffer, FlushTrigger};
 use crate::config::Settings;
+use crate::kafka_failure;
 use crate::limits::{InFlight, Limits, LiveLimits};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
@@ -350,8 +352,8 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         for (k, v) in settings.metadata_properties() {
             config.set(k, v);
         }
-        let probe: BaseConsumer = config
-            .create()
+        let probe: BaseConsumer<ProbeContext> = config
+            .create_with_context(ProbeContext::default())
             .map_err(|e| Error::kafka("creating the metadata client", e))?;
         check_topic(
             &probe,
@@ -556,18 +558,68 @@ fn consume(
     }
 }
 
-/// Fails fast, with a message a person can act on, when Kafka or the topic is
+/// The metadata client's context: keeps the last connection failure
+/// librdkafka logged, which tells why it failed (TLS, credentials, network).
+/// librdkafka queues them as logs on the main queue, served by polling.
+#[derive(Default)]
+struct ProbeContext {
+    last_error: Mutex<Option<String>>,
+}
+
+impl ProbeContext {
+    /// Keeps `reason` unless it only says "unreachable" (e.g. `1/1 brokers
+    /// are down`) after a reason that named TLS or the credentials.
+    fn remember(&self, reason: &str) {
+        use kafka_failure::ConnectFailure::Unreachable;
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let named = last
+            .as_deref()
+            .is_some_and(|r| kafka_failure::ConnectFailure::from_reason(r) != Unreachable);
+        if !named || kafka_failure::ConnectFailure::from_reason(reason) != Unreachable {
+            *last = Some(reason.to_string());
+        }
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            tracing::warn!(facility = fac, message, "kafka client");
+        }
+        if fac == "FAIL" {
+            self.remember(message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka client error");
+        self.remember(reason);
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// Fails fast, with a message a person can act on, when Kafka cannot be
+/// reached, refuses the TLS handshake or the credentials, or the topic is
 /// missing; returns the topic's partition count.
-fn check_topic<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+fn check_topic(
+    consumer: &BaseConsumer<ProbeContext>,
     servers: &str,
     topic: &str,
     timeout: Duration,
 ) -> Result<u32> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        // The failures librdkafka logged wait on the main queue: serve them.
+        let drained = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < drained {
+            let _ = consumer.poll(Duration::from_millis(20));
+        }
+        let last = consumer.context().last_error.lock();
+        let last = last.unwrap_or_else(|e| e.into_inner()).clone();
         Error::kafka(
             format!(
-                "cannot reach Kafka at {servers} within {}s",
+                "{}; no metadata within {}s",
+                kafka_failure::describe(servers, last.as_deref()),
                 timeout.as_secs()
             ),
             e,

@@ -632,3 +632,83 @@ fn every_codec_is_delivered_over_sasl_ssl_scram_and_over_mutual_tls() {
         }
     }
 }
+
+/// Starts a consumer with `config` against `bootstrap` and returns its exit
+/// code and log once it gave up.
+fn refused_start(
+    work: &std::path::Path,
+    name: &str,
+    bootstrap: String,
+    config: String,
+) -> (Option<i32>, String) {
+    let mut c = Consumer::start(
+        work,
+        name,
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", bootstrap),
+            ("KAFKA_CONFIG", config),
+            ("KAFKA_TOPIC", "any".into()),
+            ("KAFKA_STARTUP_TIMEOUT_MS", "5000".into()),
+            ("SINK_URL", sink_url(&work.join(name))),
+        ],
+    );
+    let status = c.wait(Duration::from_secs(30));
+    (status.code(), c.log_text())
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
+fn a_wrong_ca_and_a_wrong_password_are_named_as_such() {
+    let work = tempfile::tempdir().unwrap();
+    // A CA that did not sign the brokers' certificate.
+    let other_ca = work.path().join("other-ca.crt");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=not-the-brokers-ca",
+            "-keyout",
+            "/dev/null",
+            "-out",
+        ])
+        .arg(&other_ca)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{made:?}");
+
+    let (code, log) = refused_start(
+        work.path(),
+        "wrong-ca",
+        stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
+        format!(
+            "security.protocol=ssl,ssl.ca.location={}",
+            other_ca.display()
+        ),
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("TLS handshake with Kafka failed at")
+            && log.contains("the brokers' certificate is not signed by the trusted CA")
+            && log.contains("certificate verify failed"),
+        "{log}"
+    );
+
+    let (code, log) = refused_start(
+        work.path(),
+        "wrong-password",
+        stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+        format!(
+            "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password=not-the-password,ssl.ca.location={}",
+            stack_env("KAFKA_SCRAM_TEST_USER"),
+            stack_env("KAFKA_CA_FILE"),
+        ),
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("Kafka refused the credentials (authentication failed) at")
+            && log.contains("check the SASL mechanism, username and password"),
+        "{log}"
+    );
+}
