@@ -217,6 +217,32 @@ wait_daemon() {
     done
 }
 
+# -------------------------------------------------------------------- pki --
+# Test certificates, written into the current directory.
+
+# pki_ca NAME CN : a self-signed CA, NAME.crt and NAME.key.
+pki_ca() {
+    openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
+        -keyout "$1.key" -out "$1.crt" -subj "/CN=$2" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
+}
+
+# pki_sign CA NAME SUBJECT USAGE [SAN] : NAME.key and NAME.crt signed by CA,
+# for USAGE (extendedKeyUsage: serverAuth, clientAuth or both), with the
+# subjectAltName SAN when given.
+pki_sign() {
+    {
+        printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n'
+        printf 'extendedKeyUsage=%s\n' "$4"
+        if [[ -n ${5:-} ]]; then printf 'subjectAltName=%s\n' "$5"; fi
+    } >"$2.ext"
+    openssl req -new -nodes -newkey rsa:2048 -keyout "$2.key" -out "$2.csr" -subj "$3" &&
+        openssl x509 -req -in "$2.csr" -CA "$1.crt" -CAkey "$1.key" -CAcreateserial \
+            -sha256 -days 3650 -extfile "$2.ext" -out "$2.crt" &&
+        rm -f "$2.csr" "$2.ext"
+}
+
 # ---------------------------------------------------------------- network --
 
 # tcp_open HOST PORT : true if something accepts TCP connections there.

@@ -198,55 +198,30 @@ _K8S_PKI_FILES=(ca.crt ca.key apiserver.crt apiserver.key
     front-proxy-ca.crt front-proxy-client.crt front-proxy-client.key
     sa.key sa.pub tokens.csv)
 
-_k8s_pki_ca() { # NAME CN
-    openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 \
-        -keyout "$1.key" -out "$1.crt" -subj "/CN=$2" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature"
-}
-
-_k8s_pki_sign() { # CA NAME SUBJECT EXTENSIONS
-    openssl req -new -nodes -newkey rsa:2048 -keyout "$2.key" -out "$2.csr" -subj "$3" &&
-        printf '%s\n' "$4" >"$2.ext" &&
-        openssl x509 -req -in "$2.csr" -CA "$1.crt" -CAkey "$1.key" -CAcreateserial \
-            -sha256 -days 3650 -extfile "$2.ext" -out "$2.crt" &&
-        rm -f "$2.csr" "$2.ext"
-}
-
 # Runs in the pki directory.
 _k8s_pki_generate() {
-    local server client
-    server="basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:::1,IP:$MILLPOND_HOST_IP,IP:$K8S_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-    client="basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
-
-    _k8s_pki_ca ca millpond-e2e-ca || return 1
-    _k8s_pki_sign ca apiserver "/CN=kube-apiserver" "$server" || return 1
+    pki_ca ca millpond-e2e-ca || return 1
+    pki_sign ca apiserver "/CN=kube-apiserver" serverAuth \
+        "IP:127.0.0.1,IP:::1,IP:$MILLPOND_HOST_IP,IP:$K8S_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || return 1
     # An identity the bootstrap RBAC policy already binds to the
     # system:kube-controller-manager role.
-    _k8s_pki_sign ca controller-manager "/CN=system:kube-controller-manager" "$client" || return 1
+    pki_sign ca controller-manager "/CN=system:kube-controller-manager" clientAuth || return 1
     # The node: identities the bootstrap RBAC policy binds (system:node:*,
     # system:kube-scheduler, system:kube-proxy), the kubelet's serving
     # certificate, and the API server's client certificate for the kubelet
     # (logs, exec).
-    _k8s_pki_sign ca kube-scheduler "/CN=system:kube-scheduler" "$client" || return 1
-    _k8s_pki_sign ca kube-proxy "/CN=system:kube-proxy" "$client" || return 1
-    _k8s_pki_sign ca kubelet "/O=system:nodes/CN=system:node:$K8S_NODE_NAME" "basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=IP:$MILLPOND_HOST_IP,DNS:$K8S_NODE_NAME" || return 1
-    _k8s_pki_sign ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client" || return 1
+    pki_sign ca kube-scheduler "/CN=system:kube-scheduler" clientAuth || return 1
+    pki_sign ca kube-proxy "/CN=system:kube-proxy" clientAuth || return 1
+    pki_sign ca kubelet "/O=system:nodes/CN=system:node:$K8S_NODE_NAME" serverAuth,clientAuth \
+        "IP:$MILLPOND_HOST_IP,DNS:$K8S_NODE_NAME" || return 1
+    pki_sign ca apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth || return 1
 
     # Front proxy (request-header) CA: the API server publishes it in
     # kube-system/extension-apiserver-authentication, which the controller
     # manager's delegated authentication (and any aggregated API server)
     # reads; without it they log errors forever.
-    _k8s_pki_ca front-proxy-ca millpond-e2e-front-proxy-ca || return 1
-    _k8s_pki_sign front-proxy-ca front-proxy-client "/CN=front-proxy-client" "$client" || return 1
+    pki_ca front-proxy-ca millpond-e2e-front-proxy-ca || return 1
+    pki_sign front-proxy-ca front-proxy-client "/CN=front-proxy-client" clientAuth || return 1
     rm -f front-proxy-ca.key
 
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key || return 1

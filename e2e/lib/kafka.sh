@@ -196,22 +196,12 @@ kafka_pki() {
     rm -rf "$d" && mkdir -p "$d" || return 1
     (
         cd "$d" || exit 1
-        openssl req -x509 -new -nodes -newkey rsa:2048 -sha256 -days 3650 -keyout ca.key -out ca.crt \
-            -subj "/CN=millpond-e2e-kafka-ca" -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign" &&
-            kafka_pki_sign broker "/CN=$KAFKA_HOST" "serverAuth" "subjectAltName=IP:$KAFKA_HOST,IP:127.0.0.1,DNS:localhost" &&
-            kafka_pki_sign client "/CN=millpond-client" "clientAuth" "" &&
+        pki_ca ca millpond-e2e-kafka-ca &&
+            pki_sign ca broker "/CN=$KAFKA_HOST" serverAuth "IP:$KAFKA_HOST,IP:127.0.0.1,DNS:localhost" &&
+            pki_sign ca client "/CN=millpond-client" clientAuth &&
             cat broker.key broker.crt >broker.pem &&
             chmod 644 ./*.crt ./*.key broker.pem
     ) >"$KAFKA_STATE/pki.log" 2>&1 || die "Kafka certificate generation failed, see $KAFKA_STATE/pki.log"
-}
-
-kafka_pki_sign() { # NAME SUBJECT EXTENDED-USAGE [SAN]
-    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n%s\n' "$3" "$4" >"$1.ext"
-    openssl req -new -nodes -newkey rsa:2048 -keyout "$1.key" -out "$1.csr" -subj "$2" &&
-        openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
-            -extfile "$1.ext" -out "$1.crt" &&
-        rm -f "$1.csr" "$1.ext"
 }
 
 kafka_write_config() {
