@@ -247,8 +247,9 @@ struct LoopContext {
     topic: String,
 }
 
-fn lock(p: &Mutex<Pipeline>) -> MutexGuard<'_, Pipeline> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
+/// Locks `m`; a lock poisoned by a panic still gives its data.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ClientContext for LoopContext {
@@ -571,7 +572,7 @@ impl ProbeContext {
     /// are down`) after a reason that named TLS or the credentials.
     fn remember(&self, reason: &str) {
         use kafka_failure::ConnectFailure::Unreachable;
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = lock(&self.last_error);
         let named = last
             .as_deref()
             .is_some_and(|r| kafka_failure::ConnectFailure::from_reason(r) != Unreachable);
@@ -614,8 +615,7 @@ fn check_topic(
         while Instant::now() < drained {
             let _ = consumer.poll(Duration::from_millis(20));
         }
-        let last = consumer.context().last_error.lock();
-        let last = last.unwrap_or_else(|e| e.into_inner()).clone();
+        let last = lock(&consumer.context().last_error).clone();
         Error::kafka(
             format!(
                 "{}; no metadata within {}s",
