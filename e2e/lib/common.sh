@@ -171,17 +171,32 @@ stop_pid() {
     fi
 }
 
-# start_daemon PIDFILE LOG BINARY ARGS... : runs a daemon in its own session,
-# detached from the caller's terminal, its output in LOG (the previous log
-# kept as LOG.1), and waits until PIDFILE names it.
+# Daemons of a stack component keep their files in its state directory DIR:
+# DIR/NAME.pid and DIR/logs/NAME.log; their command lines mention DIR, which
+# tells them from an unrelated process that got a recycled pid.
+
+# daemon_pid DIR NAME -> the pid in NAME's pid file (empty if none).
+daemon_pid() { read_pidfile "$1/$2.pid"; }
+
+# daemon_running DIR NAME : true when NAME's pid file names a live daemon of DIR.
+daemon_running() {
+    local pid
+    pid=$(daemon_pid "$1" "$2")
+    pid_alive "$pid" && pid_cmdline_has "$pid" "$1"
+}
+
+# start_daemon DIR NAME BINARY ARGS... : runs a daemon in its own session,
+# detached from the caller's terminal, its output in DIR/logs/NAME.log (the
+# previous log kept as NAME.log.1), and waits until its pid file names it.
 #
 # The daemon must not inherit any descriptor but 0-2: with_lock's lock file
 # in particular stays locked as long as any process holds it open, which
 # would block the next `e2e/stack up/down` until the daemon dies.
 start_daemon() {
-    local pidfile=$1 log=$2 _
+    local dir=$1 name=$2 _
+    local pidfile=$dir/$name.pid log=$dir/logs/$name.log
     shift 2
-    mkdir -p "$(dirname "$log")"
+    mkdir -p "$dir/logs"
     [[ -f $log ]] && mv -f "$log" "$log.1"
     rm -f "$pidfile"
     # The child writes its own pid (setsid may fork), closes the extra
@@ -196,18 +211,19 @@ start_daemon() {
         done
         exec "$@"' "$pidfile" "$@" </dev/null >"$log" 2>&1 &
     for _ in {1..50}; do [[ -s $pidfile ]] && break; sleep 0.1; done
+    log "started $name (pid $(daemon_pid "$dir" "$name")), log: $log"
 }
 
-# wait_daemon NAME WHAT PROBE TIMEOUT_S LOG RUNNING : polls PROBE until it
-# succeeds; fails at once, with the tail of LOG, when `RUNNING NAME` says
-# the daemon exited meanwhile, and after TIMEOUT_S.
+# wait_daemon DIR NAME WHAT PROBE TIMEOUT_S : polls PROBE until it succeeds;
+# fails at once, with the tail of NAME's log, when the daemon exited
+# meanwhile, and after TIMEOUT_S.
 wait_daemon() {
-    local name=$1 what=$2 probe=$3 timeout=$4 log=$5 running=$6
-    local deadline=$((SECONDS + timeout))
+    local dir=$1 name=$2 what=$3 probe=$4 timeout=$5
+    local deadline=$((SECONDS + timeout)) log=$dir/logs/$name.log
     until "$probe"; do
         # Checked twice: while a process execs, /proc/PID/cmdline is empty
         # for a moment and the daemon would look gone.
-        if ! "$running" "$name" && ! { sleep 0.5 && "$running" "$name"; }; then
+        if ! daemon_running "$dir" "$name" && ! { sleep 0.5 && daemon_running "$dir" "$name"; }; then
             warn "$name exited; last lines of $log:"
             tail -n 25 "$log" >&2 || true
             die "$name failed to start"
@@ -215,6 +231,25 @@ wait_daemon() {
         ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what; log: $log"
         sleep 0.3
     done
+}
+
+# stop_daemon DIR NAME TIMEOUT_S : stops NAME (see stop_pid) if it runs, and
+# drops its pid file.
+stop_daemon() {
+    daemon_running "$1" "$2" && stop_pid "$(daemon_pid "$1" "$2")" "$2" "$3"
+    rm -f "$1/$2.pid"
+}
+
+# iptables_drop_chain TABLE CHAIN : deletes every rule that jumps to CHAIN,
+# from whichever chain, then CHAIN itself; nothing when it does not exist.
+iptables_drop_chain() {
+    local table=$1 chain=$2 rule
+    as_root iptables -w -t "$table" -L "$chain" -n >/dev/null 2>&1 || return 0
+    while read -r rule; do
+        # iptables-save quotes what needs quoting (comments): eval keeps it.
+        eval "as_root iptables -w -t $table -D ${rule#-A }"
+    done < <(as_root iptables-save -t "$table" | grep -E -- "-j $chain( |\$)")
+    as_root iptables -w -t "$table" -F "$chain" && as_root iptables -w -t "$table" -X "$chain"
 }
 
 # -------------------------------------------------------------------- pki --

@@ -285,23 +285,9 @@ _k8s_kubeconfigs() {
 
 # --- processes --------------------------------------------------------------
 
-_k8s_pidfile() { echo "$K8S_STATE_DIR/$1.pid"; }
-
-# _k8s_running NAME : true when NAME's pid file names a live process of ours.
-_k8s_running() {
-    local pid
-    pid=$(read_pidfile "$(_k8s_pidfile "$1")")
-    pid_alive "$pid" && pid_cmdline_has "$pid" "$K8S_STATE_DIR"
-}
-
-# _k8s_start NAME BINARY ARGS... : a daemon (see start_daemon), its output
-# in logs/NAME.log.
-_k8s_start() {
-    local name=$1
-    shift
-    start_daemon "$(_k8s_pidfile "$name")" "$K8S_STATE_DIR/logs/$name.log" "$@"
-    _k8s_log "started $name (pid $(read_pidfile "$(_k8s_pidfile "$name")")), log: $K8S_STATE_DIR/logs/$name.log"
-}
+# Daemons of the control plane (see start_daemon).
+_k8s_running() { daemon_running "$K8S_STATE_DIR" "$1"; }
+_k8s_start() { start_daemon "$K8S_STATE_DIR" "$@"; }
 
 # Before starting anything: every port a stopped component needs is free.
 _k8s_preflight() {
@@ -416,11 +402,8 @@ _k8s_default_sa_ready() {
     _k8s_kubectl -n default get serviceaccount default >/dev/null 2>&1
 }
 
-# _k8s_wait NAME DESCRIPTION PROBE : polls PROBE until it succeeds; fails at
-# once, with the tail of NAME's log, when the NAME process exits meanwhile.
-_k8s_wait() {
-    wait_daemon "$1" "$2" "$3" "$K8S_UP_TIMEOUT" "$K8S_STATE_DIR/logs/$1.log" _k8s_running
-}
+# _k8s_wait NAME DESCRIPTION PROBE : see wait_daemon.
+_k8s_wait() { wait_daemon "$K8S_STATE_DIR" "$1" "$2" "$3" "$K8S_UP_TIMEOUT"; }
 
 _k8s_up() {
     local t0
@@ -442,13 +425,9 @@ _k8s_up() {
 }
 
 _k8s_down() {
-    local name pid
+    local name
     for name in kube-controller-manager kube-apiserver etcd; do
-        pid=$(read_pidfile "$(_k8s_pidfile "$name")")
-        if [[ -n $pid ]] && pid_alive "$pid" && pid_cmdline_has "$pid" "$K8S_STATE_DIR"; then
-            stop_pid "$pid" "$name" "$K8S_STOP_TIMEOUT"
-        fi
-        rm -f "$(_k8s_pidfile "$name")"
+        stop_daemon "$K8S_STATE_DIR" "$name" "$K8S_STOP_TIMEOUT"
     done
     # Fresh cluster next time; certificates and logs stay.
     rm -rf "$K8S_STATE_DIR/etcd"
@@ -480,7 +459,7 @@ k8s_env() {
 k8s_status() {
     local name pid
     for name in etcd kube-apiserver kube-controller-manager; do
-        pid=$(read_pidfile "$(_k8s_pidfile "$name")")
+        pid=$(daemon_pid "$K8S_STATE_DIR" "$name")
         if _k8s_running "$name"; then
             echo "k8s: $name running, pid $pid, log $K8S_STATE_DIR/logs/$name.log"
         else

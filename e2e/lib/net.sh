@@ -62,10 +62,8 @@ net_down() {
         as_root ip link set "$NET_BRIDGE" down
         as_root ip link delete "$NET_BRIDGE" && _net_log "deleted bridge $NET_BRIDGE"
     fi
-    if have iptables && as_root iptables -w -L "$NET_CHAIN" -n >/dev/null 2>&1; then
-        while as_root iptables -w -D FORWARD -i "$NET_BRIDGE" -j "$NET_CHAIN" 2>/dev/null; do :; done
-        while as_root iptables -w -D FORWARD -o "$NET_BRIDGE" -j "$NET_CHAIN" 2>/dev/null; do :; done
-        as_root iptables -w -F "$NET_CHAIN" && as_root iptables -w -X "$NET_CHAIN"
+    if have iptables; then
+        iptables_drop_chain filter "$NET_CHAIN"
     fi
 }
 

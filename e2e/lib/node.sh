@@ -43,27 +43,11 @@ _node_log() { log "node: $*"; }
 
 node_ctr() { ctr --address "$NODE_CONTAINERD_SOCK" "$@"; }
 
-_node_pidfile() { echo "$NODE_STATE/$1.pid"; }
-
-_node_running() {
-    local pid
-    pid=$(read_pidfile "$(_node_pidfile "$1")")
-    pid_alive "$pid" && pid_cmdline_has "$pid" "$NODE_STATE"
-}
-
-# _node_start NAME BINARY ARGS... : a daemon (see start_daemon), its output
-# in logs/NAME.log.
-_node_start() {
-    local name=$1
-    shift
-    start_daemon "$(_node_pidfile "$name")" "$NODE_STATE/logs/$name.log" "$@"
-    _node_log "started $name (pid $(read_pidfile "$(_node_pidfile "$name")")), log: $NODE_STATE/logs/$name.log"
-}
-
-# _node_wait NAME WHAT PROBE : like _k8s_wait, for node components.
-_node_wait() {
-    wait_daemon "$1" "$2" "$3" "$NODE_UP_TIMEOUT" "$NODE_STATE/logs/$1.log" _node_running
-}
+# Daemons of the node (see start_daemon).
+_node_running() { daemon_running "$NODE_STATE" "$1"; }
+_node_start() { start_daemon "$NODE_STATE" "$@"; }
+_node_wait() { wait_daemon "$NODE_STATE" "$1" "$2" "$3" "$NODE_UP_TIMEOUT"; }
+_node_stop() { stop_daemon "$NODE_STATE" "$1" "$NODE_STOP_TIMEOUT"; }
 
 # --- containerd ---------------------------------------------------------------
 
@@ -278,15 +262,6 @@ node_up() { with_lock node _node_up; }
 
 # --- down ---------------------------------------------------------------------------
 
-_node_stop() { # NAME
-    local pid
-    pid=$(read_pidfile "$(_node_pidfile "$1")")
-    if [[ -n $pid ]] && pid_alive "$pid" && pid_cmdline_has "$pid" "$NODE_STATE"; then
-        stop_pid "$pid" "$1" "$NODE_STOP_TIMEOUT"
-    fi
-    rm -f "$(_node_pidfile "$1")"
-}
-
 # Every container and pod sandbox of the node: their processes, then the
 # shims, then containerd's records.
 _node_remove_containers() {
@@ -316,27 +291,15 @@ _node_cleanup_host() {
     for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^cni-/ { print $1 }'); do
         ip netns delete "$ns" 2>/dev/null || true
     done
-    # The kubelet's own iptables chains.
+    # The kubelet's own iptables chains, and the CNI portmap plugin's.
     local table chain
     for table in filter nat mangle; do
         for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
-            iptables -w -t "$table" -L "$chain" -n >/dev/null 2>&1 || continue
-            while iptables -w -t "$table" -D INPUT -j "$chain" 2>/dev/null; do :; done
-            while iptables -w -t "$table" -D OUTPUT -j "$chain" 2>/dev/null; do :; done
-            iptables -w -t "$table" -F "$chain" 2>/dev/null
-            iptables -w -t "$table" -X "$chain" 2>/dev/null
+            iptables_drop_chain "$table" "$chain"
         done
     done
-    # The CNI portmap plugin's chains (nat table).
     for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
-        iptables -w -t nat -L "$chain" -n >/dev/null 2>&1 || continue
-        while iptables -w -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j "$chain" 2>/dev/null; do :; done
-        while iptables -w -t nat -D OUTPUT -m addrtype --dst-type LOCAL -j "$chain" 2>/dev/null; do :; done
-        while iptables -w -t nat -D POSTROUTING -j "$chain" 2>/dev/null; do :; done
-        iptables -w -t nat -F "$chain" 2>/dev/null
-    done
-    for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
-        iptables -w -t nat -X "$chain" 2>/dev/null
+        iptables_drop_chain nat "$chain"
     done
     # The containers' cgroups (cgroupfs driver: /k8s.io/<id> per controller).
     local cg
@@ -366,7 +329,7 @@ node_status() {
     local name
     for name in containerd kubelet kube-scheduler kube-proxy; do
         if _node_running "$name"; then
-            echo "node: $name running, pid $(read_pidfile "$(_node_pidfile "$name")"), log $NODE_STATE/logs/$name.log"
+            echo "node: $name running, pid $(daemon_pid "$NODE_STATE" "$name"), log $NODE_STATE/logs/$name.log"
         else
             echo "node: $name stopped"
         fi
