@@ -164,7 +164,8 @@ fn count_lines(dir: &Path) -> Result<u64> {
     Ok(n)
 }
 
-/// `kcat -C -e` from the beginning of every partition into one file.
+/// `kcat -C -e` from the beginning of every partition into one file, as a
+/// user runs it (buffered output; `-u` would write once per record).
 fn run_kcat(args: &Args, topic: &str, total: u64) -> Result<Run> {
     fresh_dir(&args.scratch)?;
     let out = std::fs::File::create(args.scratch.join("kcat.ndjson"))?;
@@ -180,7 +181,6 @@ fn run_kcat(args: &Args, topic: &str, total: u64) -> Result<Run> {
             "beginning",
             "-e",
             "-q",
-            "-u",
         ])
         .stdout(out)
         .stderr(Stdio::inherit())
@@ -244,13 +244,20 @@ fn main() -> Result<()> {
     let args = Args::parse();
     println!("## Run of {}\n", chrono_free_now());
     println!(
-        "Machine: {} cores, {} (`nproc`, /proc/meminfo); broker: local single-node KRaft on 127.0.0.1.\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "Machine: {} cores, {} (`nproc`, /proc/meminfo); broker: local single-node KRaft on {}.\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
         std::fs::read_to_string("/proc/meminfo")
             .ok()
-            .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
+            .and_then(|m| m.lines().next().map(|l| l
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("?")
+                .to_string()))
             .map(|kb| format!("{} GiB RAM", kb.parse::<u64>().unwrap_or(0) >> 20))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        args.bootstrap_servers,
     );
 
     if !args.skip_throughput {
