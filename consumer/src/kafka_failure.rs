@@ -1,9 +1,21 @@
 //! Why a Kafka client could not talk to the brokers, told apart from what
 //! librdkafka reports through its error callback, so that the pod's exit
 //! message names the cause a person has to fix: the network, TLS, or the
-//! credentials.
+//! credentials. [`FailureCapture`] is the client context that keeps those
+//! reports; the pod's start-up probe and the operator's observer use it.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use crate::tls_check::{self, CertificateFinding};
 
 /// The cause of a failed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,14 +78,115 @@ impl fmt::Display for ConnectFailure {
 /// The message for a connection to `servers` that failed, from the last
 /// error reason librdkafka reported (if any).
 pub fn describe(servers: &str, last_reason: Option<&str>) -> String {
+    compose(servers, last_reason, None)
+}
+
+/// Like [`describe`]; when librdkafka only says the brokers' certificate
+/// failed verification, a handshake of our own with the client's CA
+/// (`properties`) tells whether the chain or the name failed. Blocking (up
+/// to `timeout`).
+pub fn diagnose(
+    servers: &str,
+    last_reason: Option<&str>,
+    properties: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> (ConnectFailure, String) {
     let reason = last_reason.unwrap_or("");
     let cause = ConnectFailure::from_reason(reason);
-    let mut message = format!("{cause} at {servers}: {}", cause.hint(reason));
+    let finding = (cause == ConnectFailure::Tls && reason.contains("certificate verify failed"))
+        .then(|| tls_check::check(servers, properties, timeout))
+        .flatten();
+    (cause, compose(servers, last_reason, finding))
+}
+
+fn compose(
+    servers: &str,
+    last_reason: Option<&str>,
+    finding: Option<CertificateFinding>,
+) -> String {
+    let reason = last_reason.unwrap_or("");
+    let cause = ConnectFailure::from_reason(reason);
+    let mut message = match finding {
+        Some(finding) => format!("{cause} at {servers}: {finding}"),
+        None => format!("{cause} at {servers}: {}", cause.hint(reason)),
+    };
     if !reason.is_empty() {
         message.push_str(&format!(" (librdkafka: {reason})"));
     }
     message
 }
+
+/// A client context that keeps the last connection failure librdkafka
+/// reported, which tells why it failed (TLS, credentials, network).
+/// librdkafka queues these as logs and errors on the main queue, served by
+/// polling the client.
+/// With `statistics.interval.ms` set it also keeps librdkafka's latest
+/// statistics (requests sent per broker and type, for benchmarks).
+#[derive(Default)]
+pub struct FailureCapture {
+    last: Mutex<Option<(Instant, String)>>,
+    statistics: Mutex<Option<Statistics>>,
+}
+
+impl FailureCapture {
+    /// Keeps `reason` unless it only says "unreachable" (e.g. `1/1 brokers
+    /// are down`) after a reason that named TLS or the credentials.
+    pub fn remember(&self, reason: &str) {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let named = last
+            .as_ref()
+            .is_some_and(|(_, r)| ConnectFailure::from_reason(r) != ConnectFailure::Unreachable);
+        if !named || ConnectFailure::from_reason(reason) != ConnectFailure::Unreachable {
+            *last = Some((Instant::now(), reason.to_string()));
+        }
+    }
+
+    /// The latest statistics librdkafka emitted, if enabled.
+    pub fn statistics(&self) -> Option<Statistics> {
+        self.statistics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The last failure reported.
+    pub fn last_reason(&self) -> Option<String> {
+        self.last_reason_within(None)
+    }
+
+    /// The last failure reported, if it is younger than `age` (`None`: any).
+    pub fn last_reason_within(&self, age: Option<Duration>) -> Option<String> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.as_ref()
+            .filter(|(at, _)| age.is_none_or(|age| at.elapsed() <= age))
+            .map(|(_, reason)| reason.clone())
+    }
+}
+
+impl ClientContext for FailureCapture {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+            tracing::warn!(facility = fac, message, "kafka client");
+        }
+        if fac == "FAIL" {
+            self.remember(message);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "kafka client error");
+        self.remember(reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        *self
+            .statistics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(statistics);
+    }
+}
+
+impl ConsumerContext for FailureCapture {}
 
 #[cfg(test)]
 mod tests {
@@ -104,6 +217,24 @@ mod tests {
         assert_eq!(
             describe("k:1", None),
             "cannot reach Kafka at k:1: check the bootstrap address and that the brokers run"
+        );
+    }
+
+    #[test]
+    fn a_named_cause_is_not_overwritten_by_a_later_unreachable() {
+        let capture = FailureCapture::default();
+        assert_eq!(capture.last_reason(), None);
+        capture.remember("Connect to ipv4#10.0.0.1:9092 failed: Connection refused");
+        capture.remember("SASL authentication error: Authentication failed");
+        capture.remember("1/1 brokers are down");
+        assert_eq!(
+            capture.last_reason().as_deref(),
+            Some("SASL authentication error: Authentication failed")
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(
+            capture.last_reason_within(Some(Duration::from_millis(1))),
+            None
         );
     }
 }

@@ -23,5 +23,6 @@ pub mod record;
 pub mod server;
 pub mod sink;
 pub mod source;
+pub mod tls_check;
 
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@
 //! loop flushes, waits for the writes in flight, commits, and only then lets
 //! the partitions go.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -30,7 +29,7 @@ use tokio::runtime::Handle;
 use crate::budget::{self, BudgetRequest};
 use crate::buffer::{adaptive_batch_size, Buffer, FlushTrigger};
 use crate::config::Settings;
-use crate::kafka_failure;
+use crate::kafka_failure::{self, FailureCapture};
 use crate::limits::{InFlight, Limits, LiveLimits};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
@@ -353,11 +352,12 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         for (k, v) in settings.metadata_properties() {
             config.set(k, v);
         }
-        let probe: BaseConsumer<ProbeContext> = config
-            .create_with_context(ProbeContext::default())
+        let probe: BaseConsumer<FailureCapture> = config
+            .create_with_context(FailureCapture::default())
             .map_err(|e| Error::kafka("creating the metadata client", e))?;
         check_topic(
             &probe,
+            &settings.kafka_properties,
             &settings.bootstrap_servers,
             &settings.topic,
             settings.startup_timeout,
@@ -559,52 +559,12 @@ fn consume(
     }
 }
 
-/// The metadata client's context: keeps the last connection failure
-/// librdkafka logged, which tells why it failed (TLS, credentials, network).
-/// librdkafka queues them as logs on the main queue, served by polling.
-#[derive(Default)]
-struct ProbeContext {
-    last_error: Mutex<Option<String>>,
-}
-
-impl ProbeContext {
-    /// Keeps `reason` unless it only says "unreachable" (e.g. `1/1 brokers
-    /// are down`) after a reason that named TLS or the credentials.
-    fn remember(&self, reason: &str) {
-        use kafka_failure::ConnectFailure::Unreachable;
-        let mut last = lock(&self.last_error);
-        let named = last
-            .as_deref()
-            .is_some_and(|r| kafka_failure::ConnectFailure::from_reason(r) != Unreachable);
-        if !named || kafka_failure::ConnectFailure::from_reason(reason) != Unreachable {
-            *last = Some(reason.to_string());
-        }
-    }
-}
-
-impl ClientContext for ProbeContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-            tracing::warn!(facility = fac, message, "kafka client");
-        }
-        if fac == "FAIL" {
-            self.remember(message);
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "kafka client error");
-        self.remember(reason);
-    }
-}
-
-impl ConsumerContext for ProbeContext {}
-
 /// Fails fast, with a message a person can act on, when Kafka cannot be
 /// reached, refuses the TLS handshake or the credentials, or the topic is
 /// missing; returns the topic's partition count.
 fn check_topic(
-    consumer: &BaseConsumer<ProbeContext>,
+    consumer: &BaseConsumer<FailureCapture>,
+    properties: &BTreeMap<String, String>,
     servers: &str,
     topic: &str,
     timeout: Duration,
@@ -615,13 +575,11 @@ fn check_topic(
         while Instant::now() < drained {
             let _ = consumer.poll(Duration::from_millis(20));
         }
-        let last = lock(&consumer.context().last_error).clone();
+        let last = consumer.context().last_reason();
+        let (_, message) =
+            kafka_failure::diagnose(servers, last.as_deref(), properties, Duration::from_secs(5));
         Error::kafka(
-            format!(
-                "{}; no metadata within {}s",
-                kafka_failure::describe(servers, last.as_deref()),
-                timeout.as_secs()
-            ),
+            format!("{message}; no metadata within {}s", timeout.as_secs()),
             e,
         )
     })?;

@@ -658,7 +658,7 @@ fn refused_start(
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
-fn a_wrong_ca_and_a_wrong_password_are_named_as_such() {
+fn a_wrong_ca_a_certificate_for_another_name_and_a_wrong_password_are_named_as_such() {
     let work = tempfile::tempdir().unwrap();
     // A CA that did not sign the brokers' certificate.
     let other_ca = work.path().join("other-ca.crt");
@@ -697,6 +697,22 @@ fn a_wrong_ca_and_a_wrong_password_are_named_as_such() {
 
     let (code, log) = refused_start(
         work.path(),
+        "wrong-name",
+        stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
+        format!(
+            "security.protocol=ssl,ssl.ca.location={}",
+            stack_env("KAFKA_CA_FILE")
+        ),
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("TLS handshake with Kafka failed at")
+            && log.contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", wrong_name_host())),
+        "{log}"
+    );
+
+    let (code, log) = refused_start(
+        work.path(),
         "wrong-password",
         stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
         format!(
@@ -711,4 +727,10 @@ fn a_wrong_ca_and_a_wrong_password_are_named_as_such() {
             && log.contains("check the SASL mechanism, username and password"),
         "{log}"
     );
+}
+
+/// The host of the listener whose certificate names another host.
+fn wrong_name_host() -> String {
+    let servers = stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS");
+    servers.rsplit_once(':').expect("host:port").0.to_string()
 }

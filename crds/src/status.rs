@@ -159,8 +159,13 @@ pub mod condition {
         pub const SINK_NOT_ON_VOLUME: &str = "SinkNotOnVolume";
         /// The topic does not exist or cannot be described.
         pub const TOPIC_NOT_FOUND: &str = "TopicNotFound";
-        /// The brokers cannot be reached.
+        /// The brokers cannot be reached (address, network, brokers down).
         pub const KAFKA_UNREACHABLE: &str = "KafkaUnreachable";
+        /// The TLS handshake with the brokers failed: untrusted certificate,
+        /// a name it does not carry, or a refused client certificate.
+        pub const KAFKA_TLS_FAILED: &str = "KafkaTLSFailed";
+        /// The brokers refused the SASL credentials.
+        pub const KAFKA_AUTHENTICATION_FAILED: &str = "KafkaAuthenticationFailed";
         /// A Secret or key the spec refers to is missing.
         pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
         /// Ready pods whose metrics cannot be read (see the message).

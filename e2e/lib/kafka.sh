@@ -39,6 +39,9 @@ KAFKA_SASL_PASSWORD="millpond-local-test"
 KAFKA_SSL_PORT="${MILLPOND_KAFKA_SSL_PORT:-19095}"
 KAFKA_MTLS_PORT="${MILLPOND_KAFKA_MTLS_PORT:-19096}"
 KAFKA_SASL_SSL_PORT="${MILLPOND_KAFKA_SASL_SSL_PORT:-19097}"
+# TLS whose certificate names another host (kafka.wrong-name.invalid), for
+# the test of hostname verification.
+KAFKA_WRONG_NAME_PORT="${MILLPOND_KAFKA_WRONG_NAME_PORT:-19098}"
 KAFKA_SCRAM_USER="millpond-scram"
 KAFKA_SCRAM_PASSWORD="millpond-scram-local-test"
 KAFKA_NODE_ID=1
@@ -186,10 +189,11 @@ kafka_new_cluster_id() {
 }
 
 # kafka_pki : the CA, the broker's certificate (for MILLPOND_HOST_IP and
-# localhost) and a client certificate for the mTLS listener, once.
+# localhost), one naming another host, and a client certificate for the mTLS
+# listener, once.
 kafka_pki() {
     local d=$KAFKA_PKI
-    [[ -s $d/broker.pem && -s $d/client.key ]] &&
+    [[ -s $d/broker.pem && -s $d/wrong-name.pem && -s $d/client.key ]] &&
         openssl x509 -in "$d/broker.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "IP Address:$KAFKA_HOST" &&
         return 0
     log "generating the Kafka CA and the broker and client certificates"
@@ -199,8 +203,10 @@ kafka_pki() {
         pki_ca ca millpond-e2e-kafka-ca &&
             pki_sign ca broker "/CN=$KAFKA_HOST" serverAuth "IP:$KAFKA_HOST,IP:127.0.0.1,DNS:localhost" &&
             pki_sign ca client "/CN=millpond-client" clientAuth &&
+            pki_sign ca wrong-name "/CN=kafka.wrong-name.invalid" serverAuth "DNS:kafka.wrong-name.invalid" &&
             cat broker.key broker.crt >broker.pem &&
-            chmod 644 ./*.crt ./*.key broker.pem
+            cat wrong-name.key wrong-name.crt >wrong-name.pem &&
+            chmod 644 ./*.crt ./*.key ./*.pem
     ) >"$KAFKA_STATE/pki.log" 2>&1 || die "Kafka certificate generation failed, see $KAFKA_STATE/pki.log"
 }
 
@@ -215,9 +221,9 @@ process.roles=broker,controller
 node.id=$KAFKA_NODE_ID
 controller.quorum.voters=$KAFKA_NODE_ID@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
 
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT,WRONG_NAME://$KAFKA_HOST:$KAFKA_WRONG_NAME_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$KAFKA_MTLS_PORT,SASL_SSL://$KAFKA_HOST:$KAFKA_SASL_SSL_PORT,WRONG_NAME://$KAFKA_HOST:$KAFKA_WRONG_NAME_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,WRONG_NAME:SSL,CONTROLLER:PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
 # TLS: PEM files of the stack's CA (see kafka_pki).
@@ -226,6 +232,8 @@ ssl.keystore.location=$KAFKA_PKI/broker.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_PKI/ca.crt
 listener.name.mtls.ssl.client.auth=required
+listener.name.wrong_name.ssl.keystore.type=PEM
+listener.name.wrong_name.ssl.keystore.location=$KAFKA_PKI/wrong-name.pem
 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
@@ -468,6 +476,7 @@ kafka_write_env() {
         printf 'export KAFKA_SSL_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_SSL_PORT"
         printf 'export KAFKA_MTLS_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_MTLS_PORT"
         printf 'export KAFKA_SASL_SSL_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_SASL_SSL_PORT"
+        printf 'export KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS=%s:%s\n' "$KAFKA_HOST" "$KAFKA_WRONG_NAME_PORT"
         printf 'export KAFKA_CA_FILE=%q KAFKA_CLIENT_CERT_FILE=%q KAFKA_CLIENT_KEY_FILE=%q\n' \
             "$KAFKA_PKI/ca.crt" "$KAFKA_PKI/client.crt" "$KAFKA_PKI/client.key"
         printf 'export KAFKA_SCRAM_TEST_USER=%s KAFKA_SCRAM_TEST_PASSWORD=%s\n' "$KAFKA_SCRAM_USER" "$KAFKA_SCRAM_PASSWORD"

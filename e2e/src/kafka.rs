@@ -205,6 +205,22 @@ pub fn committed(
         .collect())
 }
 
+/// Commits `offsets` (partition → offset) of `topic` for `group`, as a
+/// consumer of that group would.
+pub fn commit(servers: &str, group: &str, topic: &str, offsets: &BTreeMap<i32, i64>) -> Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for (&p, &o) in offsets {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o))?;
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .with_context(|| format!("committing offsets of {group}"))
+}
+
 /// High watermarks per partition.
 pub fn high_watermarks(servers: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = ClientConfig::new()

@@ -19,11 +19,15 @@
 #   * killing the leader operator pod hands leadership to the other replica,
 #     which keeps reconciling;
 #   * with autoscaling paused, `kubectl scale mpc` sets the replicas;
-#   * with SASL credentials from Secrets, the pods and the operator's own
-#     Kafka client authenticate;
+#   * with SASL_SSL/SCRAM-SHA-512 and with mutual TLS, credentials and CA
+#     from Secrets, the pods deliver every record and the operator's own
+#     Kafka client reads the lag over the same listener;
+#   * with auto.offset.reset=latest the records written before the group
+#     existed are not lag;
 #   * a missing topic, an impossible memory budget, a librdkafka override
-#     librdkafka refuses, unreachable brokers, a wrong password and a missing
-#     Secret set Degraded with a reason, and the operator does not crash-loop;
+#     librdkafka refuses, unreachable brokers, a wrong password, a CA that
+#     did not sign the brokers' certificate and a missing Secret set Degraded
+#     with a reason each, and the operator does not crash-loop;
 #   * a ready pod whose metrics cannot be read sets Degraded;
 #   * Kafka stopping to answer while a consumer runs sets Degraded and keeps
 #     the replicas; Degraded clears when Kafka is back;
@@ -38,7 +42,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source e2e/lib/common.sh
 # shellcheck source=../lib/kafka.sh
 source e2e/lib/kafka.sh
-require_stack KAFKA_BOOTSTRAP_SERVERS KAFKA_SASL_BOOTSTRAP_SERVERS
+require_stack KAFKA_BOOTSTRAP_SERVERS KAFKA_SASL_SSL_BOOTSTRAP_SERVERS KAFKA_MTLS_BOOTSTRAP_SERVERS KAFKA_SSL_BOOTSTRAP_SERVERS KAFKA_CA_FILE
 
 NS="millpond-operator-test-$$"
 RELEASE="mp"
@@ -170,12 +174,21 @@ else
 fi
 kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":false}}}' >/dev/null
 
-# Credentials from Secrets: the pods and the operator's own Kafka client
-# both authenticate on the broker's SASL/PLAIN listener.
+# Production settings from Secrets: SASL_SSL with SCRAM-SHA-512 and the
+# brokers' CA, and mutual TLS with a client certificate. The pods (TLS
+# material mounted from the Secrets) and the operator's own Kafka client
+# (same Secrets, in memory) both connect over those listeners.
 kubectl create secret generic kafka-user -n "$NS" \
-    --from-literal=username="$KAFKA_SASL_TEST_USER" --from-literal=password="$KAFKA_SASL_TEST_PASSWORD" >/dev/null
+    --from-literal=username="$KAFKA_SCRAM_TEST_USER" --from-literal=password="$KAFKA_SCRAM_TEST_PASSWORD" >/dev/null
 kubectl create secret generic kafka-wrong -n "$NS" \
-    --from-literal=username="$KAFKA_SASL_TEST_USER" --from-literal=password=not-the-password >/dev/null
+    --from-literal=username="$KAFKA_SCRAM_TEST_USER" --from-literal=password=not-the-password >/dev/null
+kubectl create secret generic kafka-ca -n "$NS" --from-file=ca.crt="$KAFKA_CA_FILE" >/dev/null
+kubectl create secret tls kafka-client -n "$NS" --cert="$KAFKA_CLIENT_CERT_FILE" --key="$KAFKA_CLIENT_KEY_FILE" >/dev/null
+other_ca_dir=$(mktemp -d)
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=not-the-brokers-ca \
+    -keyout /dev/null -out "$other_ca_dir/ca.crt" 2>/dev/null
+kubectl create secret generic other-ca -n "$NS" --from-file=ca.crt="$other_ca_dir/ca.crt" >/dev/null
+rm -rf "$other_ca_dir"
 kubectl apply -n "$NS" -f - >/dev/null <<EOF
 apiVersion: millpond.io/v1alpha1
 kind: MillpondConsumer
@@ -183,14 +196,33 @@ metadata:
   name: secure
 spec:
   kafka:
-    bootstrapServers: "$KAFKA_SASL_BOOTSTRAP_SERVERS"
+    bootstrapServers: "$KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"
     topic: $TOPIC
     groupId: secure-$$
     sasl:
-      mechanism: PLAIN
+      mechanism: SCRAM-SHA-512
       usernameSecretRef: {name: kafka-user, key: username}
       passwordSecretRef: {name: kafka-user, key: password}
+    tls:
+      caSecretRef: {name: kafka-ca, key: ca.crt}
   sink: {url: "file:///sink/secure"}
+  template: {$SINK_VOLUME}
+  resources: {memory: 256Mi}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: mtls
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_MTLS_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    groupId: mtls-$$
+    tls:
+      caSecretRef: {name: kafka-ca, key: ca.crt}
+      certSecretRef: {name: kafka-client, key: tls.crt}
+      keySecretRef: {name: kafka-client, key: tls.key}
+  sink: {url: "file:///sink/mtls"}
   template: {$SINK_VOLUME}
   resources: {memory: 256Mi}
 ---
@@ -200,14 +232,30 @@ metadata:
   name: wrong-password
 spec:
   kafka:
-    bootstrapServers: "$KAFKA_SASL_BOOTSTRAP_SERVERS"
+    bootstrapServers: "$KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"
     topic: $TOPIC
     groupId: wrong-$$
     sasl:
-      mechanism: PLAIN
+      mechanism: SCRAM-SHA-512
       usernameSecretRef: {name: kafka-wrong, key: username}
       passwordSecretRef: {name: kafka-wrong, key: password}
+    tls:
+      caSecretRef: {name: kafka-ca, key: ca.crt}
   sink: {url: "file:///out/wrong"}
+  template: {$SCRATCH_VOLUME}
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: wrong-ca
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_SSL_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    groupId: wrong-ca-$$
+    tls:
+      caSecretRef: {name: other-ca, key: ca.crt}
+  sink: {url: "file:///out/wrong-ca"}
   template: {$SCRATCH_VOLUME}
 ---
 apiVersion: millpond.io/v1alpha1
@@ -225,15 +273,58 @@ spec:
   sink: {url: "file:///out/no-secret"}
   template: {$SCRATCH_VOLUME}
 EOF
-secure_lines() { cat "$SINK"/secure/*.ndjson 2>/dev/null | wc -l; }
-secure_done() { (($(secure_lines) >= RECORDS)) && [[ $(kubectl get mpc secure -n "$NS" -o jsonpath='{.status.lag.total}') == 0 ]]; }
-if poll 180 secure_done; then
-    pass "with SASL credentials from a Secret the pods deliver every record and the operator reads the lag ($(secure_lines) records, lag 0)"
-else
-    fail "SASL consumer" "$(secure_lines) of $RECORDS records" "$(kubectl get mpc secure -n "$NS" -o jsonpath='{.status}')"
-fi
-check "and it is not Degraded" "False" \
-    "$(kubectl get mpc secure -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}')"
+# What the pods wrote (records by id, each once) and the lag the operator
+# read over the same listener.
+sink_ids_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | jq -r .id | sort -un | wc -l; }
+sink_lines_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | wc -l; }
+lag_of() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.lag.total}'; }
+delivered() { (($(sink_ids_of "$1") >= RECORDS)) && [[ $(lag_of "$1") == 0 ]]; }
+for mpc in secure mtls; do
+    if poll 180 delivered "$mpc"; then
+        check "over $mpc (credentials from Secrets) the pods deliver every record once and the operator reads lag 0" \
+            "$RECORDS $RECORDS" "$(sink_ids_of "$mpc") $(sink_lines_of "$mpc")"
+    else
+        fail "$mpc consumer" "$(sink_ids_of "$mpc") of $RECORDS records, lag $(lag_of "$mpc")" \
+            "$(kubectl get mpc "$mpc" -n "$NS" -o jsonpath='{.status.conditions}')"
+    fi
+    check "and $mpc is not Degraded" "False" \
+        "$(kubectl get mpc "$mpc" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}')"
+done
+
+# Lag of a group without commits counts from where it will start: the log
+# start with earliest (the default), the end of the log with latest.
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: from-earliest
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC, groupId: earliest-$$}
+  sink: {url: "file:///out/earliest"}
+  template: {$SCRATCH_VOLUME}
+  autoscaling: {paused: true}
+  replicas: 0
+---
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: from-latest
+spec:
+  kafka:
+    bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS"
+    topic: $TOPIC
+    groupId: latest-$$
+    config: {auto.offset.reset: latest}
+  sink: {url: "file:///out/latest"}
+  template: {$SCRATCH_VOLUME}
+  autoscaling: {paused: true}
+  replicas: 0
+EOF
+lags_seen() { [[ -n $(lag_of from-earliest) && -n $(lag_of from-latest) ]]; }
+poll 60 lags_seen
+check "a new group's lag: the whole topic with earliest, nothing with latest" \
+    "$RECORDS 0" "$(lag_of from-earliest) $(lag_of from-latest)"
+kubectl delete mpc from-earliest from-latest -n "$NS" >/dev/null
 
 # Missing data or an impossible budget: Degraded with a reason, no crash loop.
 kubectl apply -n "$NS" -f - >/dev/null <<EOF
@@ -302,10 +393,17 @@ if poll 60 is_degraded no-kafka KafkaUnreachable; then
 else
     fail "unreachable Kafka reported" "reason: $(degraded_reason no-kafka)"
 fi
-if poll 60 is_degraded wrong-password KafkaUnreachable; then
-    pass "a wrong SASL password sets Degraded=KafkaUnreachable"
+if poll 60 is_degraded wrong-password KafkaAuthenticationFailed; then
+    check_contains "a wrong SCRAM password sets Degraded=KafkaAuthenticationFailed" \
+        "$(degraded_message wrong-password)" "Kafka refused the credentials" "check the SASL mechanism, username and password"
 else
-    fail "wrong SASL password reported" "reason: $(degraded_reason wrong-password)" "$(degraded_message wrong-password)"
+    fail "wrong SCRAM password reported" "reason: $(degraded_reason wrong-password)" "$(degraded_message wrong-password)"
+fi
+if poll 60 is_degraded wrong-ca KafkaTLSFailed; then
+    check_contains "a CA that did not sign the brokers' certificate sets Degraded=KafkaTLSFailed" \
+        "$(degraded_message wrong-ca)" "TLS handshake with Kafka failed" "not signed by the trusted CA"
+else
+    fail "wrong CA reported" "reason: $(degraded_reason wrong-ca)" "$(degraded_message wrong-ca)"
 fi
 if poll 60 is_degraded no-secret SecretNotFound; then
     check_contains "a missing credentials Secret sets Degraded=SecretNotFound naming the field" \
@@ -315,7 +413,7 @@ else
 fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
-kubectl delete mpc no-topic tiny bad-override no-kafka secure wrong-password no-secret -n "$NS" >/dev/null
+kubectl delete mpc no-topic tiny bad-override no-kafka secure mtls wrong-password wrong-ca no-secret -n "$NS" >/dev/null
 
 # A file sink must write onto a volume: the pods' root is read-only.
 kubectl apply -n "$NS" -f - >/dev/null <<EOF

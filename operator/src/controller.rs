@@ -19,7 +19,7 @@
 //! a file sink that would write onto the read-only root file system) and
 //! waits for a change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,7 @@ use tokio::sync::{watch, Mutex};
 use crate::build::{self, BuildContext};
 use crate::metrics::Metrics;
 use crate::observe::credentials;
-use crate::observe::kafka::{self, KafkaTarget};
+use crate::observe::kafka::{self, KafkaTarget, Observers, OffsetReset};
 use crate::observe::pods::{self, PodMetrics};
 use crate::policy::{self, Observation, PartitionObservation, PolicySpec, TunedLimits};
 
@@ -96,6 +96,9 @@ pub struct Settings {
 struct Memory {
     scrapes: BTreeMap<String, PodMetrics>,
     scraped_at: Option<Instant>,
+    /// With `auto.offset.reset=latest`: where the group starts on each
+    /// partition it has not committed yet ([`kafka::uncommitted_starts`]).
+    uncommitted_starts: BTreeMap<i32, i64>,
 }
 
 /// Shared by every reconciliation.
@@ -106,6 +109,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub settings: Settings,
     pub leading: watch::Receiver<bool>,
+    /// The long-lived Kafka clients, one per cluster and credentials.
+    pub kafka: Arc<Observers>,
     memory: Mutex<BTreeMap<String, Memory>>,
 }
 
@@ -122,6 +127,9 @@ impl Context {
             http: reqwest::Client::new(),
             recorder,
             metrics,
+            // A client unused for ten intervals (its consumers are gone or
+            // their credentials changed) is closed.
+            kafka: Arc::new(Observers::new(settings.interval * 10)),
             settings,
             leading,
             memory: Mutex::default(),
@@ -263,19 +271,17 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             return Ok(requeue);
         }
     };
+    let offset_reset = OffsetReset::of(&properties);
     let target = KafkaTarget {
         bootstrap_servers: mpc.spec.kafka.bootstrap_servers.clone(),
         topic: mpc.spec.kafka.topic.clone(),
         group: mpc.spec.kafka.group_id(),
         properties,
     };
-    let offsets = match kafka::observe(target, ctx.settings.kafka_timeout).await {
+    let offsets = match ctx.kafka.observe(target, ctx.settings.kafka_timeout).await {
         Ok(o) => o,
         Err(e) => {
-            let why = match e {
-                kafka::KafkaObserveError::TopicMissing { .. } => reason::TOPIC_NOT_FOUND,
-                _ => reason::KAFKA_UNREACHABLE,
-            };
+            let why = e.reason();
             ctx.metrics
                 .reconcile_errors
                 .with_label_values(&["kafka"])
@@ -383,6 +389,17 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     }
     mem.scrapes = scrapes;
     mem.scraped_at = Some(Instant::now());
+    let assigned: BTreeSet<i32> = samples
+        .iter()
+        .flat_map(|s| s.partitions.iter().copied())
+        .collect();
+    kafka::uncommitted_starts(
+        offset_reset,
+        &offsets,
+        &assigned,
+        &mut mem.uncommitted_starts,
+    );
+    let uncommitted_starts = mem.uncommitted_starts.clone();
     drop(memories);
 
     if !unscraped.is_empty() && samples.is_empty() {
@@ -399,10 +416,6 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         keep(mpc, ctx, &decided, ready_replicas, &status).await?;
         return Ok(requeue);
     }
-    let assigned: Vec<i32> = samples
-        .iter()
-        .flat_map(|s| s.partitions.iter().copied())
-        .collect();
     let previous_limits = decided.limits.clone().or(old_status.limits.clone());
     let running_limits = TunedLimits {
         flush_bytes: previous_limits
@@ -424,6 +437,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
                 committed: o.committed,
                 high_watermark: o.high,
                 log_start: o.low,
+                uncommitted_start: uncommitted_starts.get(&o.partition).copied(),
                 assigned: assigned.contains(&o.partition),
             })
             .collect(),

@@ -301,6 +301,7 @@ mod tests {
                     committed: Some(1_000),
                     high_watermark: 1_000 + lag,
                     log_start: 0,
+                    uncommitted_start: None,
                     assigned: true,
                 })
                 .collect(),

@@ -9,9 +9,10 @@
 //!
 //! Replicas:
 //!
-//! 1. lag per partition counts from the committed offset, or from the log
-//!    start when the group has none (where `auto.offset.reset=earliest` makes
-//!    it start), never from zero;
+//! 1. lag per partition counts from the committed offset, or where the
+//!    group starts when it has none: the log start with
+//!    `auto.offset.reset=earliest`, the high watermark when a pod took the
+//!    partition with `latest` (never from zero, never the whole log then);
 //! 2. a partition whose committed offset stands still for `stuckIntervals`
 //!    intervals while it is assigned and lagging is *stuck*: reported, and left
 //!    out of the demand (more pods would not move it);
@@ -213,6 +214,11 @@ pub struct PartitionObservation {
     pub high_watermark: i64,
     /// First offset still in the log.
     pub log_start: i64,
+    /// Where the group starts while it has no committed offset, when that
+    /// is not the log start (`auto.offset.reset=latest`); `None`: the log
+    /// start.
+    #[serde(default)]
+    pub uncommitted_start: Option<i64>,
     /// A member of the group holds it (not in the middle of a hand-over).
     pub assigned: bool,
 }
@@ -418,7 +424,11 @@ pub fn decide(
     let mut produce_total = 0.0;
     let mut produce_known = dt.is_some() && !obs.partitions.is_empty();
     for p in &obs.partitions {
-        let start = p.committed.unwrap_or(p.log_start).max(p.log_start);
+        let start = p
+            .committed
+            .or(p.uncommitted_start)
+            .unwrap_or(p.log_start)
+            .max(p.log_start);
         let plag = (p.high_watermark - start).max(0);
         let before = prev.partitions.iter().find(|t| t.partition == p.partition);
         let still = match before {

@@ -101,6 +101,7 @@ impl Bench {
                     committed: Some(self.committed[p]),
                     high_watermark: self.hw[p],
                     log_start: 0,
+                    uncommitted_start: None,
                     assigned: self.assigned[p],
                 })
                 .collect(),
@@ -141,6 +142,7 @@ fn decision_for(spec: &PolicySpec, replicas: u32, produce: f64, capacity: f64) -
                 committed: Some(hw),
                 high_watermark: hw,
                 log_start: 0,
+                uncommitted_start: None,
                 assigned: true,
             })
             .collect(),
@@ -327,6 +329,7 @@ fn without_a_committed_offset_lag_counts_from_the_log_start() {
                 committed: None,
                 high_watermark: 1_500,
                 log_start: 1_000,
+                uncommitted_start: None,
                 assigned: true,
             },
             // Committed below the log start (retention removed it): the group
@@ -336,6 +339,7 @@ fn without_a_committed_offset_lag_counts_from_the_log_start() {
                 committed: Some(10),
                 high_watermark: 2_000,
                 log_start: 1_900,
+                uncommitted_start: None,
                 assigned: true,
             },
         ],
@@ -346,6 +350,38 @@ fn without_a_committed_offset_lag_counts_from_the_log_start() {
     let (d, _) = decide(&spec(), &obs, &PolicyState::default(), 0);
     assert_eq!(d.lag.total, 600);
     assert_eq!(d.lag.max_partition, 500);
+}
+
+#[test]
+fn with_latest_lag_counts_from_where_the_group_started_not_the_log_start() {
+    let obs = Observation {
+        partitions: vec![
+            // 1M records before the consumer existed are never read: not lag.
+            PartitionObservation {
+                partition: 0,
+                committed: None,
+                high_watermark: 1_000_300,
+                log_start: 0,
+                uncommitted_start: Some(1_000_000),
+                assigned: true,
+            },
+            // Once committed, the committed offset counts.
+            PartitionObservation {
+                partition: 1,
+                committed: Some(1_000_050),
+                high_watermark: 1_000_100,
+                log_start: 0,
+                uncommitted_start: Some(1_000_000),
+                assigned: true,
+            },
+        ],
+        pods: vec![],
+        replicas: 1,
+        limits: spec().start_limits,
+    };
+    let (d, _) = decide(&spec(), &obs, &PolicyState::default(), 0);
+    assert_eq!(d.lag.total, 350);
+    assert_eq!(d.lag.max_partition, 300);
 }
 
 #[test]

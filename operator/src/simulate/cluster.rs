@@ -302,6 +302,7 @@ impl Cluster {
                 committed: Some(self.committed[p].floor() as i64),
                 high_watermark: self.high_watermark[p].floor() as i64,
                 log_start: 0,
+                uncommitted_start: None,
                 assigned: self.owner[p].is_some() && self.paused_until[p] <= t,
             })
             .collect();
