@@ -30,6 +30,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Kafka handed over a record batch this consumer cannot read; nothing
+    /// after it is committed.
+    #[error("a record batch of {topic} cannot be read: {why} (librdkafka: {code}); stopping, nothing after it is committed")]
+    Unreadable {
+        topic: String,
+        code: rdkafka::types::RDKafkaErrorCode,
+        why: &'static str,
+    },
+
     /// The sink failed permanently (after its retries).
     #[error("sink: {0}")]
     Sink(String),
@@ -51,6 +60,7 @@ impl Error {
             Error::Budget(_) => "budget",
             Error::Kafka { .. } => "kafka",
             Error::Poison { .. } => "poison",
+            Error::Unreadable { .. } => "unreadable",
             Error::Sink(_) => "sink",
             Error::Io { .. } => "io",
         }
@@ -71,5 +81,59 @@ impl Error {
     }
 }
 
+/// Why a consume error means a record batch cannot be read (decompression,
+/// an unknown codec or message format, a corrupt batch): consuming on could
+/// commit past the batch's records. `None` for other (transient) errors.
+pub fn unreadable_batch(code: rdkafka::types::RDKafkaErrorCode) -> Option<&'static str> {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match code {
+        C::NotImplemented => Some(
+            "it is compressed with a codec this consumer lacks (it reads gzip, snappy, lz4 and zstd) or in a message format it does not know",
+        ),
+        C::BadCompression => Some(
+            "its compressed data cannot be decompressed (corrupt, or a codec this consumer lacks)",
+        ),
+        C::BadMessage => Some("the batch is corrupt"),
+        _ => None,
+    }
+}
+
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn a_batch_librdkafka_skips_stops_the_consumer_and_says_why() {
+        let why = unreadable_batch(C::NotImplemented).unwrap();
+        let e = Error::Unreadable {
+            topic: "orders".into(),
+            code: C::NotImplemented,
+            why,
+        };
+        assert!(
+            e.to_string().starts_with(
+                "a record batch of orders cannot be read: it is compressed with a codec this consumer lacks (it reads gzip, snappy, lz4 and zstd)"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .ends_with("stopping, nothing after it is committed"),
+            "{e}"
+        );
+        assert!(unreadable_batch(C::BadCompression).is_some());
+        assert!(unreadable_batch(C::BadMessage).is_some());
+        // Transient errors are retried by librdkafka: keep consuming.
+        for code in [
+            C::BrokerTransportFailure,
+            C::AllBrokersDown,
+            C::PartitionEOF,
+        ] {
+            assert_eq!(unreadable_batch(code), None, "{code:?}");
+        }
+    }
+}

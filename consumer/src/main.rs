@@ -28,7 +28,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             let code = match e.downcast_ref::<Error>() {
                 Some(Error::Config(_) | Error::Budget(_)) => 2,
-                Some(Error::Poison { .. }) => 3,
+                Some(Error::Poison { .. } | Error::Unreadable { .. }) => 3,
                 _ => 1,
             };
             ExitCode::from(code)

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub bytes_total: IntCounter,
     pub records_delivered_total: IntCounter,
     pub dead_letter_total: IntCounter,
+    pub records_skipped_total: IntCounterVec,
     pub flushes_total: IntCounterVec,
     pub errors_total: IntCounterVec,
     pub flush_duration_seconds: Histogram,
@@ -113,6 +114,13 @@ impl Metrics {
             flushes_total: reg!(IntCounterVec::new(
                 Opts::new("millpond_flushes_total", "Flushes by trigger"),
                 &["trigger"]
+            )),
+            records_skipped_total: reg!(IntCounterVec::new(
+                Opts::new(
+                    "millpond_records_skipped_total",
+                    "Records with nothing to write, by reason (tombstone: a null value), committed past"
+                ),
+                &["reason"]
             )),
             errors_total: reg!(IntCounterVec::new(
                 Opts::new("millpond_errors_total", "Errors by type"),

@@ -506,6 +506,14 @@ fn consume(
             let msg = match polled {
                 Ok(msg) => msg,
                 Err(e) => {
+                    let code = e.rdkafka_error_code();
+                    if let Some(why) = code.and_then(crate::error::unreadable_batch) {
+                        return Err(Error::Unreadable {
+                            topic: lock(pipeline).topic.clone(),
+                            code: code.expect("matched above"),
+                            why,
+                        });
+                    }
                     m.error("kafka");
                     tracing::warn!(error = %e, "poll error");
                     break;
@@ -514,6 +522,15 @@ fn consume(
             m.records_total.inc();
             let now = Instant::now();
             let mut p = lock(pipeline);
+            if msg.payload().is_none() {
+                // A tombstone (null value) deletes its key in a compacted
+                // topic: there is nothing to write. Committed past, counted.
+                p.buffer.skip(msg.partition(), msg.offset(), now);
+                m.records_skipped_total
+                    .with_label_values(&["tombstone"])
+                    .inc();
+                continue;
+            }
             let pushed = p.buffer.push(
                 msg.partition(),
                 msg.offset(),

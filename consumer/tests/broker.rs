@@ -63,6 +63,74 @@ fn every_record_of_four_partitions_reaches_the_file_sink_and_is_committed() {
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
+fn tombstones_are_skipped_and_counted_and_records_with_headers_are_delivered() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    const RECORDS: u64 = 10_000;
+    let tombstone = |id: u64| id % 10 == 3;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("tombstones", 2);
+    kafka::produce_records(&kafka::bootstrap(), &topic, 2, 0..RECORDS, |id| {
+        let trace = id.to_string();
+        kafka::Outgoing {
+            value: (!tombstone(id)).then(|| kafka::json_record(id, RECORD)),
+            headers: Some(OwnedHeaders::new().insert(Header {
+                key: "trace-id",
+                value: Some(&trace),
+            })),
+        }
+    })
+    .unwrap();
+    let values = (0..RECORDS).filter(|id| !tombstone(*id)).count();
+
+    let mut c = Consumer::start(
+        work.path(),
+        "c",
+        &[("KAFKA_TOPIC", topic.clone()), ("SINK_URL", sink_url(&out))],
+    );
+    let group = format!("millpond-{topic}");
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 2).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "every record with a value written and the commits at the high watermarks",
+        || {
+            c.exited()
+                || (ids_in_dir(&out).len() == values
+                    && kafka::committed(&kafka::bootstrap(), &group, &topic, 2).unwrap() == highs)
+        },
+    );
+    let skipped = c
+        .get("/metrics")
+        .map(|(_, text)| {
+            text.lines()
+                .find(|l| l.starts_with("millpond_records_skipped_total{reason=\"tombstone\"}"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    let ids = ids_in_dir(&out);
+    assert!(ids.keys().all(|id| !tombstone(*id)), "no tombstone written");
+    assert_eq!(ids.len(), values);
+    assert!(ids.values().all(|n| *n == 1), "each record once");
+    assert_eq!(
+        skipped.as_deref(),
+        Some(
+            format!(
+                "millpond_records_skipped_total{{reason=\"tombstone\"}} {}",
+                RECORDS as usize - values
+            )
+            .as_str()
+        )
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
 fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_at_most_the_unacknowledged_batches()
 {
     let work = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -132,20 +133,52 @@ pub fn produce_json_compressed(
     })
 }
 
-fn send_all(
+/// A record to produce: its value (`None`: a tombstone) and headers.
+pub struct Outgoing {
+    pub value: Option<Vec<u8>>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+impl From<Vec<u8>> for Outgoing {
+    fn from(value: Vec<u8>) -> Self {
+        Outgoing {
+            value: Some(value),
+            headers: None,
+        }
+    }
+}
+
+/// Produces records with ids `ids` (the key), round-robin over
+/// `partitions`, as `make` builds them, then flushes.
+pub fn produce_records(
+    servers: &str,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+    make: impl FnMut(u64) -> Outgoing,
+) -> Result<()> {
+    send_all(&producer(servers)?, topic, partitions, ids, make)
+}
+
+fn send_all<R: Into<Outgoing>>(
     producer: &ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     partitions: i32,
     ids: std::ops::Range<u64>,
-    mut payload: impl FnMut(u64) -> Vec<u8>,
+    mut make: impl FnMut(u64) -> R,
 ) -> Result<()> {
     for id in ids {
-        let value = payload(id);
+        let outgoing = make(id).into();
         let key = id.to_string();
-        let mut record = BaseRecord::to(topic)
+        let mut record: BaseRecord<'_, String, Vec<u8>> = BaseRecord::to(topic)
             .key(&key)
-            .payload(&value)
             .partition((id % partitions as u64) as i32);
+        if let Some(value) = &outgoing.value {
+            record = record.payload(value);
+        }
+        if let Some(headers) = outgoing.headers {
+            record = record.headers(headers);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,
