@@ -179,12 +179,19 @@ pub struct KafkaSpec {
     #[x_kube(validation = kafka_config::guarded_rule())]
     pub config: BTreeMap<String, String>,
 
-    /// SASL authentication; username and password are read from Secrets.
+    /// SASL authentication (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512); username
+    /// and password are read from Secrets. With `tls` the connection is
+    /// SASL_SSL, without it SASL_PLAINTEXT. A refused password sets
+    /// `Degraded=KafkaAuthenticationFailed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl: Option<SaslSpec>,
 
-    /// TLS to the brokers. Present (even empty) means TLS is on; certificates
-    /// and keys are read from Secrets.
+    /// TLS to the brokers. Present (even empty, `tls: {}`) means TLS is on,
+    /// trusting the system's CAs unless `caSecretRef` is given; certificates
+    /// and keys are read from Secrets and mounted read-only into the pods.
+    /// The brokers' certificates must name the addresses clients connect to
+    /// (hostname verification is on). A failed handshake sets
+    /// `Degraded=KafkaTLSFailed`, naming whether the CA or the name failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
 }
