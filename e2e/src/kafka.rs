@@ -65,6 +65,27 @@ pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result
     bail!("topic {topic} did not get leaders")
 }
 
+/// Deletes topics (a benchmark's, when it is done).
+pub async fn delete_topics(servers: &str, topics: &[String]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .context("creating admin client")?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for chunk in names.chunks(100) {
+        for r in admin
+            .delete_topics(chunk, &AdminOptions::new())
+            .await
+            .context("deleting topics")?
+        {
+            if let Err((name, code)) = r {
+                bail!("deleting topic {name}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A JSON record `{"id": N, "pad": "..."}` of about `size` bytes. The padding
 /// is pseudo-random letters, so it compresses like text, not like a run of one byte.
 pub fn json_record(id: u64, size: usize) -> Vec<u8> {

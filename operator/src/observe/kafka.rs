@@ -175,6 +175,7 @@ impl Observer {
         let low = self.list_offsets(topic, &partitions, Offset::Beginning, timeout)?;
         let high = self.list_offsets(topic, &partitions, Offset::End, timeout)?;
         let committed = self.committed(group, topic, &partitions, timeout)?;
+        self.serve_events();
         Ok(partitions
             .iter()
             .map(|&p| PartitionOffsets {
@@ -184,6 +185,16 @@ impl Observer {
                 committed: committed.get(&p).copied(),
             })
             .collect())
+    }
+
+    /// Serves what the client queued (errors, statistics) so nothing piles
+    /// up in a client that lives for days.
+    pub fn serve_events(&self) {
+        // One event per call; `None` does not tell "served one" from "none
+        // left", and an empty queue answers at once.
+        for _ in 0..100 {
+            let _ = self.consumer.poll(Duration::ZERO);
+        }
     }
 
     /// The topic's partition ids, sorted.
