@@ -38,7 +38,7 @@ pub fn encode_line(
     }
     // A JSON object may contain newlines between tokens; one line per record.
     let compacted;
-    let object: &[u8] = if trimmed.iter().any(|b| *b == b'\n' || *b == b'\r') {
+    let object: &[u8] = if memchr::memchr2(b'\n', b'\r', trimmed).is_some() {
         let parsed: serde_json::Value =
             serde_json::from_slice(trimmed).map_err(|e| Rejected(e.to_string()))?;
         compacted = serde_json::to_vec(&parsed).map_err(|e| Rejected(e.to_string()))?;

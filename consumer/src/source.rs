@@ -498,6 +498,9 @@ fn consume(
             (size, timeout)
         };
 
+        // One clock reading per turn, taken when the first record arrives:
+        // it only dates the buffer's first record for the flush interval.
+        let mut turn_started = None;
         for n in 0..batch_size {
             let timeout = if n == 0 { poll_timeout } else { Duration::ZERO };
             let Some(polled) = consumer.poll(timeout) else {
@@ -520,7 +523,7 @@ fn consume(
                 }
             };
             m.records_total.inc();
-            let now = Instant::now();
+            let now = *turn_started.get_or_insert_with(Instant::now);
             let mut p = lock(pipeline);
             if msg.payload().is_none() {
                 // A tombstone (null value) deletes its key in a compacted

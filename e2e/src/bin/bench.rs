@@ -53,6 +53,22 @@ struct Args {
 struct Run {
     seconds: f64,
     peak_rss_kib: u64,
+    /// Records per second between 10 % and 90 % of the records (the
+    /// start-up and the final flush left out), when it could be sampled.
+    steady: Option<f64>,
+}
+
+/// Records/s between the samples `(seconds, progress)` where progress
+/// passes 10 % and 90 % of `total` (progress in any unit).
+fn steady_rate(samples: &[(f64, f64)], total: f64, records: u64) -> Option<f64> {
+    let at = |share: f64| {
+        samples
+            .iter()
+            .find(|(_, p)| *p >= share * total)
+            .map(|(t, _)| *t)
+    };
+    let (t10, t90) = (at(0.1)?, at(0.9)?);
+    (t90 > t10).then(|| 0.8 * records as f64 / (t90 - t10))
 }
 
 fn fresh_dir(dir: &Path) -> Result<()> {
@@ -94,9 +110,16 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Runs the consumer until it has delivered `total` records; returns time and peak RSS.
-fn run_consumer(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) -> Result<Run> {
-    fresh_dir(&args.scratch)?;
+/// Runs the consumer into `sink_url` until it has consumed `total` records,
+/// then stops it (it flushes, waits for its writes and commits); returns
+/// time, peak RSS and the steady-state rate. The caller checks the sink.
+fn run_consumer(
+    args: &Args,
+    topic: &str,
+    total: u64,
+    sink_url: &str,
+    extra: &[(&str, &str)],
+) -> Result<Run> {
     let port = free_port();
     let group = format!("bench-{}", kafka::unique_topic("g"));
     let started = Instant::now();
@@ -104,7 +127,7 @@ fn run_consumer(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) ->
         .env("KAFKA_BOOTSTRAP_SERVERS", &args.bootstrap_servers)
         .env("KAFKA_TOPIC", topic)
         .env("KAFKA_GROUP_ID", &group)
-        .env("SINK_URL", format!("file://{}", args.scratch.display()))
+        .env("SINK_URL", sink_url)
         .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .envs(extra.iter().copied())
@@ -114,6 +137,7 @@ fn run_consumer(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) ->
         .with_context(|| format!("starting {}", args.consumer_bin.display()))?;
     let pid = child.id();
     let mut peak = 0;
+    let mut samples = Vec::new();
     // Like `kcat -e`: once every record is consumed, stop; the consumer then
     // flushes, waits for its writes and commits before it exits.
     loop {
@@ -121,7 +145,9 @@ fn run_consumer(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) ->
         if let Some(status) = child.try_wait()? {
             bail!("consumer exited early: {status}");
         }
-        if metric(port, "millpond_records_total").unwrap_or(0.0) as u64 >= total {
+        let consumed = metric(port, "millpond_records_total").unwrap_or(0.0);
+        samples.push((started.elapsed().as_secs_f64(), consumed));
+        if consumed as u64 >= total {
             break;
         }
         if started.elapsed() > Duration::from_secs(1800) {
@@ -143,15 +169,93 @@ fn run_consumer(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) ->
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let seconds = started.elapsed().as_secs_f64();
+    Ok(Run {
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_kib: peak,
+        steady: steady_rate(&samples, total as f64, total),
+    })
+}
+
+/// The consumer into NDJSON files; every record checked to be there.
+fn run_ndjson(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) -> Result<Run> {
+    fresh_dir(&args.scratch)?;
+    let url = format!("file://{}", args.scratch.display());
+    let run = run_consumer(args, topic, total, &url, extra)?;
     let delivered = count_lines(&args.scratch)?;
     if delivered != total {
         bail!("consumer delivered {delivered} records, expected {total}");
     }
-    Ok(Run {
-        seconds,
-        peak_rss_kib: peak,
-    })
+    Ok(run)
+}
+
+/// The consumer into Parquet files; the rows of every file counted.
+fn run_parquet(args: &Args, topic: &str, total: u64) -> Result<Run> {
+    fresh_dir(&args.scratch)?;
+    let url = format!("file://{}?format=parquet", args.scratch.display());
+    let run = run_consumer(args, topic, total, &url, &[])?;
+    let mut rows = 0;
+    for entry in std::fs::read_dir(&args.scratch)? {
+        let file = std::fs::File::open(entry?.path())?;
+        let reader = parquet::file::reader::SerializedFileReader::new(file)?;
+        use parquet::file::reader::FileReader;
+        rows += reader.metadata().file_metadata().num_rows() as u64;
+    }
+    if rows != total {
+        bail!("consumer wrote {rows} Parquet rows, expected {total}");
+    }
+    Ok(run)
+}
+
+/// The consumer into the HTTP test sink on loopback (answering at once);
+/// the sink's ledger checked for every id.
+fn run_http(args: &Args, topic: &str, total: u64) -> Result<Run> {
+    let port = free_port();
+    let sink_bin = args.consumer_bin.with_file_name("millpond-test-sink");
+    let mut sink = Command::new(&sink_bin)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--hold-ms", "0"])
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", sink_bin.display()))?;
+    let outcome = (|| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the HTTP test sink did not listen");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let run = run_consumer(
+            args,
+            topic,
+            total,
+            &format!("http://127.0.0.1:{port}/ingest"),
+            &[],
+        )?;
+        let stats = http_get(port, &format!("/stats?expected={total}"))?;
+        let stats: serde_json::Value = serde_json::from_str(&stats)?;
+        if stats["missing"].as_u64() != Some(0) {
+            bail!("the HTTP sink misses records: {stats}");
+        }
+        Ok(run)
+    })();
+    let _ = sink.kill();
+    let _ = sink.wait();
+    outcome
+}
+
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// Lines in every file of a directory.
@@ -164,11 +268,18 @@ fn count_lines(dir: &Path) -> Result<u64> {
     Ok(n)
 }
 
-/// `kcat -C -e` from the beginning of every partition into one file, as a
-/// user runs it (buffered output; `-u` would write once per record).
-fn run_kcat(args: &Args, topic: &str, total: u64) -> Result<Run> {
+/// `kcat -C -e` from the beginning of every partition, as a user runs it
+/// (buffered output; `-u` would write once per record): into one file
+/// (`to_file`; steady-state rate from the file's growth) or into /dev/null
+/// (the client's own limit on this machine).
+fn run_kcat(args: &Args, topic: &str, total: u64, to_file: bool) -> Result<Run> {
     fresh_dir(&args.scratch)?;
-    let out = std::fs::File::create(args.scratch.join("kcat.ndjson"))?;
+    let path = args.scratch.join("kcat.ndjson");
+    let out = if to_file {
+        std::fs::File::create(&path)?
+    } else {
+        std::fs::File::create("/dev/null")?
+    };
     let started = Instant::now();
     let mut child = Command::new("kcat")
         .args([
@@ -188,24 +299,36 @@ fn run_kcat(args: &Args, topic: &str, total: u64) -> Result<Run> {
         .context("starting kcat (install the Debian package kcat)")?;
     let pid = child.id();
     let mut peak = 0;
+    let mut samples = Vec::new();
     let status = loop {
         peak = peak.max(peak_rss_kib(pid));
+        if to_file {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            samples.push((started.elapsed().as_secs_f64(), size as f64));
+        }
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     };
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
         bail!("kcat failed: {status}");
     }
-    let lines = count_lines(&args.scratch)?;
-    if lines != total {
-        bail!("kcat wrote {lines} records, expected {total}");
-    }
+    let steady = if to_file {
+        let lines = count_lines(&args.scratch)?;
+        if lines != total {
+            bail!("kcat wrote {lines} records, expected {total}");
+        }
+        let size = std::fs::metadata(&path)?.len() as f64;
+        steady_rate(&samples, size, total)
+    } else {
+        None
+    };
     Ok(Run {
         seconds,
         peak_rss_kib: peak,
+        steady,
     })
 }
 
@@ -261,51 +384,20 @@ fn main() -> Result<()> {
     );
 
     if !args.skip_throughput {
-        let topic = load(&args, "bench-tput", args.records)?;
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for i in 0..args.runs {
-            let k = run_kcat(&args, &topic, args.records)?;
-            let m = run_consumer(&args, &topic, args.records, &[])?;
-            eprintln!(
-                "run {}: kcat {:.1}s, millpond {:.1}s",
-                i + 1,
-                k.seconds,
-                m.seconds
-            );
-            theirs.push(args.records as f64 / k.seconds);
-            ours.push(args.records as f64 / m.seconds);
-        }
-        let (m, k) = (median(ours.clone()), median(theirs.clone()));
-        println!(
-            "### Throughput: {} records of {} B over {} partitions\n",
-            args.records, args.size, args.partitions
-        );
-        println!("| contender | median records/s | runs (records/s) |\n|---|---:|---|");
-        let fmt = |v: &[f64]| {
-            v.iter()
-                .map(|x| format!("{x:.0}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        println!("| `kcat -C -e` → file | {k:.0} | {} |", fmt(&theirs));
-        println!(
-            "| millpond-consumer → NDJSON file sink (default limits) | {m:.0} | {} |",
-            fmt(&ours)
-        );
-        println!("\nRatio millpond / kcat: **{:.2}x** (median of {} alternating runs; each millpond run starts the process, joins the group, and ends after its final flush and commit; kcat reads without a group).\n", m / k, args.runs);
+        throughput(&args)?;
     }
 
     if !args.skip_memory {
         let topic = load(&args, "bench-mem", args.backlog_records)?;
         let gb = args.backlog_records as f64 * args.size as f64 / 1e9;
-        let bounded = run_consumer(
+        let bounded = run_ndjson(
             &args,
             &topic,
             args.backlog_records,
             &[("MEMORY_BUDGET", &args.budget)],
         )?;
         // Same consumer, same flush size, librdkafka's default prefetch bounds.
-        let defaults = run_consumer(
+        let defaults = run_ndjson(
             &args,
             &topic,
             args.backlog_records,
@@ -343,6 +435,78 @@ fn main() -> Result<()> {
             bounded.peak_rss_kib as f64 / defaults.peak_rss_kib.max(1) as f64
         );
     }
+    Ok(())
+}
+
+/// The contenders of the throughput comparison, run in turn, `--runs` times.
+const CONTENDERS: [&str; 5] = [
+    "`kcat -C -e -q` → file (buffered)",
+    "`kcat -C -e -q` → /dev/null",
+    "millpond-consumer → NDJSON file sink",
+    "millpond-consumer → Parquet file sink",
+    "millpond-consumer → HTTP sink (local endpoint answering at once)",
+];
+
+fn throughput(args: &Args) -> Result<()> {
+    let topic = load(args, "bench-tput", args.records)?;
+    let mut runs: Vec<Vec<Run>> = CONTENDERS.iter().map(|_| Vec::new()).collect();
+    for i in 0..args.runs {
+        runs[0].push(run_kcat(args, &topic, args.records, true)?);
+        runs[1].push(run_kcat(args, &topic, args.records, false)?);
+        runs[2].push(run_ndjson(args, &topic, args.records, &[])?);
+        runs[3].push(run_parquet(args, &topic, args.records)?);
+        runs[4].push(run_http(args, &topic, args.records)?);
+        eprintln!(
+            "run {}: {}",
+            i + 1,
+            runs.iter()
+                .map(|r| format!("{:.1}s", r[i as usize].seconds))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let records = args.records as f64;
+    let mb = |rate: f64| rate * args.size as f64 / 1e6;
+    let whole: Vec<f64> = runs
+        .iter()
+        .map(|r| median(r.iter().map(|x| records / x.seconds).collect()))
+        .collect();
+    let steady: Vec<Option<f64>> = runs
+        .iter()
+        .map(|r| {
+            let v: Vec<f64> = r.iter().filter_map(|x| x.steady).collect();
+            (!v.is_empty()).then(|| median(v))
+        })
+        .collect();
+    println!(
+        "### Throughput: {} records of {} B over {} partitions\n",
+        args.records, args.size, args.partitions
+    );
+    println!("| contender | whole run, records/s (median) | steady state, records/s | steady MB/s | runs, whole (records/s) |\n|---|---:|---:|---:|---|");
+    for (i, name) in CONTENDERS.iter().enumerate() {
+        let each = runs[i]
+            .iter()
+            .map(|x| format!("{:.0}", records / x.seconds))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (st, st_mb) = steady[i].map_or(("–".into(), "–".into()), |r| {
+            (format!("{r:.0}"), format!("{:.0}", mb(r)))
+        });
+        println!("| {name} | {:.0} | {st} | {st_mb} | {each} |", whole[i]);
+    }
+    let ratio = |a: usize, b: usize| whole[a] / whole[b];
+    println!(
+        "\nRatios of whole runs (medians of {} rounds; each round runs every contender once, in the order above): NDJSON / kcat → file **{:.2}x**, NDJSON / kcat → /dev/null {:.2}x, Parquet / kcat → file **{:.2}x**, HTTP / kcat → file {:.2}x.",
+        args.runs,
+        ratio(2, 0),
+        ratio(2, 1),
+        ratio(3, 0),
+        ratio(4, 0)
+    );
+    if let (Some(m), Some(k)) = (steady[2], steady[0]) {
+        println!("Steady state, NDJSON / kcat → file: **{:.2}x**.", m / k);
+    }
+    println!("\nA millpond run starts the process, joins the group, and ends after its final flush, fsync and commit; kcat reads without a group and never fsyncs.\n");
     Ok(())
 }
 

@@ -99,6 +99,9 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/stats", get(stats))
         .fallback(axum::routing::post(accept))
+        // A consumer flushes up to its flush size (16 MiB by default) per
+        // request; axum's default limit is 2 MiB.
+        .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .with_state(sink);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
