@@ -98,6 +98,16 @@ pub fn unreadable_batch(code: rdkafka::types::RDKafkaErrorCode) -> Option<&'stat
     }
 }
 
+impl From<millpond_core::Error> for Error {
+    fn from(e: millpond_core::Error) -> Self {
+        match e {
+            millpond_core::Error::Budget(m) => Error::Budget(m),
+            other @ millpond_core::Error::Quantity { .. } => Error::Config(other.to_string()),
+            millpond_core::Error::Config(m) => Error::Config(m),
+        }
+    }
+}
+
 /// Result with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

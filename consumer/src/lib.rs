@@ -9,20 +9,18 @@
 //! values that can change while the process runs, [`server`] serves
 //! `/metrics`, `/healthz`, `/readyz` and the admin endpoint.
 
-pub mod budget;
 pub mod buffer;
 pub mod config;
 pub mod error;
 pub mod kafka_config;
-pub mod kafka_failure;
 pub mod limits;
 pub mod metrics;
 pub mod offsets;
-pub mod quantity;
 pub mod record;
 pub mod server;
 pub mod sink;
 pub mod source;
-pub mod tls_check;
 
 pub use error::{Error, Result};
+// The budget and the quantity grammar are shared with the operator and the API.
+pub use millpond_core::{budget, quantity};

@@ -29,13 +29,13 @@ use tokio::runtime::Handle;
 use crate::budget::{self, BudgetRequest};
 use crate::buffer::{adaptive_batch_size, Buffer, FlushTrigger};
 use crate::config::Settings;
-use crate::kafka_failure::{self, FailureCapture};
 use crate::limits::{InFlight, Limits, LiveLimits};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::quantity::format_bytes;
 use crate::sink::Sink;
 use crate::{Error, Result};
+use millpond_kafka::connect_failure::{self as kafka_failure, FailureCapture};
 
 /// Health of the loop, read by `/healthz` and `/readyz`.
 #[derive(Debug)]

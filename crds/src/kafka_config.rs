@@ -1,125 +1,25 @@
 //! The librdkafka properties `kafka.config` may not set, and the CEL rules
 //! that make the API server refuse them.
 //!
-//! The same tables drive the CEL rules in the CRD and [`check`], so the API
-//! server and the operator refuse exactly the same properties.
+//! The tables are `millpond_core::properties`': they drive the CEL rules in
+//! the CRD and [`check`], so the API server, the operator and the pods refuse
+//! exactly the same properties.
 
 use std::collections::BTreeMap;
 
 use kube::core::Rule;
+pub use millpond_core::properties::{refused, Guarded, FROM_SASL_AND_TLS, GUARDED};
 
 use crate::{Error, Result};
-
-/// A property Millpond owns: `allowed` is the only value accepted (compared
-/// without regard to case), or `None` when the property may not be set at all.
-#[derive(Debug, Clone, Copy)]
-pub struct Guarded {
-    /// The librdkafka property.
-    pub key: &'static str,
-    /// The one value that may be written, if any.
-    pub allowed: Option<&'static str>,
-    /// Why it is refused and what to do instead.
-    pub why: &'static str,
-}
-
-/// Properties that would break at-least-once delivery or contradict a spec
-/// field, and credentials, which must come from Secrets.
-pub const GUARDED: &[Guarded] = &[
-    Guarded {
-        key: "enable.auto.commit",
-        allowed: Some("false"),
-        why: "offsets are committed only after the sink acknowledged a batch (at-least-once)",
-    },
-    Guarded {
-        key: "enable.auto.offset.store",
-        allowed: Some("false"),
-        why: "offsets are stored only after the sink acknowledged a batch (at-least-once)",
-    },
-    Guarded {
-        key: "partition.assignment.strategy",
-        allowed: Some("cooperative-sticky"),
-        why: "the consumer hands partitions over incrementally (cooperative-sticky)",
-    },
-    Guarded {
-        key: "group.protocol",
-        allowed: Some("classic"),
-        why: "the hand-off on rebalance relies on the classic group protocol",
-    },
-    Guarded {
-        key: "enable.partition.eof",
-        allowed: None,
-        why: "the consumer manages end-of-partition events itself",
-    },
-    Guarded {
-        key: "group.id",
-        allowed: None,
-        why: "set kafka.groupId instead",
-    },
-    Guarded {
-        key: "bootstrap.servers",
-        allowed: None,
-        why: "set kafka.bootstrapServers instead",
-    },
-    Guarded {
-        key: "metadata.broker.list",
-        allowed: None,
-        why: "set kafka.bootstrapServers instead",
-    },
-    Guarded {
-        key: "sasl.username",
-        allowed: None,
-        why: "credentials come from a Secret: set kafka.sasl.usernameSecretRef",
-    },
-    Guarded {
-        key: "sasl.password",
-        allowed: None,
-        why: "credentials come from a Secret: set kafka.sasl.passwordSecretRef",
-    },
-    Guarded {
-        key: "sasl.oauthbearer.client.secret",
-        allowed: None,
-        why: "credentials never appear in the spec; keep them in a Secret",
-    },
-    Guarded {
-        key: "ssl.key.pem",
-        allowed: None,
-        why: "credentials come from a Secret: set kafka.tls.keySecretRef",
-    },
-    Guarded {
-        key: "ssl.key.password",
-        allowed: None,
-        why: "credentials never appear in the spec; keep them in a Secret",
-    },
-    Guarded {
-        key: "ssl.keystore.password",
-        allowed: None,
-        why: "credentials never appear in the spec; keep them in a Secret",
-    },
-];
-
-/// Properties the operator derives from `kafka.sasl` and `kafka.tls`; they may
-/// be written in `kafka.config` only when neither is set.
-pub const FROM_SASL_AND_TLS: &[&str] = &[
-    "security.protocol",
-    "sasl.mechanism",
-    "sasl.mechanisms",
-    "ssl.ca.location",
-    "ssl.certificate.location",
-    "ssl.key.location",
-];
 
 /// Refuses the properties of [`GUARDED`], and those of [`FROM_SASL_AND_TLS`]
 /// when `sasl_or_tls` (the spec sets `kafka.sasl` or `kafka.tls`).
 pub fn check(config: &BTreeMap<String, String>, sasl_or_tls: bool) -> Result<()> {
-    for g in GUARDED {
-        if let Some(value) = config.get(g.key) {
-            if !g.allowed.is_some_and(|a| a.eq_ignore_ascii_case(value)) {
-                return Err(Error::KafkaConfig {
-                    key: g.key.to_string(),
-                    why: g.why.to_string(),
-                });
-            }
-        }
+    if let Some((g, _)) = refused(config, true) {
+        return Err(Error::KafkaConfig {
+            key: g.key.to_string(),
+            why: g.why.to_string(),
+        });
     }
     if sasl_or_tls {
         if let Some(key) = FROM_SASL_AND_TLS.iter().find(|k| config.contains_key(**k)) {

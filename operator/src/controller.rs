@@ -32,9 +32,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
-use millpond_consumer::budget::{self, BudgetRequest};
-use millpond_consumer::kafka_config;
-use millpond_consumer::sink::{self, FileFormat};
+use millpond_core::budget::{self, BudgetRequest};
+use millpond_core::properties as kafka_config;
+use millpond_core::sink::{self, FileFormat};
 use millpond_crds::condition::{self, reason};
 use millpond_crds::{
     CurrentLimits, Direction, LagStatus, MillpondConsumer, MillpondConsumerStatus,
@@ -192,7 +192,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     // Validate (no client): the schema's rules, then librdkafka's own
     // judgement of the overrides and the numbers the memory budget reads.
     let overrides = &mpc.spec.kafka.config;
-    let budget_overrides = || -> millpond_consumer::Result<[Option<u64>; 3]> {
+    let budget_overrides = || -> millpond_core::Result<[Option<u64>; 3]> {
         Ok([
             kafka_config::numeric(overrides, "queued.max.messages.kbytes")?,
             kafka_config::numeric(overrides, "fetch.max.bytes")?,

@@ -24,7 +24,7 @@ pub mod cluster;
 pub mod report;
 pub mod svg;
 
-use millpond_consumer::budget::{self, BudgetRequest};
+use millpond_core::budget::{self, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, LimitsSpec};
 
 use crate::policy::keda::{self, KedaSpec, KedaState};

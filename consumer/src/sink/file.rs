@@ -18,22 +18,7 @@ use url::Url;
 
 use crate::buffer::{Batch, PartitionChunk};
 use crate::{Error, Result};
-
-/// File formats of the file sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Ndjson,
-    Parquet,
-}
-
-impl FileFormat {
-    fn extension(self) -> &'static str {
-        match self {
-            FileFormat::Ndjson => "ndjson",
-            FileFormat::Parquet => "parquet",
-        }
-    }
-}
+pub use millpond_core::sink::FileFormat;
 
 /// Writes batches as files into one directory.
 pub struct FileSink {

@@ -15,6 +15,7 @@ use crate::{Error, Result};
 
 pub use file::{FileFormat, FileSink};
 pub use http::{Backoff, HttpSink};
+pub use millpond_core::sink::memory_factor;
 
 /// Options that apply to the HTTP sink.
 #[derive(Debug, Clone)]
@@ -22,18 +23,6 @@ pub struct HttpOptions {
     pub timeout: Duration,
     pub max_retries: u32,
     pub backoff: Backoff,
-}
-
-/// Memory a sink holds beside a batch while writing it, per batch byte:
-/// NDJSON files stream the lines out (1.0), HTTP builds one body (2.0),
-/// Parquet decodes into Arrow columns and encodes pages (3.0). The operator
-/// plans pods' budgets with the same numbers.
-pub fn memory_factor(http: bool, format: FileFormat) -> f64 {
-    match (http, format) {
-        (true, _) => 2.0,
-        (false, FileFormat::Parquet) => 3.0,
-        (false, FileFormat::Ndjson) => 1.0,
-    }
 }
 
 /// A configured sink.

@@ -226,7 +226,7 @@ fn read_as_before(
     group: &str,
     timeout: Duration,
 ) -> Result<(Vec<PartitionOffsets>, BTreeMap<String, i64>)> {
-    let consumer: BaseConsumer<millpond_consumer::kafka_failure::FailureCapture> =
+    let consumer: BaseConsumer<millpond_kafka::connect_failure::FailureCapture> =
         ClientConfig::new()
             .set("bootstrap.servers", servers)
             .set("group.id", group)

@@ -12,8 +12,8 @@ use std::ffi::CString;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use millpond_consumer::kafka_failure::{self, ConnectFailure, FailureCapture};
 use millpond_crds::condition::reason;
+use millpond_kafka::connect_failure::{self as kafka_failure, ConnectFailure, FailureCapture};
 use rdkafka::bindings as rd;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};

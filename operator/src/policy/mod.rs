@@ -41,7 +41,7 @@ pub mod tune;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use millpond_consumer::budget::{BudgetPlan, MIN_FLUSH_BYTES};
+use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LagStatus, LimitsSpec};
 use serde::{Deserialize, Serialize};
 
@@ -127,7 +127,7 @@ pub struct TunedLimits {
 
 impl PolicySpec {
     /// Reads the knobs of a spec. `budget` is the plan the pods run with
-    /// (`millpond_consumer::budget::plan` of the memory limit, the partition
+    /// (`millpond_core::budget::plan` of the memory limit, the partition
     /// count and the sink); bytes fields that do not parse are refused.
     pub fn new(
         autoscaling: &AutoscalingSpec,

@@ -15,8 +15,8 @@
 //! proportionally longer; a write that takes 1.5× that expectation means the
 //! sink is struggling.
 
-use millpond_consumer::budget::{BudgetPlan, MIN_FLUSH_BYTES};
-use millpond_consumer::quantity::format_bytes;
+use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
+use millpond_core::quantity::format_bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{Observation, TuneBounds, TunedLimits};

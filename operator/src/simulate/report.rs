@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use millpond_consumer::quantity::format_bytes;
+use millpond_core::quantity::format_bytes;
 
 use super::{run, svg, workloads, PolicyKind, Setup, Summary, Trace, Workload};
 use crate::policy::human;
