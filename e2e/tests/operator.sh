@@ -29,6 +29,8 @@
 #     did not sign the brokers' certificate and a missing Secret set Degraded
 #     with a reason each, and the operator does not crash-loop;
 #   * a ready pod whose metrics cannot be read sets Degraded;
+#   * a crash-looping pod sets Ready=False with its reason and the
+#     consumer's exit message;
 #   * Kafka stopping to answer while a consumer runs sets Degraded and keeps
 #     the replicas; Degraded clears when Kafka is back;
 #   * deleting the MillpondConsumer removes everything it owned.
@@ -414,6 +416,38 @@ fi
 check "the operator does not crash-loop on them" "0 0" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{.items[*].status.containerStatuses[0].restartCount}')"
 kubectl delete mpc no-topic tiny bad-override no-kafka secure mtls wrong-password wrong-ca no-secret -n "$NS" >/dev/null
+
+# A pod that crash-loops is reported in Ready with the kubelet's reason and
+# the consumer's own exit message (a record that is not JSON, and no
+# dead-letter topic: the consumer stops at it, exit 3).
+POISON_TOPIC="poison-$$"
+target/release/millpond-loadgen --topic "$POISON_TOPIC" --create-partitions 1 --records 10 --size 100 >/dev/null
+echo "not json" | kcat -P -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$POISON_TOPIC" -p 0
+kubectl apply -n "$NS" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata:
+  name: poisoned
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $POISON_TOPIC}
+  sink: {url: "file:///out/poisoned"}
+  template: {$SCRATCH_VOLUME}
+  autoscaling: {paused: true}
+  replicas: 1
+EOF
+ready_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null; }
+ready_message() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}' 2>/dev/null; }
+crash_looping() { [[ $(ready_reason poisoned) == CrashLoopBackOff ]]; }
+if poll 150 crash_looping; then
+    check_contains "a crash-looping pod sets Ready=False with CrashLoopBackOff and the consumer's exit message" \
+        "$(ready_message poisoned)" "exit code 3" "poison record at $POISON_TOPIC/0@10: value is not a JSON object"
+else
+    fail "crash loop reported" "Ready reason: $(ready_reason poisoned)" "$(ready_message poisoned)"
+fi
+check "and Ready is False" "False" \
+    "$(kubectl get mpc poisoned -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
+kubectl delete mpc poisoned -n "$NS" >/dev/null
+e2e/stack topic delete "$POISON_TOPIC" >/dev/null 2>&1
 
 # A file sink must write onto a volume: the pods' root is read-only.
 kubectl apply -n "$NS" -f - >/dev/null <<EOF

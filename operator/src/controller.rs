@@ -46,6 +46,7 @@ use crate::build::{self, BuildContext};
 use crate::metrics::Metrics;
 use crate::observe::credentials;
 use crate::observe::kafka::{self, KafkaTarget, Observers, OffsetReset};
+use crate::observe::pod_health::{self, PodTrouble};
 use crate::observe::pods::{self, PodMetrics};
 use crate::policy::{self, Observation, PartitionObservation, PolicySpec, TunedLimits};
 
@@ -350,6 +351,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let pod_list = pods
         .list(&ListParams::default().labels(&build::selector_string(mpc)))
         .await?;
+    let troubles = pod_health::troubles(&pod_list.items);
     let key = format!("{ns}/{name}");
     let mut memories = ctx.memory.lock().await;
     let mem = memories.entry(key.clone()).or_default();
@@ -540,7 +542,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     }
 
     let mut conditions = vec![
-        ready_condition(ready_replicas, replicas, generation),
+        ready_condition(ready_replicas, replicas, &troubles, generation),
         condition(
             condition::SCALING,
             direction != Direction::Hold,
@@ -722,7 +724,25 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn ready_condition(ready: i32, replicas: u32, generation: Option<i64>) -> Condition {
+/// `Ready`: every desired pod ready and none in trouble; otherwise the
+/// pods' own reason (a crash loop with the consumer's exit message, an OOM
+/// kill) or `PodsNotReady`.
+fn ready_condition(
+    ready: i32,
+    replicas: u32,
+    troubles: &[PodTrouble],
+    generation: Option<i64>,
+) -> Condition {
+    let count = format!("{ready} of {replicas} pods ready");
+    if let Some((why, message)) = pod_health::summary(troubles) {
+        return condition(
+            condition::READY,
+            false,
+            &why,
+            format!("{message}; {count}"),
+            generation,
+        );
+    }
     condition(
         condition::READY,
         ready as u32 >= replicas && replicas > 0,
@@ -731,7 +751,7 @@ fn ready_condition(ready: i32, replicas: u32, generation: Option<i64>) -> Condit
         } else {
             reason::PODS_NOT_READY
         },
-        format!("{ready} of {replicas} pods ready"),
+        count,
         generation,
     )
 }

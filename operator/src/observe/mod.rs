@@ -3,4 +3,5 @@
 
 pub mod credentials;
 pub mod kafka;
+pub mod pod_health;
 pub mod pods;
