@@ -138,8 +138,10 @@ pub struct MillpondConsumerSpec {
     pub template: TemplateSpec,
 
     /// Desired number of pods, set by `kubectl scale` through the scale
-    /// subresource. It is followed while autoscaling.paused is true; otherwise
-    /// the operator decides and this is only the count to start from.
+    /// subresource. It is followed while autoscaling.paused is true, capped at
+    /// autoscaling.maxReplicas and at the topic's partition count (a pod
+    /// beyond them would hold no partition); otherwise the operator decides
+    /// and this is only the count to start from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub replicas: Option<i32>,

@@ -450,10 +450,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let (decision, state) = policy::decide(&policy_spec, &observation, prev_state, now_ms);
 
     // While paused, `kubectl scale mpc` (spec.replicas) sets the count.
-    let replicas = match (mpc.spec.autoscaling.paused, mpc.spec.replicas) {
-        (true, Some(r)) => r.max(0) as u32,
-        _ => decision.replicas,
-    };
+    let replicas = paused_replicas(mpc, Some(partitions)).unwrap_or(decision.replicas);
 
     // Limits: a new generation only when they change.
     let mut limits = CurrentLimits {
@@ -645,8 +642,8 @@ async fn keep(
     let (Some(mut replicas), Some(limits)) = (decided.replicas, &decided.limits) else {
         return Ok(());
     };
-    if let (true, Some(r)) = (mpc.spec.autoscaling.paused, mpc.spec.replicas) {
-        replicas = r.max(0) as u32;
+    if let Some(r) = paused_replicas(mpc, None) {
+        replicas = r;
     }
     apply_owned(mpc, ctx, replicas, limits, decided).await?;
     if old.ready_replicas == ready_replicas && old.replicas == replicas as i32 {
@@ -714,6 +711,16 @@ async fn apply_owned(
     )
     .await?;
     Ok(token)
+}
+
+/// While autoscaling is paused, the count `kubectl scale mpc` set
+/// (`spec.replicas`), capped at `maxReplicas` and at the topic's
+/// `partitions` when known (a pod beyond them would hold no partition);
+/// `None` when the policy decides.
+fn paused_replicas(mpc: &MillpondConsumer, partitions: Option<u32>) -> Option<u32> {
+    let asked = mpc.spec.replicas.filter(|_| mpc.spec.autoscaling.paused)?;
+    let cap = (mpc.spec.autoscaling.max_replicas.max(1) as u32).min(partitions.unwrap_or(u32::MAX));
+    Some((asked.max(0) as u32).min(cap))
 }
 
 /// The pod's `Ready` condition is true.
@@ -884,4 +891,36 @@ pub fn error_policy(_mpc: Arc<MillpondConsumer>, error: &Error, ctx: Arc<Context
         .inc();
     tracing::warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::fixtures::{edit, MINIMAL};
+
+    #[test]
+    fn paused_replicas_follow_spec_replicas_within_max_replicas_and_partitions() {
+        let spec = |replicas: &str, paused: bool| {
+            edit(
+                MINIMAL,
+                "  sink:\n",
+                &format!("  replicas: {replicas}\n  autoscaling: {{paused: {paused}, maxReplicas: 6}}\n  sink:\n"),
+            )
+        };
+        let paused = |replicas: &str| spec(replicas, true);
+        assert_eq!(paused_replicas(&paused("3"), Some(12)), Some(3));
+        assert_eq!(
+            paused_replicas(&paused("10"), Some(12)),
+            Some(6),
+            "maxReplicas"
+        );
+        assert_eq!(
+            paused_replicas(&paused("10"), Some(4)),
+            Some(4),
+            "partitions"
+        );
+        assert_eq!(paused_replicas(&paused("10"), None), Some(6));
+        assert_eq!(paused_replicas(&paused("0"), Some(4)), Some(0));
+        assert_eq!(paused_replicas(&spec("3", false), Some(12)), None);
+    }
 }
