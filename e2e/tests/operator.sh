@@ -497,7 +497,15 @@ not_degraded() { [[ $(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.cond
 poll 90 not_degraded && pass "Kafka back: Degraded clears" \
     || fail "recovery after Kafka returns" "$(degraded_message orders)"
 
-# Deleting the MillpondConsumer removes everything it owned.
+# Deleting the MillpondConsumer removes everything it owned, and the
+# operator forgets it (its metric series go).
+leader_metrics() {
+    local ip
+    ip=$(kubectl get pod "$(leader)" -n "$NS" -o jsonpath='{.status.podIP}' 2>/dev/null)
+    [[ -n $ip ]] && curl -s --max-time 5 "http://$ip:8080/metrics"
+}
+orders_series() { leader_metrics | grep -c "^millpond_operator_desired_replicas{name=\"orders\",namespace=\"$NS\"}"; }
+check "the leader exports the consumer's desired replicas" "1" "$(orders_series)"
 kubectl delete mpc orders -n "$NS" >/dev/null
 if poll 90 gone deployment/orders && poll 30 gone configmap/orders-limits && poll 30 gone service/orders-metrics \
     && poll 30 gone pdb/orders && poll 30 gone secret/orders-admin; then
@@ -507,5 +515,8 @@ else
 fi
 no_consumer_pods() { [[ -z $(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-consumer -o name 2>/dev/null) ]]; }
 poll 90 no_consumer_pods && pass "and its pods stop" || fail "consumer pods stop" "$(kubectl get pods -n "$NS" 2>&1)"
+series_gone() { [[ $(orders_series) == 0 ]]; }
+poll 60 series_gone && pass "and the operator drops its metric series" \
+    || fail "metric series of a deleted consumer" "$(leader_metrics | grep desired_replicas)"
 
 finish

@@ -31,6 +31,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use millpond_core::budget::{self, BudgetRequest};
 use millpond_core::properties as kafka_config;
@@ -112,6 +113,8 @@ pub struct Context {
     pub leading: watch::Receiver<bool>,
     /// The long-lived Kafka clients, one per cluster and credentials.
     pub kafka: Arc<Observers>,
+    /// The MillpondConsumers the controller knows, to forget deleted ones.
+    consumers: Store<MillpondConsumer>,
     memory: Mutex<BTreeMap<String, Memory>>,
 }
 
@@ -122,6 +125,7 @@ impl Context {
         metrics: Metrics,
         settings: Settings,
         leading: watch::Receiver<bool>,
+        consumers: Store<MillpondConsumer>,
     ) -> Self {
         Context {
             client,
@@ -133,6 +137,7 @@ impl Context {
             kafka: Arc::new(Observers::new(settings.interval * 10)),
             settings,
             leading,
+            consumers,
             memory: Mutex::default(),
         }
     }
@@ -179,6 +184,36 @@ pub async fn reconcile(mpc: Arc<MillpondConsumer>, ctx: Arc<Context>) -> Result<
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
     result
+}
+
+/// Drops the memory and the metric series of consumers that no longer
+/// exist; the operator calls it once per interval.
+pub async fn forget_deleted(ctx: &Context) {
+    let live: BTreeSet<String> = ctx
+        .consumers
+        .state()
+        .iter()
+        .map(|m| format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any()))
+        .collect();
+    let mut memory = ctx.memory.lock().await;
+    for key in deleted(memory.keys(), &live) {
+        memory.remove(&key);
+        if let Some((ns, name)) = key.split_once('/') {
+            let _ = ctx
+                .metrics
+                .desired_replicas
+                .remove_label_values(&[ns, name]);
+        }
+        tracing::debug!(consumer = %key, "forgot a deleted consumer");
+    }
+}
+
+/// The keys of `remembered` that are not `live`.
+fn deleted<'a>(
+    remembered: impl Iterator<Item = &'a String>,
+    live: &BTreeSet<String>,
+) -> Vec<String> {
+    remembered.filter(|k| !live.contains(*k)).cloned().collect()
 }
 
 async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Error> {
@@ -352,57 +387,21 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         .list(&ListParams::default().labels(&build::selector_string(mpc)))
         .await?;
     let troubles = pod_health::troubles(&pod_list.items);
-    let key = format!("{ns}/{name}");
-    let mut memories = ctx.memory.lock().await;
-    let mem = memories.entry(key.clone()).or_default();
-    let seconds = mem
-        .scraped_at
-        .map_or(ctx.settings.interval.as_secs_f64(), |t| {
-            t.elapsed().as_secs_f64()
-        });
-    let mut samples = Vec::new();
-    let mut scrapes = BTreeMap::new();
-    let mut pod_ips = Vec::new();
-    let mut newest_on_pods = 0i64;
-    let mut unscraped = Vec::new();
-    for pod in &pod_list.items {
-        let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.clone()) else {
-            continue;
-        };
-        pod_ips.push(ip.clone());
-        match pods::scrape(&ctx.http, &ip, CONSUMER_PORT, ctx.settings.scrape_timeout).await {
-            Ok(m) => {
-                newest_on_pods = newest_on_pods.max(m.limits_generation as i64);
-                samples.push(pods::interval(
-                    mem.scrapes.get(&pod.name_any()),
-                    &m,
-                    seconds,
-                ));
-                scrapes.insert(pod.name_any(), m);
-            }
-            Err(e) => {
-                tracing::debug!(pod = %pod.name_any(), error = %e, "pod not scraped");
-                // A starting pod may not listen yet; a ready one should.
-                if pod_ready(pod) {
-                    unscraped.push((pod.name_any(), e));
-                }
-            }
-        }
-    }
-    mem.scrapes = scrapes;
-    mem.scraped_at = Some(Instant::now());
-    let assigned: BTreeSet<i32> = samples
-        .iter()
-        .flat_map(|s| s.partitions.iter().copied())
-        .collect();
-    kafka::uncommitted_starts(
+    let PodsSeen {
+        samples,
+        pod_ips,
+        newest_on_pods,
+        unscraped,
+        assigned,
+        uncommitted_starts,
+    } = observe_pods(
+        ctx,
+        &format!("{ns}/{name}"),
+        &pod_list.items,
         offset_reset,
         &offsets,
-        &assigned,
-        &mut mem.uncommitted_starts,
-    );
-    let uncommitted_starts = mem.uncommitted_starts.clone();
-    drop(memories);
+    )
+    .await;
 
     if !unscraped.is_empty() && samples.is_empty() {
         // Nothing measured this interval: keep the last decision.
@@ -713,6 +712,96 @@ async fn apply_owned(
     Ok(token)
 }
 
+/// What the consumer's pods showed this interval.
+struct PodsSeen {
+    /// One sample per scraped pod, over the interval since its last scrape.
+    samples: Vec<policy::PodSample>,
+    /// Addresses of the pods that have one (for limit pushes).
+    pod_ips: Vec<String>,
+    /// The newest limits generation a pod runs.
+    newest_on_pods: i64,
+    /// Ready pods whose metrics could not be read, with why.
+    unscraped: Vec<(String, String)>,
+    /// Partitions the scraped pods hold.
+    assigned: BTreeSet<i32>,
+    /// See [`kafka::uncommitted_starts`].
+    uncommitted_starts: BTreeMap<i32, i64>,
+}
+
+/// Scrapes every pod at once, each within the scrape deadline, and turns
+/// the scrapes into interval samples against the previous ones. The shared
+/// memory is locked only to read and store, never across a scrape, so one
+/// consumer's slow pods never delay another consumer's reconcile.
+async fn observe_pods(
+    ctx: &Context,
+    key: &str,
+    pods: &[Pod],
+    offset_reset: OffsetReset,
+    offsets: &[kafka::PartitionOffsets],
+) -> PodsSeen {
+    let with_ip: Vec<(&Pod, String)> = pods
+        .iter()
+        .filter_map(|p| Some((p, p.status.as_ref()?.pod_ip.clone()?)))
+        .collect();
+    let scrapes =
+        futures::future::join_all(with_ip.iter().map(|(_, ip)| {
+            pods::scrape(&ctx.http, ip, CONSUMER_PORT, ctx.settings.scrape_timeout)
+        }))
+        .await;
+
+    let mut memories = ctx.memory.lock().await;
+    let mem = memories.entry(key.to_string()).or_default();
+    let seconds = mem
+        .scraped_at
+        .map_or(ctx.settings.interval.as_secs_f64(), |t| {
+            t.elapsed().as_secs_f64()
+        });
+    let mut seen = PodsSeen {
+        samples: Vec::new(),
+        pod_ips: with_ip.iter().map(|(_, ip)| ip.clone()).collect(),
+        newest_on_pods: 0,
+        unscraped: Vec::new(),
+        assigned: BTreeSet::new(),
+        uncommitted_starts: BTreeMap::new(),
+    };
+    let mut now_scraped = BTreeMap::new();
+    for ((pod, _), scraped) in with_ip.iter().zip(scrapes) {
+        match scraped {
+            Ok(m) => {
+                seen.newest_on_pods = seen.newest_on_pods.max(m.limits_generation as i64);
+                seen.samples.push(pods::interval(
+                    mem.scrapes.get(&pod.name_any()),
+                    &m,
+                    seconds,
+                ));
+                now_scraped.insert(pod.name_any(), m);
+            }
+            Err(e) => {
+                tracing::debug!(pod = %pod.name_any(), error = %e, "pod not scraped");
+                // A starting pod may not listen yet; a ready one should.
+                if pod_ready(pod) {
+                    seen.unscraped.push((pod.name_any(), e));
+                }
+            }
+        }
+    }
+    mem.scrapes = now_scraped;
+    mem.scraped_at = Some(Instant::now());
+    seen.assigned = seen
+        .samples
+        .iter()
+        .flat_map(|s| s.partitions.iter().copied())
+        .collect();
+    kafka::uncommitted_starts(
+        offset_reset,
+        offsets,
+        &seen.assigned,
+        &mut mem.uncommitted_starts,
+    );
+    seen.uncommitted_starts = mem.uncommitted_starts.clone();
+    seen
+}
+
 /// While autoscaling is paused, the count `kubectl scale mpc` set
 /// (`spec.replicas`), capped at `maxReplicas` and at the topic's
 /// `partitions` when known (a pod beyond them would hold no partition);
@@ -897,6 +986,15 @@ pub fn error_policy(_mpc: Arc<MillpondConsumer>, error: &Error, ctx: Arc<Context
 mod tests {
     use super::*;
     use crate::build::fixtures::{edit, MINIMAL};
+
+    #[test]
+    fn only_consumers_that_are_gone_are_forgotten() {
+        let remembered: Vec<String> = ["pond/orders", "pond/clicks", "lake/orders"]
+            .map(String::from)
+            .to_vec();
+        let live: BTreeSet<String> = ["pond/orders", "lake/orders"].map(String::from).into();
+        assert_eq!(deleted(remembered.iter(), &live), ["pond/clicks"]);
+    }
 
     #[test]
     fn paused_replicas_follow_spec_replicas_within_max_replicas_and_partitions() {

@@ -109,19 +109,31 @@ async fn main() -> anyhow::Result<()> {
         controller: controller::FIELD_MANAGER.into(),
         instance: Some(args.pod_name),
     };
+    let mpcs = Api::<MillpondConsumer>::all(client.clone());
+    mpcs.list(&Default::default())
+        .await
+        .context("listing MillpondConsumers (is the CRD installed? kubectl apply -f crds/)")?;
+    let controller = Controller::new(mpcs, watcher::Config::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),
         metrics,
         settings,
         leading,
+        controller.store(),
     ));
-    let mpcs = Api::<MillpondConsumer>::all(client.clone());
-    mpcs.list(&Default::default())
-        .await
-        .context("listing MillpondConsumers (is the CRD installed? kubectl apply -f crds/)")?;
+    let forgetting = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ctx.settings.interval);
+            loop {
+                every.tick().await;
+                controller::forget_deleted(&ctx).await;
+            }
+        })
+    };
     tracing::info!("millpond-operator started");
-    Controller::new(mpcs, watcher::Config::default())
+    controller
         .owns(
             Api::<Deployment>::all(client.clone()),
             watcher::Config::default(),
@@ -146,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
+    forgetting.abort();
     if let (Some(election), Some(elector)) = (election, elector) {
         election.abort();
         match elector.release().await {
