@@ -157,12 +157,18 @@ if poll 90 new_leader_elected; then
 else
     fail "leader hand-over" "lease holder: $(leader)"
 fi
-kubectl scale deployment/orders -n "$NS" --replicas=3 >/dev/null
+# A hand-scaled Deployment goes back to the decided count (the backlog is
+# drained: the decision holds), and the decision does not adopt the edit.
 replicas() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.replicas}'; }
 decided() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.replicas}'; }
-reconciled() { [[ $(replicas) == "$(decided)" ]]; }
-poll 60 reconciled && pass "the new leader reconciles (the replica count is its decision again: $(replicas))" \
-    || fail "the new leader reconciles" "deployment $(replicas), decided $(decided)"
+decided_before=$(decided)
+kubectl scale deployment/orders -n "$NS" --replicas=$((decided_before + 2)) >/dev/null
+reverted() { [[ $(replicas) == "$decided_before" && $(decided) == "$decided_before" ]]; }
+if [[ -n $decided_before ]] && poll 60 reverted; then
+    pass "the new leader puts a hand-scaled Deployment back to its decision ($decided_before, not $((decided_before + 2)))"
+else
+    fail "the new leader reverts a hand-scaled Deployment" "deployment $(replicas), decided $(decided), before $decided_before"
+fi
 
 # Paused autoscaling follows `kubectl scale mpc` (the scale subresource).
 kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":true}}}' >/dev/null
