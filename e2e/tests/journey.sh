@@ -121,6 +121,7 @@ fi
 # state (kept on the Deployment), so the pods it scaled out stay.
 old_leader=$(leader)
 at_kill=$(decided)
+before_kill_at=$(kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.metadata.annotations.millpond\.io/policy-state}' | jq -r '.atMs // 0')
 killed_at=$SECONDS
 kubectl delete pod -n "$NS" "$old_leader" --wait=false >/dev/null
 new_leader() { local l; l=$(leader); [[ -n $l && $l != "$old_leader" ]]; }
@@ -137,6 +138,21 @@ for _ in $(seq 10); do
 done
 ((lowest >= at_kill)) && pass "the new leader keeps the scale-out ($at_kill replicas at hand-over, none removed)" \
     || fail "the new leader keeps the scale-out" "$at_kill replicas at hand-over, then $lowest"
+# ... because it continues from the saved state, not from scratch: its first
+# decision still holds the demand the old leader recorded before the kill.
+policy_state() { kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.metadata.annotations.millpond\.io/policy-state}' 2>/dev/null; }
+elected_at=$(policy_state | jq -r '.atMs // 0')
+decided_since_election() { (($(policy_state | jq -r '.atMs // 0') > elected_at)); }
+if poll 60 decided_since_election; then
+    oldest=$(policy_state | jq -r '[.recommendations[].atMs] | min // empty')
+    if [[ -n $oldest ]] && ((oldest <= before_kill_at)); then
+        pass "the new leader's first decision continues the old leader's state (demand recorded at $oldest ms, before the kill)"
+    else
+        fail "the new leader continues the saved state" "oldest recommendation ${oldest:-none}, old leader's last decision at $before_kill_at"
+    fi
+else
+    fail "the new leader decides" "$(policy_state)"
+fi
 
 all_delivered() { (($(delivered) >= RECORDS)); }
 if poll 900 all_delivered; then
