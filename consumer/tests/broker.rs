@@ -231,11 +231,14 @@ fn a_second_consumer_joins_and_the_first_leaves_on_sigterm_without_loss() {
 
 /// An HTTP endpoint that answers 500 until `healthy_at`, then accepts and
 /// records every id.
+/// Offset ranges `(first, last)` accepted, per partition.
+type Accepted = Arc<Mutex<BTreeMap<i32, Vec<(i64, i64)>>>>;
+
 struct FlakyEndpoint {
     port: u16,
     ids: Arc<Mutex<BTreeMap<u64, u32>>>,
     /// Offset ranges accepted per partition (`X-Millpond-Offsets`).
-    ranges: Arc<Mutex<BTreeMap<i32, Vec<(i64, i64)>>>>,
+    ranges: Accepted,
     failures: Arc<Mutex<u64>>,
     _runtime: tokio::runtime::Runtime,
 }
@@ -244,7 +247,7 @@ impl FlakyEndpoint {
     fn start(healthy_at: Instant) -> Self {
         use axum::http::StatusCode;
         let ids: Arc<Mutex<BTreeMap<u64, u32>>> = Default::default();
-        let ranges: Arc<Mutex<BTreeMap<i32, Vec<(i64, i64)>>>> = Default::default();
+        let ranges: Accepted = Default::default();
         let failures: Arc<Mutex<u64>> = Default::default();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let listener = runtime
