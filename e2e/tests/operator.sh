@@ -134,6 +134,10 @@ else
         "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions}' 2>&1)"
 fi
 
+generation_seen() { [[ $(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.observedGeneration}') == "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.metadata.generation}')" ]]; }
+poll 30 generation_seen && pass "status.observedGeneration follows the edited spec ($(kubectl get mpc orders -n "$NS" -o jsonpath='{.metadata.generation}'))" \
+    || fail "observedGeneration" "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.metadata.generation} {.status.observedGeneration}')"
+
 # A hand edit of an owned object is put back.
 kubectl set env deployment/orders -n "$NS" SINK_URL=file:///sink/elsewhere >/dev/null
 sink_url() { kubectl get deploy orders -n "$NS" -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="SINK_URL")].value}'; }
@@ -180,6 +184,9 @@ if poll 90 two_running && [[ $(scaling_reason) == Paused ]]; then
 else
     fail "kubectl scale mpc while paused" "deployment $(replicas), Scaling reason $(scaling_reason)"
 fi
+scaled_up_events() { kubectl get events -n "$NS" --field-selector involvedObject.name=orders,reason=ScaledUp -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' 2>/dev/null; }
+check_contains "scaling publishes a ScaledUp Event on the MillpondConsumer with the counts and the reason" \
+    "$(scaled_up_events)" "1 -> 2: "
 kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":false}}}' >/dev/null
 
 # Production settings from Secrets: SASL_SSL with SCRAM-SHA-512 and the
