@@ -39,6 +39,12 @@ pub struct MillpondConsumerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<CurrentLimits>,
 
+    /// Pods that do not run `limits.generation` yet (as of their last
+    /// scrape, minus those that accepted the limits since); the operator
+    /// pushes the limits to them every interval until they do.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods_behind_limits: Vec<String>,
+
     /// Partitions whose committed offset has stood still while assigned and
     /// lagging for autoscaling.stuckIntervals metrics intervals.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

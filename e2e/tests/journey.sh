@@ -196,6 +196,24 @@ else
 fi
 ((flush_max <= 512 * 1024 && inflight_max <= 3)) && pass "and stay within the autotune bounds (512Ki, 3)" \
     || fail "limits within the autotune bounds" "$summary"
+# The pods themselves run the decided limits (their own metrics, not status).
+pods_limits() {
+    local ip
+    for ip in $(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME" \
+        --field-selector=status.phase=Running -o jsonpath='{.items[*].status.podIP}'); do
+        curl -fsS --max-time 5 "http://$ip:9090/metrics" |
+            awk '$1 == "millpond_limits_generation" || $1 == "millpond_limit_flush_bytes" || $1 == "millpond_limit_max_in_flight" { v[$1] = $2 }
+                 END { printf "%s %s %s\n", v["millpond_limits_generation"], v["millpond_limit_flush_bytes"], v["millpond_limit_max_in_flight"] }'
+    done | sort -u
+}
+decided_limits() { mpc '{.status.limits.generation} {.status.limits.flushBytes} {.status.limits.maxInFlight}'; }
+pods_on_decided() { [[ -n $(pods_limits) && $(pods_limits) == "$(decided_limits)" ]]; }
+if poll 30 pods_on_decided; then
+    pass "every running pod reports the decided limits generation and values ($(decided_limits))"
+else
+    fail "pods run the decided limits" "pods: $(pods_limits | tr '\n' ';') decided: $(decided_limits)" \
+        "behind: $(mpc '{.status.podsBehindLimits}')"
+fi
 
 final=$(sink_stats "?expected=$RECORDS")
 check "no record is missing at the sink" 0 "$(jq .missing <<<"$final")"

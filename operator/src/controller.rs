@@ -389,7 +389,8 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     let troubles = pod_health::troubles(&pod_list.items);
     let PodsSeen {
         samples,
-        pod_ips,
+        addresses,
+        generations,
         newest_on_pods,
         unscraped,
         assigned,
@@ -470,9 +471,43 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         spec_generation: generation,
     };
     let token = apply_owned(mpc, ctx, replicas, &limits, &now_decided).await?;
-    if previous_limits.as_ref() != Some(&limits) {
-        push_limits(ctx, &pod_ips, &token, &limits).await;
-    }
+    // New limits go to every pod; otherwise only to pods still behind.
+    let behind = behind_limits(&generations, limits.generation);
+    let targets: Vec<(String, String)> = if previous_limits.as_ref() != Some(&limits) {
+        addresses
+    } else {
+        behind.clone()
+    };
+    let pods_behind_limits = if targets.is_empty() {
+        Vec::new()
+    } else {
+        let refused = push_limits(ctx, &targets, &token, &limits).await;
+        for (pod, answer) in &refused {
+            let note = format!(
+                "pod {pod} refused limits generation {}: {answer}",
+                limits.generation
+            );
+            publish(
+                ctx,
+                mpc,
+                EventType::Warning,
+                "LimitsRefused",
+                "PushLimits",
+                note,
+            )
+            .await;
+        }
+        let accepted: BTreeSet<String> = targets
+            .iter()
+            .filter(|(pod, _)| !refused.iter().any(|(r, _)| r == pod))
+            .map(|(pod, _)| pod.clone())
+            .collect();
+        behind
+            .into_iter()
+            .map(|(pod, _)| pod)
+            .filter(|pod| !accepted.contains(pod))
+            .collect()
+    };
     if let Some(why) = &decision.tuning {
         tracing::info!(
             flush_bytes = limits.flush_bytes,
@@ -481,16 +516,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             reason = %why,
             "tuning"
         );
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "Tuned".into(),
-            note: Some(why.clone()),
-            action: "Tune".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &mpc.object_ref(&())).await {
-            tracing::warn!(error = %e, "event not published");
-        }
+        publish(ctx, mpc, EventType::Normal, "Tuned", "Tune", why.clone()).await;
     }
 
     // Record why.
@@ -514,24 +540,13 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         .with_label_values(&[&ns, &name])
         .set(replicas as i64);
     if direction != Direction::Hold {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: if direction == Direction::Up {
-                "ScaledUp"
-            } else {
-                "ScaledDown"
-            }
-            .into(),
-            note: Some(format!(
-                "{current_replicas} -> {replicas}: {}",
-                decision.reason
-            )),
-            action: "Scale".into(),
-            secondary: None,
+        let reason = if direction == Direction::Up {
+            "ScaledUp"
+        } else {
+            "ScaledDown"
         };
-        if let Err(e) = ctx.recorder.publish(&event, &mpc.object_ref(&())).await {
-            tracing::warn!(error = %e, "event not published");
-        }
+        let note = format!("{current_replicas} -> {replicas}: {}", decision.reason);
+        publish(ctx, mpc, EventType::Normal, reason, "Scale", note).await;
         tracing::info!(from = current_replicas, to = replicas, reason = %decision.reason, "scaling");
     } else {
         tracing::debug!(replicas, reason = %decision.reason, "holding");
@@ -618,6 +633,7 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
         }),
         buffer_fullness: fullness,
         limits: Some(limits),
+        pods_behind_limits,
         stuck_partitions: decision.stuck_partitions.clone(),
         last_decision,
         observed_generation: generation,
@@ -716,8 +732,10 @@ async fn apply_owned(
 struct PodsSeen {
     /// One sample per scraped pod, over the interval since its last scrape.
     samples: Vec<policy::PodSample>,
-    /// Addresses of the pods that have one (for limit pushes).
-    pod_ips: Vec<String>,
+    /// `(pod, address)` of the pods that have an address (limit pushes).
+    addresses: Vec<(String, String)>,
+    /// `(pod, address, limits generation it runs)` of every scraped pod.
+    generations: Vec<(String, String, i64)>,
     /// The newest limits generation a pod runs.
     newest_on_pods: i64,
     /// Ready pods whose metrics could not be read, with why.
@@ -758,17 +776,23 @@ async fn observe_pods(
         });
     let mut seen = PodsSeen {
         samples: Vec::new(),
-        pod_ips: with_ip.iter().map(|(_, ip)| ip.clone()).collect(),
+        addresses: with_ip
+            .iter()
+            .map(|(p, ip)| (p.name_any(), ip.clone()))
+            .collect(),
+        generations: Vec::new(),
         newest_on_pods: 0,
         unscraped: Vec::new(),
         assigned: BTreeSet::new(),
         uncommitted_starts: BTreeMap::new(),
     };
     let mut now_scraped = BTreeMap::new();
-    for ((pod, _), scraped) in with_ip.iter().zip(scrapes) {
+    for ((pod, ip), scraped) in with_ip.iter().zip(scrapes) {
         match scraped {
             Ok(m) => {
                 seen.newest_on_pods = seen.newest_on_pods.max(m.limits_generation as i64);
+                seen.generations
+                    .push((pod.name_any(), ip.clone(), m.limits_generation as i64));
                 seen.samples.push(pods::interval(
                     mem.scrapes.get(&pod.name_any()),
                     &m,
@@ -939,37 +963,86 @@ async fn patch_status(
     Ok(())
 }
 
-/// Sends the limits to every pod's admin endpoint; a pod that misses them
-/// gets them at its next restart from the ConfigMap, and at the next change.
-async fn push_limits(ctx: &Context, ips: &[String], token: &str, limits: &CurrentLimits) {
+/// Publishes an Event on the MillpondConsumer; a failure is only logged.
+async fn publish(
+    ctx: &Context,
+    mpc: &MillpondConsumer,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &mpc.object_ref(&())).await {
+        tracing::warn!(error = %e, "event not published");
+    }
+}
+
+/// `(pod, address)` of the scraped pods that run an older limits
+/// generation than `generation`.
+fn behind_limits(generations: &[(String, String, i64)], generation: i64) -> Vec<(String, String)> {
+    generations
+        .iter()
+        .filter(|(_, _, g)| *g < generation)
+        .map(|(pod, ip, _)| (pod.clone(), ip.clone()))
+        .collect()
+}
+
+/// Sends the limits to the admin endpoint of each `(pod, address)`; returns
+/// the pods that refused them, with their answer. A pod that cannot be
+/// reached gets them at the next interval (it stays behind), or at its next
+/// restart from the ConfigMap.
+async fn push_limits(
+    ctx: &Context,
+    targets: &[(String, String)],
+    token: &str,
+    limits: &CurrentLimits,
+) -> Vec<(String, String)> {
     let body = json!({
         "generation": limits.generation,
         "flushBytes": limits.flush_bytes,
         "flushIntervalMs": limits.flush_interval_ms,
         "maxInFlight": limits.max_in_flight,
         "consumeBatchSize": limits.consume_batch_size,
-    });
-    for ip in ips {
+    })
+    .to_string();
+    let pushes = targets.iter().map(|(pod, ip)| {
         let url = format!("http://{ip}:{CONSUMER_PORT}/admin/limits");
-        let result = ctx
+        let request = ctx
             .http
             .put(&url)
             .bearer_auth(token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
+            .body(body.clone())
             .timeout(ctx.settings.scrape_timeout)
-            .send()
-            .await;
-        match result {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                let status = r.status();
-                let text = r.text().await.unwrap_or_default();
-                tracing::warn!(%url, %status, answer = %text.trim(), "pod refused the limits");
+            .send();
+        async move {
+            match request.await {
+                Ok(r) if r.status().is_success() => None,
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    tracing::warn!(%url, %status, answer = %text.trim(), "pod refused the limits");
+                    Some((pod.clone(), format!("{status}: {}", text.trim())))
+                }
+                Err(e) => {
+                    tracing::debug!(%url, error = %e, "limits not pushed");
+                    None
+                }
             }
-            Err(e) => tracing::debug!(%url, error = %e, "limits not pushed"),
         }
-    }
+    });
+    futures::future::join_all(pushes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Transient errors requeue with a short back-off.
@@ -986,6 +1059,20 @@ pub fn error_policy(_mpc: Arc<MillpondConsumer>, error: &Error, ctx: Arc<Context
 mod tests {
     use super::*;
     use crate::build::fixtures::{edit, MINIMAL};
+
+    #[test]
+    fn pods_on_an_older_limits_generation_are_behind() {
+        let pods = [
+            ("a".to_string(), "10.0.0.1".to_string(), 7),
+            ("b".to_string(), "10.0.0.2".to_string(), 6),
+            ("c".to_string(), "10.0.0.3".to_string(), 8),
+        ];
+        assert_eq!(
+            behind_limits(&pods, 7),
+            [("b".to_string(), "10.0.0.2".to_string())]
+        );
+        assert!(behind_limits(&pods, 6).is_empty());
+    }
 
     #[test]
     fn only_consumers_that_are_gone_are_forgotten() {
