@@ -296,6 +296,22 @@ impl Settings {
 mod tests {
     use super::*;
 
+    #[test]
+    fn reads_every_variable_the_operator_sets() {
+        use clap::CommandFactory;
+        let read: Vec<String> = Args::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for name in millpond_core::pod::env::ALL {
+            assert!(
+                read.iter().any(|r| r == name),
+                "the pod does not read {name}"
+            );
+        }
+    }
+
     /// Arguments with defaults for the required flags; `extra` overrides them.
     fn args(extra: &[&str]) -> Args {
         let base = [

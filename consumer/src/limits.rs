@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::budget::BudgetPlan;
@@ -33,16 +33,8 @@ impl Limits {
     }
 }
 
-/// A requested change; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LimitsUpdate {
-    pub generation: u64,
-    pub flush_bytes: Option<u64>,
-    pub flush_interval_ms: Option<u64>,
-    pub max_in_flight: Option<u32>,
-    pub consume_batch_size: Option<usize>,
-}
+/// A requested change (the operator sends it); absent fields stay as they are.
+pub use millpond_core::pod::LimitsUpdate;
 
 /// Checks the parts of limits that do not depend on the budget.
 pub fn validate_shape(l: &Limits) -> Result<()> {

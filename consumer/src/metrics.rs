@@ -1,6 +1,7 @@
 //! Prometheus metrics of the consumer. Label values are bounded: flush
 //! triggers, error types, and partition numbers of the one topic consumed.
 
+use millpond_core::pod::metric;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -58,7 +59,7 @@ impl Metrics {
         let ig = |name: &str, help: &str| IntGauge::new(name, help);
         Metrics {
             buffer_fullness: reg!(Gauge::new(
-                "millpond_buffer_fullness",
+                metric::BUFFER_FULLNESS,
                 "Buffered bytes divided by the flush size (may exceed 1.0)"
             )),
             buffer_bytes: reg!(ig(
@@ -70,7 +71,7 @@ impl Metrics {
                 "Records pulled from librdkafka per loop turn, after adapting to buffer fullness"
             )),
             backpressure_wait_seconds_total: reg!(prometheus::Counter::new(
-                "millpond_backpressure_wait_seconds_total",
+                metric::BACKPRESSURE_WAIT_SECONDS_TOTAL,
                 "Time the loop waited for an in-flight permit instead of consuming"
             )),
             backpressure_events_total: reg!(IntCounter::new(
@@ -78,25 +79,25 @@ impl Metrics {
                 "Flushes that had to wait for an in-flight permit"
             )),
             limits_generation: reg!(ig(
-                "millpond_limits_generation",
+                metric::LIMITS_GENERATION,
                 "Generation of the limits in force"
             )),
-            flush_bytes_limit: reg!(ig("millpond_limit_flush_bytes", "Flush size in force")),
+            flush_bytes_limit: reg!(ig(metric::LIMIT_FLUSH_BYTES, "Flush size in force")),
             flush_interval_ms_limit: reg!(ig(
                 "millpond_limit_flush_interval_ms",
                 "Flush interval in force"
             )),
             max_in_flight_limit: reg!(ig(
-                "millpond_limit_max_in_flight",
+                metric::LIMIT_MAX_IN_FLIGHT,
                 "In-flight permits in force"
             )),
             consume_batch_size_limit: reg!(ig(
                 "millpond_limit_consume_batch_size",
                 "Consume batch size in force"
             )),
-            in_flight: reg!(ig("millpond_in_flight_batches", "Sink writes running now")),
+            in_flight: reg!(ig(metric::IN_FLIGHT_BATCHES, "Sink writes running now")),
             records_total: reg!(IntCounter::new(
-                "millpond_records_total",
+                metric::RECORDS_TOTAL,
                 "Records consumed from Kafka"
             )),
             bytes_total: reg!(IntCounter::new(
@@ -104,7 +105,7 @@ impl Metrics {
                 "Bytes handed to the sink"
             )),
             records_delivered_total: reg!(IntCounter::new(
-                "millpond_records_delivered_total",
+                metric::RECORDS_DELIVERED_TOTAL,
                 "Records the sink acknowledged"
             )),
             dead_letter_total: reg!(IntCounter::new(
@@ -112,7 +113,7 @@ impl Metrics {
                 "Records sent to the dead-letter topic"
             )),
             flushes_total: reg!(IntCounterVec::new(
-                Opts::new("millpond_flushes_total", "Flushes by trigger"),
+                Opts::new(metric::FLUSHES_TOTAL, "Flushes by trigger"),
                 &["trigger"]
             )),
             records_skipped_total: reg!(IntCounterVec::new(
@@ -123,19 +124,19 @@ impl Metrics {
                 &["reason"]
             )),
             errors_total: reg!(IntCounterVec::new(
-                Opts::new("millpond_errors_total", "Errors by type"),
+                Opts::new(metric::ERRORS_TOTAL, "Errors by type"),
                 &["type"]
             )),
             flush_duration_seconds: reg!(Histogram::with_opts(
                 HistogramOpts::new(
-                    "millpond_flush_duration_seconds",
+                    metric::FLUSH_DURATION_SECONDS,
                     "Time a sink write took, retries included"
                 )
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("buckets"))
             )),
             partition_lag: reg!(IntGaugeVec::new(
                 Opts::new(
-                    "millpond_partition_lag",
+                    metric::PARTITION_LAG,
                     "Records behind the high watermark, per assigned partition"
                 ),
                 &["partition"]
@@ -152,7 +153,7 @@ impl Metrics {
                 "Bytes in librdkafka's fetch queues (bounded by the memory budget)"
             )),
             assigned_partitions: reg!(ig(
-                "millpond_assigned_partitions",
+                metric::ASSIGNED_PARTITIONS,
                 "Partitions assigned to this consumer"
             )),
             memory_budget_bytes: reg!(ig(

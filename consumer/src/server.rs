@@ -14,6 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use millpond_core::pod::ADMIN_LIMITS_PATH;
 
 use crate::limits::LimitsUpdate;
 use crate::source::Shared;
@@ -30,7 +31,7 @@ pub fn router(shared: Shared, admin_token: Option<String>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/admin/limits", get(get_limits).put(put_limits))
+        .route(ADMIN_LIMITS_PATH, get(get_limits).put(put_limits))
         .with_state(AppState {
             shared,
             admin_token: admin_token.map(Into::into),

@@ -5,9 +5,12 @@
 //! * [`budget`]: the memory budget every bound is derived from;
 //! * [`properties`]: the librdkafka properties Millpond owns, and
 //!   `key=value` lists of them;
-//! * [`sink`]: what each sink holds in memory beside a batch.
+//! * [`sink`]: what each sink holds in memory beside a batch;
+//! * [`pod`]: the consumer pod's environment, the metrics the operator
+//!   reads and the limits update its admin endpoint takes.
 
 pub mod budget;
+pub mod pod;
 pub mod properties;
 pub mod quantity;
 pub mod sink;

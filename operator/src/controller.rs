@@ -34,6 +34,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use millpond_core::budget::{self, BudgetRequest};
+use millpond_core::pod::{LimitsUpdate, ADMIN_LIMITS_PATH};
 use millpond_core::properties as kafka_config;
 use millpond_core::sink::{self, FileFormat};
 use millpond_crds::condition::{self, reason};
@@ -1004,16 +1005,17 @@ async fn push_limits(
     token: &str,
     limits: &CurrentLimits,
 ) -> Vec<(String, String)> {
-    let body = json!({
-        "generation": limits.generation,
-        "flushBytes": limits.flush_bytes,
-        "flushIntervalMs": limits.flush_interval_ms,
-        "maxInFlight": limits.max_in_flight,
-        "consumeBatchSize": limits.consume_batch_size,
-    })
-    .to_string();
+    let update = LimitsUpdate {
+        generation: limits.generation.max(0) as u64,
+        // Zero: the pod keeps the flush size it derived from its budget.
+        flush_bytes: (limits.flush_bytes > 0).then_some(limits.flush_bytes as u64),
+        flush_interval_ms: Some(limits.flush_interval_ms.max(0) as u64),
+        max_in_flight: Some(limits.max_in_flight.max(0) as u32),
+        consume_batch_size: Some(limits.consume_batch_size.max(0) as usize),
+    };
+    let body = serde_json::to_string(&update).expect("a LimitsUpdate serializes");
     let pushes = targets.iter().map(|(pod, ip)| {
-        let url = format!("http://{ip}:{CONSUMER_PORT}/admin/limits");
+        let url = format!("http://{ip}:{CONSUMER_PORT}{ADMIN_LIMITS_PATH}");
         let request = ctx
             .http
             .put(&url)

@@ -9,17 +9,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use millpond_core::pod::env;
 use millpond_crds::{CurrentLimits, MillpondConsumer};
 
 use super::{limits_config_map_name, object_meta, BuildContext, Error, Result};
 
 /// The env vars the ConfigMap holds, read by the consumer at start.
 pub const LIMIT_KEYS: [&str; 5] = [
-    "FLUSH_BYTES",
-    "FLUSH_INTERVAL_MS",
-    "MAX_IN_FLIGHT",
-    "CONSUME_BATCH_SIZE",
-    "LIMITS_GENERATION",
+    env::FLUSH_BYTES,
+    env::FLUSH_INTERVAL_MS,
+    env::MAX_IN_FLIGHT,
+    env::CONSUME_BATCH_SIZE,
+    env::LIMITS_GENERATION,
 ];
 
 /// The limits as the consumer's env vars. A `flush_bytes` of zero leaves

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, ProjectedVolumeSource, SecretKeySelector,
     SecretProjection, Volume, VolumeMount, VolumeProjection,
 };
+use millpond_core::pod::env;
 use millpond_crds::{KafkaSpec, MillpondConsumer, MillpondConsumerSpec, SaslMechanism, SinkFormat};
 
 use super::config_map::LIMIT_KEYS;
@@ -78,13 +79,13 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
     let mut env = vec![
         field_ref("POD_IP", "status.podIP"),
         EnvVar {
-            name: "METRICS_ADDR".to_string(),
+            name: env::METRICS_ADDR.to_string(),
             value: Some(format!("$(POD_IP):{METRICS_PORT}")),
             value_from: None,
         },
-        plain("KAFKA_BOOTSTRAP_SERVERS", &kafka.bootstrap_servers),
-        plain("KAFKA_TOPIC", &kafka.topic),
-        plain("KAFKA_GROUP_ID", kafka.group_id()),
+        plain(env::KAFKA_BOOTSTRAP_SERVERS, &kafka.bootstrap_servers),
+        plain(env::KAFKA_TOPIC, &kafka.topic),
+        plain(env::KAFKA_GROUP_ID, kafka.group_id()),
     ];
     if let Some(sasl) = &kafka.sasl {
         env.push(secret_ref(
@@ -101,24 +102,24 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
     let config = kafka_config(spec)?;
     if !config.is_empty() {
         env.push(EnvVar {
-            name: "KAFKA_CONFIG".to_string(),
+            name: env::KAFKA_CONFIG.to_string(),
             value: Some(config),
             value_from: None,
         });
     }
-    env.push(plain("SINK_URL", sink_url(spec)?));
-    env.push(plain("SINK_METADATA", sink.metadata.to_string()));
+    env.push(plain(env::SINK_URL, sink_url(spec)?));
+    env.push(plain(env::SINK_METADATA, sink.metadata.to_string()));
     if let Some(topic) = &sink.dead_letter_topic {
-        env.push(plain("DEAD_LETTER_TOPIC", topic));
+        env.push(plain(env::DEAD_LETTER_TOPIC, topic));
     }
     if !sink.url.starts_with("file://") {
         let http = sink.http.clone().unwrap_or_default();
-        env.push(plain("HTTP_TIMEOUT_MS", http.timeout_ms.to_string()));
-        env.push(plain("HTTP_MAX_RETRIES", http.max_retries.to_string()));
+        env.push(plain(env::HTTP_TIMEOUT_MS, http.timeout_ms.to_string()));
+        env.push(plain(env::HTTP_MAX_RETRIES, http.max_retries.to_string()));
     }
-    env.push(plain("MEMORY_BUDGET", &spec.resources.memory.0));
+    env.push(plain(env::MEMORY_BUDGET, &spec.resources.memory.0));
     env.push(secret_ref(
-        "ADMIN_TOKEN",
+        env::ADMIN_TOKEN,
         &admin_secret_name(mpc),
         ADMIN_TOKEN_KEY,
     ));

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use millpond_core::pod::metric;
+
 use crate::policy;
 
 /// What one pod reported. Counters are totals since the pod started; rates
@@ -39,31 +41,31 @@ pub fn parse(text: &str) -> PodMetrics {
         };
         let name = series.split('{').next().unwrap_or(series);
         match name {
-            "millpond_records_total" => s.records_total = value,
-            "millpond_records_delivered_total" => s.records_delivered_total = value,
-            "millpond_buffer_fullness" => s.buffer_fullness = value,
-            "millpond_in_flight_batches" => s.in_flight = value,
-            "millpond_limit_max_in_flight" => s.max_in_flight = value,
-            "millpond_limit_flush_bytes" => s.flush_bytes = value,
-            "millpond_flush_duration_seconds_sum" => s.flush_duration_sum = value,
-            "millpond_flush_duration_seconds_count" => s.flush_duration_count = value,
-            "millpond_flushes_total" => {
+            metric::RECORDS_TOTAL => s.records_total = value,
+            metric::RECORDS_DELIVERED_TOTAL => s.records_delivered_total = value,
+            metric::BUFFER_FULLNESS => s.buffer_fullness = value,
+            metric::IN_FLIGHT_BATCHES => s.in_flight = value,
+            metric::LIMIT_MAX_IN_FLIGHT => s.max_in_flight = value,
+            metric::LIMIT_FLUSH_BYTES => s.flush_bytes = value,
+            metric::FLUSH_DURATION_SECONDS_SUM => s.flush_duration_sum = value,
+            metric::FLUSH_DURATION_SECONDS_COUNT => s.flush_duration_count = value,
+            metric::FLUSHES_TOTAL => {
                 s.flushes_total += value;
                 if series.contains("trigger=\"size\"") {
                     s.flushes_by_size += value;
                 }
             }
-            "millpond_backpressure_wait_seconds_total" => s.backpressure_wait_seconds_total = value,
+            metric::BACKPRESSURE_WAIT_SECONDS_TOTAL => s.backpressure_wait_seconds_total = value,
             // Only the sink's failures say the sink struggles; Kafka, commit
             // and refused-limits errors (rebalances, hand-overs) do not.
-            "millpond_errors_total"
+            metric::ERRORS_TOTAL
                 if series.contains("type=\"sink\"") || series.contains("type=\"io\"") =>
             {
                 s.sink_errors_total += value
             }
-            "millpond_limits_generation" => s.limits_generation = value,
-            "millpond_assigned_partitions" => s.assigned_partitions = value,
-            "millpond_partition_lag" => {
+            metric::LIMITS_GENERATION => s.limits_generation = value,
+            metric::ASSIGNED_PARTITIONS => s.assigned_partitions = value,
+            metric::PARTITION_LAG => {
                 if let Some(p) = series
                     .split("partition=\"")
                     .nth(1)

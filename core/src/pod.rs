@@ -1,0 +1,111 @@
+//! The consumer pod's interface as the operator uses it: the environment
+//! variables it reads, the metrics the operator scrapes, and the update its
+//! admin endpoint takes. The operator writes these names and the pod reads
+//! them from here, and a test of the pod checks it reads every variable.
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables the operator sets and the pod reads.
+pub mod env {
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
+    pub const KAFKA_TOPIC: &str = "KAFKA_TOPIC";
+    pub const KAFKA_GROUP_ID: &str = "KAFKA_GROUP_ID";
+    pub const KAFKA_CONFIG: &str = "KAFKA_CONFIG";
+    pub const SINK_URL: &str = "SINK_URL";
+    pub const SINK_METADATA: &str = "SINK_METADATA";
+    pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
+    pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
+    pub const HTTP_MAX_RETRIES: &str = "HTTP_MAX_RETRIES";
+    pub const MEMORY_BUDGET: &str = "MEMORY_BUDGET";
+    pub const METRICS_ADDR: &str = "METRICS_ADDR";
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    /// The limits, from the ConfigMap new pods start from.
+    pub const FLUSH_BYTES: &str = "FLUSH_BYTES";
+    pub const FLUSH_INTERVAL_MS: &str = "FLUSH_INTERVAL_MS";
+    pub const MAX_IN_FLIGHT: &str = "MAX_IN_FLIGHT";
+    pub const CONSUME_BATCH_SIZE: &str = "CONSUME_BATCH_SIZE";
+    pub const LIMITS_GENERATION: &str = "LIMITS_GENERATION";
+
+    /// Every variable above.
+    pub const ALL: [&str; 17] = [
+        KAFKA_BOOTSTRAP_SERVERS,
+        KAFKA_TOPIC,
+        KAFKA_GROUP_ID,
+        KAFKA_CONFIG,
+        SINK_URL,
+        SINK_METADATA,
+        DEAD_LETTER_TOPIC,
+        HTTP_TIMEOUT_MS,
+        HTTP_MAX_RETRIES,
+        MEMORY_BUDGET,
+        METRICS_ADDR,
+        ADMIN_TOKEN,
+        FLUSH_BYTES,
+        FLUSH_INTERVAL_MS,
+        MAX_IN_FLIGHT,
+        CONSUME_BATCH_SIZE,
+        LIMITS_GENERATION,
+    ];
+}
+
+/// Metrics of the pod the operator reads.
+pub mod metric {
+    pub const RECORDS_TOTAL: &str = "millpond_records_total";
+    pub const RECORDS_DELIVERED_TOTAL: &str = "millpond_records_delivered_total";
+    pub const BUFFER_FULLNESS: &str = "millpond_buffer_fullness";
+    pub const IN_FLIGHT_BATCHES: &str = "millpond_in_flight_batches";
+    pub const LIMIT_MAX_IN_FLIGHT: &str = "millpond_limit_max_in_flight";
+    pub const LIMIT_FLUSH_BYTES: &str = "millpond_limit_flush_bytes";
+    pub const FLUSH_DURATION_SECONDS: &str = "millpond_flush_duration_seconds";
+    /// The histogram's `_sum` and `_count` series.
+    pub const FLUSH_DURATION_SECONDS_SUM: &str = "millpond_flush_duration_seconds_sum";
+    pub const FLUSH_DURATION_SECONDS_COUNT: &str = "millpond_flush_duration_seconds_count";
+    pub const FLUSHES_TOTAL: &str = "millpond_flushes_total";
+    pub const BACKPRESSURE_WAIT_SECONDS_TOTAL: &str = "millpond_backpressure_wait_seconds_total";
+    pub const ERRORS_TOTAL: &str = "millpond_errors_total";
+    pub const LIMITS_GENERATION: &str = "millpond_limits_generation";
+    pub const ASSIGNED_PARTITIONS: &str = "millpond_assigned_partitions";
+    pub const PARTITION_LAG: &str = "millpond_partition_lag";
+}
+
+/// Path of the admin endpoint that takes a [`LimitsUpdate`] (`PUT`, bearer
+/// token `ADMIN_TOKEN`).
+pub const ADMIN_LIMITS_PATH: &str = "/admin/limits";
+
+/// A change of the live limits, sent by the operator to the pod's admin
+/// endpoint; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsUpdate {
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_interval_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume_batch_size: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limits_update_reads_back_as_written_and_refuses_unknown_fields() {
+        let update = LimitsUpdate {
+            generation: 7,
+            flush_bytes: Some(4 << 20),
+            max_in_flight: Some(2),
+            ..LimitsUpdate::default()
+        };
+        let json = serde_json::to_string(&update).unwrap();
+        assert_eq!(
+            json,
+            r#"{"generation":7,"flushBytes":4194304,"maxInFlight":2}"#
+        );
+        assert_eq!(serde_json::from_str::<LimitsUpdate>(&json).unwrap(), update);
+        assert!(serde_json::from_str::<LimitsUpdate>(r#"{"generation":1,"flushSize":1}"#).is_err());
+    }
+}
