@@ -5,7 +5,7 @@
 //! get mpc` and the test sink's `/stats`) to a file; `millpond-timeline` turns
 //! that into the JSON and SVG kept in `docs/`.
 
-use millpond_operator::simulate::svg::{self, Line, Panel};
+use millpond_simulator::svg::{self, Line, Panel};
 use serde::{Deserialize, Serialize};
 
 /// One sample of the journey.

@@ -1,7 +1,6 @@
 //! `millpond-operator`: runs `MillpondConsumer`s.
 //!
 //! * [`policy`]: the pure scaling and tuning decision (replayable);
-//! * [`simulate`]: replays the policy, and a KEDA-style baseline, on workload traces;
 //! * [`build`]: the desired Kubernetes objects of a `MillpondConsumer`, as pure functions;
 //! * [`observe`]: the group's offsets from Kafka and the pods' metrics;
 //! * [`leader`]: leader election on a Lease, so only one replica acts;
@@ -13,4 +12,3 @@ pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod policy;
-pub mod simulate;

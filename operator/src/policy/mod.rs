@@ -34,7 +34,6 @@
 //!
 //! Limits: see [`tune`].
 
-pub mod keda;
 pub mod sizing;
 pub mod tune;
 

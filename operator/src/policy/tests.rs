@@ -2,7 +2,6 @@ use millpond_core::budget::{plan, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 
 use super::*;
-use crate::simulate::{self, PolicyKind, Setup, Shape, Workload};
 
 const INTERVAL_MS: u64 = 15_000;
 
@@ -401,93 +400,6 @@ fn paused_keeps_the_replicas() {
 }
 
 #[test]
-fn oscillating_load_does_not_flap() {
-    let setup = Setup::default();
-    let mut changes = vec![];
-    for period in [240, 600, 1_200, 2_400] {
-        let w = Workload {
-            name: "wave",
-            title: "wave",
-            duration: 7_200,
-            shape: Shape::Sine {
-                mean: 20_000.0,
-                amplitude: 16_000.0,
-                period,
-            },
-            stuck: None,
-            start_replicas: 1,
-        };
-        for kind in [PolicyKind::Millpond, PolicyKind::MillpondFixedLimits] {
-            let trace = simulate::run(&w, kind, &setup);
-            let s = &trace.summary;
-            // Direction changes of the replica count.
-            let mut reversals = 0;
-            let mut last = None;
-            for pair in trace.samples.windows(2) {
-                if pair[0].replicas != pair[1].replicas {
-                    let up = pair[1].replicas > pair[0].replicas;
-                    if last.is_some_and(|l| l != up) {
-                        reversals += 1;
-                    }
-                    last = Some(up);
-                }
-            }
-            let cycles = 7_200 / period;
-            assert_eq!(s.flaps, 0, "period {period}s {}: {s:?}", kind.name());
-            // At most one turn up and one turn down per cycle.
-            assert!(
-                reversals <= 2 * cycles,
-                "period {period}s: {reversals} reversals"
-            );
-            changes.push((period, kind.name(), reversals));
-        }
-    }
-    // A wave shorter than the scale-down window is ridden at its peak.
-    assert!(
-        changes.iter().filter(|c| c.0 == 240).all(|c| c.2 <= 1),
-        "{changes:?}"
-    );
-}
-
-/// Deterministic pseudo-random numbers in [0, 1).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn tune_obs(
-    limits: TunedLimits,
-    flush_seconds: f64,
-    backpressure: f64,
-    size_share: f64,
-    errors: u64,
-) -> Observation {
-    Observation {
-        partitions: vec![],
-        pods: vec![PodSample {
-            partitions: vec![],
-            full_interval: true,
-            delivered_rate: 1_000.0,
-            buffer_fullness: 0.5,
-            flushes: 100,
-            size_flushes: (100.0 * size_share) as u64,
-            flush_seconds: Some(flush_seconds),
-            in_flight_saturation: 0.5,
-            errors,
-            backpressure_seconds: backpressure * 15.0,
-        }],
-        replicas: 1,
-        limits,
-    }
-}
-
-#[test]
 fn tuning_grows_on_good_signs_and_halves_on_bad_ones() {
     let s = spec();
     let bounds = s.autotune.expect("autotune on by default");
@@ -692,4 +604,42 @@ fn identical_inputs_give_identical_decisions_even_after_a_failover() {
         decision_for(&s, 3, 800.0, 2_000.0),
         decision_for(&s, 3, 800.0, 2_000.0)
     );
+}
+
+/// Deterministic pseudo-random numbers in [0, 1).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn tune_obs(
+    limits: TunedLimits,
+    flush_seconds: f64,
+    backpressure: f64,
+    size_share: f64,
+    errors: u64,
+) -> Observation {
+    Observation {
+        partitions: vec![],
+        pods: vec![PodSample {
+            partitions: vec![],
+            full_interval: true,
+            delivered_rate: 1_000.0,
+            buffer_fullness: 0.5,
+            flushes: 100,
+            size_flushes: (100.0 * size_share) as u64,
+            flush_seconds: Some(flush_seconds),
+            in_flight_saturation: 0.5,
+            errors,
+            backpressure_seconds: backpressure * 15.0,
+        }],
+        replicas: 1,
+        limits,
+    }
 }

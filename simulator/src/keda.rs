@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{human, Observation};
+use millpond_operator::policy::{human, Observation};
 
 /// Where the group starts on a partition without a committed offset.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +289,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PartitionObservation, TunedLimits};
+    use millpond_operator::policy::{PartitionObservation, TunedLimits};
 
     fn obs(lags: &[i64], replicas: u32) -> Observation {
         Observation {

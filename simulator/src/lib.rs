@@ -1,5 +1,7 @@
-//! Policy simulator: replays [`crate::policy::decide`], and a KEDA-style
-//! baseline ([`crate::policy::keda`]), on workload traces.
+//! `millpond-simulator`: replays the operator's policy
+//! ([`millpond_operator::policy::decide`]), and a KEDA-style baseline
+//! ([`keda`]), on workload traces; `millpond-simulate` is its command, and
+//! the e2e tools draw their timelines with its [`svg`].
 //!
 //! A [`Workload`] is a produce rate over time on a topic, optionally with a
 //! partition that stops being consumed. [`run`] steps a simulated group of
@@ -21,15 +23,16 @@
 //!   than [`FLAP_WINDOW_SECONDS`] after it.
 
 pub mod cluster;
+pub mod keda;
 pub mod report;
 pub mod svg;
 
 use millpond_core::budget::{self, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, LimitsSpec};
 
-use crate::policy::keda::{self, KedaSpec, KedaState};
-use crate::policy::{self, PolicySpec, PolicyState, TunedLimits};
 use cluster::{Cluster, Physics};
+use keda::{KedaSpec, KedaState};
+use millpond_operator::policy::{self, PolicySpec, PolicyState, TunedLimits};
 
 /// Lag above this many seconds of production counts as behind.
 pub const BEHIND_SECONDS: f64 = 15.0;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use millpond_operator::simulate::{self, report, svg, PolicyKind, Setup};
+use millpond_simulator::{self as simulate, report, svg, PolicyKind, Setup};
 
 #[derive(Parser, Debug)]
 #[command(
