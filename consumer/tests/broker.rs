@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use millpond_e2e::tls;
 use support::*;
 
 const N: u64 = 100_000;
@@ -672,34 +673,27 @@ fn a_flush_size_beyond_the_budget_is_refused_with_the_numbers() {
     );
 }
 
-/// A variable of `e2e/stack env` naming a secure listener or its material.
-fn stack_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the local stack with `e2e/stack up kafka` and `eval \"$(e2e/stack env)\"`")
-    })
-}
-
 /// librdkafka properties for the broker's SASL_SSL listener (SCRAM-SHA-512,
 /// the stack's CA, hostname verification on) and for its mutual TLS one.
 fn secure_listeners() -> [(&'static str, String, String); 2] {
-    let ca = stack_env("KAFKA_CA_FILE");
+    let ca = tls::stack_env("KAFKA_CA_FILE");
     [
         (
             "SASL_SSL with SCRAM-SHA-512",
-            stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
             format!(
                 "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password={},ssl.ca.location={ca}",
-                stack_env("KAFKA_SCRAM_TEST_USER"),
-                stack_env("KAFKA_SCRAM_TEST_PASSWORD"),
+                tls::stack_env("KAFKA_SCRAM_TEST_USER"),
+                tls::stack_env("KAFKA_SCRAM_TEST_PASSWORD"),
             ),
         ),
         (
             "mutual TLS",
-            stack_env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
+            tls::stack_env("KAFKA_MTLS_BOOTSTRAP_SERVERS"),
             format!(
                 "security.protocol=ssl,ssl.ca.location={ca},ssl.certificate.location={},ssl.key.location={}",
-                stack_env("KAFKA_CLIENT_CERT_FILE"),
-                stack_env("KAFKA_CLIENT_KEY_FILE"),
+                tls::stack_env("KAFKA_CLIENT_CERT_FILE"),
+                tls::stack_env("KAFKA_CLIENT_KEY_FILE"),
             ),
         ),
     ]
@@ -776,27 +770,12 @@ fn refused_start(
 fn a_wrong_ca_a_certificate_for_another_name_and_a_wrong_password_are_named_as_such() {
     let work = tempfile::tempdir().unwrap();
     // A CA that did not sign the brokers' certificate.
-    let other_ca = work.path().join("other-ca.crt");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=not-the-brokers-ca",
-            "-keyout",
-            "/dev/null",
-            "-out",
-        ])
-        .arg(&other_ca)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{made:?}");
+    let other_ca = tls::untrusted_ca(work.path());
 
     let (code, log) = refused_start(
         work.path(),
         "wrong-ca",
-        stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
+        tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
         format!(
             "security.protocol=ssl,ssl.ca.location={}",
             other_ca.display()
@@ -813,27 +792,27 @@ fn a_wrong_ca_a_certificate_for_another_name_and_a_wrong_password_are_named_as_s
     let (code, log) = refused_start(
         work.path(),
         "wrong-name",
-        stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
+        tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
         format!(
             "security.protocol=ssl,ssl.ca.location={}",
-            stack_env("KAFKA_CA_FILE")
+            tls::stack_env("KAFKA_CA_FILE")
         ),
     );
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains("TLS handshake with Kafka failed at")
-            && log.contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", wrong_name_host())),
+            && log.contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", tls::wrong_name_host())),
         "{log}"
     );
 
     let (code, log) = refused_start(
         work.path(),
         "wrong-password",
-        stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+        tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
         format!(
             "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password=not-the-password,ssl.ca.location={}",
-            stack_env("KAFKA_SCRAM_TEST_USER"),
-            stack_env("KAFKA_CA_FILE"),
+            tls::stack_env("KAFKA_SCRAM_TEST_USER"),
+            tls::stack_env("KAFKA_CA_FILE"),
         ),
     );
     assert_eq!(code, Some(1), "{log}");
@@ -842,10 +821,4 @@ fn a_wrong_ca_a_certificate_for_another_name_and_a_wrong_password_are_named_as_s
             && log.contains("check the SASL mechanism, username and password"),
         "{log}"
     );
-}
-
-/// The host of the listener whose certificate names another host.
-fn wrong_name_host() -> String {
-    let servers = stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS");
-    servers.rsplit_once(':').expect("host:port").0.to_string()
 }

@@ -254,10 +254,6 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
 
     // The Deployment as it is: replicas, the policy state of the last leader.
     let existing = deployments.get_opt(&name).await?;
-    let current_replicas = existing
-        .as_ref()
-        .and_then(|d| d.spec.as_ref()?.replicas)
-        .unwrap_or(mpc.spec.autoscaling.min_replicas.max(1)) as u32;
     let ready_replicas = existing
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
@@ -267,6 +263,13 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
             .as_ref()
             .and_then(|d| d.annotations().get(STATE_ANNOTATION)),
     );
+    // The count the operator decided last, not the Deployment's: a
+    // Deployment scaled by hand is put back, never adopted.
+    let current_replicas = decided
+        .replicas
+        .map(|r| r as i32)
+        .or_else(|| existing.as_ref().and_then(|d| d.spec.as_ref()?.replicas))
+        .unwrap_or(mpc.spec.autoscaling.min_replicas.max(1)) as u32;
     let interval_ms = ctx.settings.interval.as_millis() as u64;
     let now_ms = Timestamp::now().as_millisecond() as u64;
     if !decided.due(now_ms, interval_ms, generation) {

@@ -9,16 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millpond_crds::condition::reason;
-use millpond_e2e::kafka;
+use millpond_e2e::{kafka, tls};
 use millpond_operator::observe::kafka::{KafkaObserveError, KafkaTarget, Observers};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-
-fn stack_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the local stack with `e2e/stack up kafka` and `eval \"$(e2e/stack env)\"`")
-    })
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -49,7 +43,7 @@ fn scram(password: &str, ca_pem: &str) -> BTreeMap<String, String> {
     props(&[
         ("security.protocol", "SASL_SSL".into()),
         ("sasl.mechanism", "SCRAM-SHA-512".into()),
-        ("sasl.username", stack_env("KAFKA_SCRAM_TEST_USER")),
+        ("sasl.username", tls::stack_env("KAFKA_SCRAM_TEST_USER")),
         ("sasl.password", password.into()),
         ("ssl.ca.pem", ca_pem.into()),
     ])
@@ -70,14 +64,14 @@ fn every_partition_and_the_groups_commits_are_read_over_plaintext_and_sasl_ssl_b
     let commits: BTreeMap<i32, i64> = (0..PARTITIONS).step_by(2).map(|p| (p, p as i64)).collect();
     kafka::commit(&servers, &format!("{topic}-group"), &topic, &commits).unwrap();
 
-    let ca = std::fs::read_to_string(stack_env("KAFKA_CA_FILE")).unwrap();
+    let ca = std::fs::read_to_string(tls::stack_env("KAFKA_CA_FILE")).unwrap();
     let observers = Arc::new(Observers::new(Duration::from_secs(600)));
     let targets = [
         target(servers.clone(), &topic, BTreeMap::new()),
         target(
-            stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
             &topic,
-            scram(&stack_env("KAFKA_SCRAM_TEST_PASSWORD"), &ca),
+            scram(&tls::stack_env("KAFKA_SCRAM_TEST_PASSWORD"), &ca),
         ),
     ];
     for t in &targets {
@@ -120,23 +114,8 @@ fn failure(servers: String, properties: BTreeMap<String, String>) -> KafkaObserv
 #[ignore = "needs the local Kafka broker: run e2e/test"]
 fn unreachable_tls_and_authentication_failures_get_their_own_reason_and_message() {
     let work = tempfile::tempdir().unwrap();
-    let ca = std::fs::read_to_string(stack_env("KAFKA_CA_FILE")).unwrap();
-    let other_ca = work.path().join("other-ca.crt");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=not-the-brokers-ca",
-            "-keyout",
-            "/dev/null",
-            "-out",
-        ])
-        .arg(&other_ca)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{made:?}");
+    let ca = std::fs::read_to_string(tls::stack_env("KAFKA_CA_FILE")).unwrap();
+    let other_ca = tls::untrusted_ca(work.path());
     let other_ca = std::fs::read_to_string(other_ca).unwrap();
     let tls = |ca: &str| {
         props(&[
@@ -145,7 +124,10 @@ fn unreachable_tls_and_authentication_failures_get_their_own_reason_and_message(
         ])
     };
 
-    let e = failure(stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"), tls(&other_ca));
+    let e = failure(
+        tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
+        tls(&other_ca),
+    );
     assert_eq!(e.reason(), reason::KAFKA_TLS_FAILED, "{e}");
     assert!(
         e.to_string()
@@ -154,16 +136,19 @@ fn unreachable_tls_and_authentication_failures_get_their_own_reason_and_message(
         "{e}"
     );
 
-    let e = failure(stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"), tls(&ca));
+    let e = failure(
+        tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
+        tls(&ca),
+    );
     assert_eq!(e.reason(), reason::KAFKA_TLS_FAILED, "{e}");
     assert!(
         e.to_string()
-            .contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", wrong_name_host())),
+            .contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", tls::wrong_name_host())),
         "{e}"
     );
 
     let e = failure(
-        stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+        tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
         scram("not-the-password", &ca),
     );
     assert_eq!(e.reason(), reason::KAFKA_AUTHENTICATION_FAILED, "{e}");
@@ -174,15 +159,9 @@ fn unreachable_tls_and_authentication_failures_get_their_own_reason_and_message(
     );
 
     // A port nothing listens on.
-    let host = stack_env("KAFKA_BOOTSTRAP_SERVERS");
+    let host = tls::stack_env("KAFKA_BOOTSTRAP_SERVERS");
     let host = host.rsplit_once(':').unwrap().0;
     let e = failure(format!("{host}:1"), BTreeMap::new());
     assert_eq!(e.reason(), reason::KAFKA_UNREACHABLE, "{e}");
     assert!(e.to_string().starts_with("cannot reach Kafka at"), "{e}");
-}
-
-/// The host of the listener whose certificate names another host.
-fn wrong_name_host() -> String {
-    let servers = stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS");
-    servers.rsplit_once(':').expect("host:port").0.to_string()
 }
