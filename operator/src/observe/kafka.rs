@@ -497,10 +497,10 @@ impl Observers {
             let observer = match clients.get_mut(&key) {
                 Some(cached) => {
                     cached.used = now;
-                    cached.observer.clone()
+                    Ok(cached.observer.clone())
                 }
-                None => {
-                    let observer = Arc::new(Observer::connect(&key.0, &key.1, &[])?);
+                None => Observer::connect(&key.0, &key.1, &[]).map(|observer| {
+                    let observer = Arc::new(observer);
                     tracing::info!(servers = %key.0, "opened a Kafka client for observing");
                     clients.insert(
                         key.clone(),
@@ -510,13 +510,13 @@ impl Observers {
                         },
                     );
                     observer
-                }
+                }),
             };
             (observer, idle)
         };
         // Closing a client waits for its threads; not under the lock.
         drop(idle);
-        Ok(observer)
+        observer
     }
 
     /// [`Observer::read`] for `target` on a blocking thread, abandoned after
