@@ -591,10 +591,7 @@ fn check_topic(
 ) -> Result<u32> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         // The failures librdkafka logged wait on the main queue: serve them.
-        let drained = Instant::now() + Duration::from_millis(200);
-        while Instant::now() < drained {
-            let _ = consumer.poll(Duration::from_millis(20));
-        }
+        kafka_failure::serve_events(consumer, Duration::from_millis(200));
         let last = consumer.context().last_reason();
         let (_, message) =
             kafka_failure::diagnose(servers, last.as_deref(), properties, Duration::from_secs(5));

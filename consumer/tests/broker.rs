@@ -772,53 +772,47 @@ fn a_wrong_ca_a_certificate_for_another_name_and_a_wrong_password_are_named_as_s
     // A CA that did not sign the brokers' certificate.
     let other_ca = tls::untrusted_ca(work.path());
 
-    let (code, log) = refused_start(
-        work.path(),
-        "wrong-ca",
-        tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
-        format!(
-            "security.protocol=ssl,ssl.ca.location={}",
-            other_ca.display()
+    let ca = tls::stack_env("KAFKA_CA_FILE");
+    let wrong_name = format!(
+        "the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid",
+        tls::wrong_name_host()
+    );
+    let cases = [
+        (
+            "wrong-ca",
+            tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
+            format!("security.protocol=ssl,ssl.ca.location={}", other_ca.display()),
+            [
+                "TLS handshake with Kafka failed at",
+                "the brokers' certificate is not signed by the trusted CA",
+                "certificate verify failed",
+            ],
         ),
-    );
-    assert_eq!(code, Some(1), "{log}");
-    assert!(
-        log.contains("TLS handshake with Kafka failed at")
-            && log.contains("the brokers' certificate is not signed by the trusted CA")
-            && log.contains("certificate verify failed"),
-        "{log}"
-    );
-
-    let (code, log) = refused_start(
-        work.path(),
-        "wrong-name",
-        tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
-        format!(
-            "security.protocol=ssl,ssl.ca.location={}",
-            tls::stack_env("KAFKA_CA_FILE")
+        (
+            "wrong-name",
+            tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
+            format!("security.protocol=ssl,ssl.ca.location={ca}"),
+            ["TLS handshake with Kafka failed at", wrong_name.as_str(), "certificate verify failed"],
         ),
-    );
-    assert_eq!(code, Some(1), "{log}");
-    assert!(
-        log.contains("TLS handshake with Kafka failed at")
-            && log.contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", tls::wrong_name_host())),
-        "{log}"
-    );
-
-    let (code, log) = refused_start(
-        work.path(),
-        "wrong-password",
-        tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
-        format!(
-            "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password=not-the-password,ssl.ca.location={}",
-            tls::stack_env("KAFKA_SCRAM_TEST_USER"),
-            tls::stack_env("KAFKA_CA_FILE"),
+        (
+            "wrong-password",
+            tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            format!(
+                "security.protocol=sasl_ssl,sasl.mechanism=SCRAM-SHA-512,sasl.username={},sasl.password=not-the-password,ssl.ca.location={ca}",
+                tls::stack_env("KAFKA_SCRAM_TEST_USER"),
+            ),
+            [
+                "Kafka refused the credentials (authentication failed) at",
+                "check the SASL mechanism, username and password",
+                "SASL authentication error",
+            ],
         ),
-    );
-    assert_eq!(code, Some(1), "{log}");
-    assert!(
-        log.contains("Kafka refused the credentials (authentication failed) at")
-            && log.contains("check the SASL mechanism, username and password"),
-        "{log}"
-    );
+    ];
+    for (name, bootstrap, config, expected) in cases {
+        let (code, log) = refused_start(work.path(), name, bootstrap, config);
+        assert_eq!(code, Some(1), "{name}: {log}");
+        for text in expected {
+            assert!(log.contains(text), "{name}: no `{text}` in {log}");
+        }
+    }
 }

@@ -5,5 +5,6 @@
 
 pub mod kafka;
 pub mod ledger;
+pub mod process;
 pub mod timeline;
 pub mod tls;

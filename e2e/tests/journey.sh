@@ -119,9 +119,10 @@ fi
 
 # The leader dies mid-burst: the other replica takes over with the decision
 # state (kept on the Deployment), so the pods it scaled out stay.
+policy_state() { kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.metadata.annotations.millpond\.io/policy-state}' 2>/dev/null; }
 old_leader=$(leader)
 at_kill=$(decided)
-before_kill_at=$(kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.metadata.annotations.millpond\.io/policy-state}' | jq -r '.atMs // 0')
+before_kill_at=$(policy_state | jq -r '.atMs // 0')
 killed_at=$SECONDS
 kubectl delete pod -n "$NS" "$old_leader" --wait=false >/dev/null
 new_leader() { local l; l=$(leader); [[ -n $l && $l != "$old_leader" ]]; }
@@ -140,7 +141,6 @@ done
     || fail "the new leader keeps the scale-out" "$at_kill replicas at hand-over, then $lowest"
 # ... because it continues from the saved state, not from scratch: its first
 # decision still holds the demand the old leader recorded before the kill.
-policy_state() { kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.metadata.annotations.millpond\.io/policy-state}' 2>/dev/null; }
 elected_at=$(policy_state | jq -r '.atMs // 0')
 decided_since_election() { (($(policy_state | jq -r '.atMs // 0') > elected_at)); }
 if poll 60 decided_since_election; then

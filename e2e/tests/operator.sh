@@ -63,7 +63,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-sink_lines() { cat "$SINK"/orders/*.ndjson 2>/dev/null | wc -l; }
+# What the pods of consumer $1 wrote (records by id, and lines), the lag the
+# operator read, and a field ($3: status, reason, message) of its condition $2.
+sink_ids_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | jq -r .id | sort -un | wc -l; }
+sink_lines_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | wc -l; }
+lag_of() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.lag.total}'; }
+condition_of() { kubectl get mpc "$1" -n "$NS" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].$3}" 2>/dev/null; }
+sink_lines() { sink_lines_of orders; }
 all_delivered() { (( $(sink_lines) >= RECORDS )); }
 leader() { operator_leader "$NS" "$RELEASE"; }
 gone() { ! kubectl get "$@" -n "$NS" >/dev/null 2>&1; }
@@ -178,7 +184,7 @@ fi
 kubectl patch mpc orders -n "$NS" --type=merge -p '{"spec":{"autoscaling":{"paused":true}}}' >/dev/null
 kubectl scale mpc/orders -n "$NS" --replicas=2 >/dev/null
 two_running() { [[ $(replicas) == 2 && $(kubectl get deploy orders -n "$NS" -o jsonpath='{.status.readyReplicas}') == 2 ]]; }
-scaling_reason() { kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Scaling")].reason}'; }
+scaling_reason() { condition_of orders Scaling reason; }
 if poll 90 two_running && [[ $(scaling_reason) == Paused ]]; then
     pass "while paused, kubectl scale mpc --replicas=2 runs 2 pods (Scaling=Paused)"
 else
@@ -288,11 +294,7 @@ spec:
   sink: {url: "file:///out/no-secret"}
   template: {$SCRATCH_VOLUME}
 EOF
-# What the pods wrote (records by id, each once) and the lag the operator
-# read over the same listener.
-sink_ids_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | jq -r .id | sort -un | wc -l; }
-sink_lines_of() { cat "$SINK/$1"/*.ndjson 2>/dev/null | wc -l; }
-lag_of() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.lag.total}'; }
+# Every record once at the sink, and lag 0 read over the same listener.
 delivered() { (($(sink_ids_of "$1") >= RECORDS)) && [[ $(lag_of "$1") == 0 ]]; }
 for mpc in secure mtls; do
     if poll 180 delivered "$mpc"; then
@@ -303,7 +305,7 @@ for mpc in secure mtls; do
             "$(kubectl get mpc "$mpc" -n "$NS" -o jsonpath='{.status.conditions}')"
     fi
     check "and $mpc is not Degraded" "False" \
-        "$(kubectl get mpc "$mpc" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}')"
+        "$(condition_of "$mpc" Degraded status)"
 done
 
 # Lag of a group without commits counts from where it will start: the log
@@ -383,7 +385,7 @@ spec:
   sink: {url: "file:///out/no-kafka"}
   template: {$SCRATCH_VOLUME}
 EOF
-degraded_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}' 2>/dev/null; }
+degraded_reason() { condition_of "$1" Degraded reason; }
 is_degraded() { [[ $(degraded_reason "$1") == "$2" ]]; }
 if poll 60 is_degraded no-topic TopicNotFound; then
     pass "a missing topic sets Degraded=TopicNotFound"
@@ -392,11 +394,11 @@ else
 fi
 if poll 60 is_degraded tiny MemoryBudget; then
     check_contains "an impossible budget sets Degraded=MemoryBudget with the numbers" \
-        "$(kubectl get mpc tiny -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}')" "40.0Mi"
+        "$(condition_of tiny Degraded message)" "40.0Mi"
 else
     fail "impossible budget reported" "reason: $(degraded_reason tiny)"
 fi
-degraded_message() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].message}' 2>/dev/null; }
+degraded_message() { condition_of "$1" Degraded message; }
 if poll 60 is_degraded bad-override InvalidSpec; then
     check_contains "a librdkafka override librdkafka refuses sets Degraded=InvalidSpec naming it" \
         "$(degraded_message bad-override)" "kafka.config" "fetch.max.bytes"
@@ -448,17 +450,15 @@ spec:
   autoscaling: {paused: true}
   replicas: 1
 EOF
-ready_reason() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null; }
-ready_message() { kubectl get mpc "$1" -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}' 2>/dev/null; }
-crash_looping() { [[ $(ready_reason poisoned) == CrashLoopBackOff ]]; }
+crash_looping() { [[ $(condition_of poisoned Ready reason) == CrashLoopBackOff ]]; }
 if poll 150 crash_looping; then
     check_contains "a crash-looping pod sets Ready=False with CrashLoopBackOff and the consumer's exit message" \
-        "$(ready_message poisoned)" "exit code 3" "poison record at $POISON_TOPIC/0@10: value is not a JSON object"
+        "$(condition_of poisoned Ready message)" "exit code 3" "poison record at $POISON_TOPIC/0@10: value is not a JSON object"
 else
-    fail "crash loop reported" "Ready reason: $(ready_reason poisoned)" "$(ready_message poisoned)"
+    fail "crash loop reported" "Ready reason: $(condition_of poisoned Ready reason)" "$(condition_of poisoned Ready message)"
 fi
 check "and Ready is False" "False" \
-    "$(kubectl get mpc poisoned -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')"
+    "$(condition_of poisoned Ready status)"
 kubectl delete mpc poisoned -n "$NS" >/dev/null
 e2e/stack topic delete "$POISON_TOPIC" >/dev/null 2>&1
 
@@ -506,7 +506,7 @@ else
     fail "Kafka paused while running is reported" "reason: $(degraded_reason orders)"
 fi
 kill -CONT "$kafka"
-not_degraded() { [[ $(kubectl get mpc orders -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].status}') == False ]]; }
+not_degraded() { [[ $(condition_of orders Degraded status) == False ]]; }
 poll 90 not_degraded && pass "Kafka back: Degraded clears" \
     || fail "recovery after Kafka returns" "$(degraded_message orders)"
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
@@ -187,6 +187,22 @@ impl ClientContext for FailureCapture {
 }
 
 impl ConsumerContext for FailureCapture {}
+
+/// Serves what a client queued on its main queue (errors, logs,
+/// statistics): everything queued now, then what arrives within `wait`.
+/// librdkafka reports a failed connection there, so a caller that saw a
+/// request fail waits a moment for the report that says why.
+pub fn serve_events<C: ConsumerContext>(consumer: &BaseConsumer<C>, wait: Duration) {
+    // `poll` serves one event per call and answers `None` both for "served
+    // one" and "none left"; an empty queue answers at once.
+    for _ in 0..100 {
+        let _ = consumer.poll(Duration::ZERO);
+    }
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        let _ = consumer.poll(Duration::from_millis(20));
+    }
+}
 
 #[cfg(test)]
 mod tests {

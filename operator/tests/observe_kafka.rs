@@ -124,44 +124,50 @@ fn unreachable_tls_and_authentication_failures_get_their_own_reason_and_message(
         ])
     };
 
-    let e = failure(
-        tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
-        tls(&other_ca),
-    );
-    assert_eq!(e.reason(), reason::KAFKA_TLS_FAILED, "{e}");
-    assert!(
-        e.to_string()
-            .starts_with("TLS handshake with Kafka failed at")
-            && e.to_string().contains("not signed by the trusted CA"),
-        "{e}"
-    );
-
-    let e = failure(
-        tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
-        tls(&ca),
-    );
-    assert_eq!(e.reason(), reason::KAFKA_TLS_FAILED, "{e}");
-    assert!(
-        e.to_string()
-            .contains(&format!("the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid", tls::wrong_name_host())),
-        "{e}"
-    );
-
-    let e = failure(
-        tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
-        scram("not-the-password", &ca),
-    );
-    assert_eq!(e.reason(), reason::KAFKA_AUTHENTICATION_FAILED, "{e}");
-    assert!(
-        e.to_string()
-            .starts_with("Kafka refused the credentials (authentication failed) at"),
-        "{e}"
-    );
-
     // A port nothing listens on.
     let host = tls::stack_env("KAFKA_BOOTSTRAP_SERVERS");
-    let host = host.rsplit_once(':').unwrap().0;
-    let e = failure(format!("{host}:1"), BTreeMap::new());
-    assert_eq!(e.reason(), reason::KAFKA_UNREACHABLE, "{e}");
-    assert!(e.to_string().starts_with("cannot reach Kafka at"), "{e}");
+    let unreachable = format!("{}:1", host.rsplit_once(':').unwrap().0);
+    let wrong_name = format!(
+        "the brokers' certificate does not name the address connected to ({}); it names kafka.wrong-name.invalid",
+        tls::wrong_name_host()
+    );
+    let cases = [
+        (
+            tls::stack_env("KAFKA_SSL_BOOTSTRAP_SERVERS"),
+            tls(&other_ca),
+            reason::KAFKA_TLS_FAILED,
+            "TLS handshake with Kafka failed at",
+            "not signed by the trusted CA",
+        ),
+        (
+            tls::stack_env("KAFKA_WRONG_NAME_BOOTSTRAP_SERVERS"),
+            tls(&ca),
+            reason::KAFKA_TLS_FAILED,
+            "TLS handshake with Kafka failed at",
+            wrong_name.as_str(),
+        ),
+        (
+            tls::stack_env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            scram("not-the-password", &ca),
+            reason::KAFKA_AUTHENTICATION_FAILED,
+            "Kafka refused the credentials (authentication failed) at",
+            "check the SASL mechanism, username and password",
+        ),
+        (
+            unreachable,
+            BTreeMap::new(),
+            reason::KAFKA_UNREACHABLE,
+            "cannot reach Kafka at",
+            "check the bootstrap address",
+        ),
+    ];
+    for (servers, properties, why, starts, names) in cases {
+        let e = failure(servers, properties);
+        assert_eq!(e.reason(), why, "{e}");
+        let message = e.to_string();
+        assert!(
+            message.starts_with(starts) && message.contains(names),
+            "{e}"
+        );
+    }
 }

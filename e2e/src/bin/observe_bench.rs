@@ -256,9 +256,7 @@ fn read_as_before(
     }
     out.sort_by_key(|p| p.partition);
     std::thread::sleep(Duration::from_millis(250));
-    for _ in 0..100 {
-        let _ = consumer.poll(Duration::ZERO);
-    }
+    millpond_kafka::connect_failure::serve_events(&consumer, Duration::ZERO);
     let sent = consumer
         .context()
         .statistics()
@@ -313,12 +311,5 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
 
 /// This process's resident memory (KiB).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    millpond_e2e::process::status_kib("self", "VmRSS")
 }

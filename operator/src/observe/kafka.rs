@@ -190,11 +190,7 @@ impl Observer {
     /// Serves what the client queued (errors, statistics) so nothing piles
     /// up in a client that lives for days.
     pub fn serve_events(&self) {
-        // One event per call; `None` does not tell "served one" from "none
-        // left", and an empty queue answers at once.
-        for _ in 0..100 {
-            let _ = self.consumer.poll(Duration::ZERO);
-        }
+        kafka_failure::serve_events(&self.consumer, Duration::ZERO);
     }
 
     /// The topic's partition ids, sorted.
@@ -312,11 +308,7 @@ impl Observer {
 
     /// The connection failure reported in the last minute, if any.
     fn connect_failure(&self) -> Option<KafkaObserveError> {
-        // Reports wait on the main queue: serve them.
-        let until = Instant::now() + Duration::from_millis(100);
-        while Instant::now() < until {
-            let _ = self.consumer.poll(Duration::from_millis(20));
-        }
+        kafka_failure::serve_events(&self.consumer, Duration::from_millis(100));
         let reason = self
             .consumer
             .context()
