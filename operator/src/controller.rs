@@ -482,36 +482,28 @@ async fn reconcile_inner(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action
     } else {
         behind.clone()
     };
-    let pods_behind_limits = if targets.is_empty() {
-        Vec::new()
-    } else {
-        let refused = push_limits(ctx, &targets, &token, &limits).await;
-        for (pod, answer) in &refused {
-            let note = format!(
-                "pod {pod} refused limits generation {}: {answer}",
-                limits.generation
-            );
-            publish(
-                ctx,
-                mpc,
-                EventType::Warning,
-                "LimitsRefused",
-                "PushLimits",
-                note,
-            )
-            .await;
-        }
-        let accepted: BTreeSet<String> = targets
-            .iter()
-            .filter(|(pod, _)| !refused.iter().any(|(r, _)| r == pod))
-            .map(|(pod, _)| pod.clone())
-            .collect();
-        behind
-            .into_iter()
-            .map(|(pod, _)| pod)
-            .filter(|pod| !accepted.contains(pod))
-            .collect()
-    };
+    let pushed = push_limits(ctx, &targets, &token, &limits).await;
+    for (pod, answer) in &pushed.refused {
+        let note = format!(
+            "pod {pod} refused limits generation {}: {answer}",
+            limits.generation
+        );
+        publish(
+            ctx,
+            mpc,
+            EventType::Warning,
+            "LimitsRefused",
+            "PushLimits",
+            note,
+        )
+        .await;
+    }
+    // Behind until a pod accepts: a refusal or no answer leaves it behind.
+    let pods_behind_limits: Vec<String> = behind
+        .into_iter()
+        .map(|(pod, _)| pod)
+        .filter(|pod| !pushed.accepted.contains(pod))
+        .collect();
     if let Some(why) = &decision.tuning {
         tracing::info!(
             flush_bytes = limits.flush_bytes,
@@ -998,16 +990,23 @@ fn behind_limits(generations: &[(String, String, i64)], generation: i64) -> Vec<
         .collect()
 }
 
-/// Sends the limits to the admin endpoint of each `(pod, address)`; returns
-/// the pods that refused them, with their answer. A pod that cannot be
-/// reached gets them at the next interval (it stays behind), or at its next
-/// restart from the ConfigMap.
+/// What the pods answered to a limits push.
+struct Pushed {
+    /// Pods that took the limits.
+    accepted: BTreeSet<String>,
+    /// Pods that refused them, with their answer.
+    refused: Vec<(String, String)>,
+}
+
+/// Sends the limits to the admin endpoint of each `(pod, address)`. A pod
+/// that cannot be reached is in neither list: it gets them at the next
+/// interval (it stays behind), or at its next restart from the ConfigMap.
 async fn push_limits(
     ctx: &Context,
     targets: &[(String, String)],
     token: &str,
     limits: &CurrentLimits,
-) -> Vec<(String, String)> {
+) -> Pushed {
     let update = LimitsUpdate {
         generation: limits.generation.max(0) as u64,
         // Zero: the pod keeps the flush size it derived from its budget.
@@ -1028,26 +1027,36 @@ async fn push_limits(
             .timeout(ctx.settings.scrape_timeout)
             .send();
         async move {
-            match request.await {
-                Ok(r) if r.status().is_success() => None,
+            let answer = match request.await {
+                Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
                     tracing::warn!(%url, %status, answer = %text.trim(), "pod refused the limits");
-                    Some((pod.clone(), format!("{status}: {}", text.trim())))
+                    Err(Some(format!("{status}: {}", text.trim())))
                 }
                 Err(e) => {
                     tracing::debug!(%url, error = %e, "limits not pushed");
-                    None
+                    Err(None)
                 }
-            }
+            };
+            (pod.clone(), answer)
         }
     });
-    futures::future::join_all(pushes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+    let mut pushed = Pushed {
+        accepted: BTreeSet::new(),
+        refused: Vec::new(),
+    };
+    for (pod, answer) in futures::future::join_all(pushes).await {
+        match answer {
+            Ok(()) => {
+                pushed.accepted.insert(pod);
+            }
+            Err(Some(refusal)) => pushed.refused.push((pod, refusal)),
+            Err(None) => {}
+        }
+    }
+    pushed
 }
 
 /// Transient errors requeue with a short back-off.
