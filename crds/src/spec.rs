@@ -18,15 +18,17 @@ use crate::{Error, Result};
 pub const DEFAULT_MEMORY: &str = "256Mi";
 
 /// CEL rule for a byte size: a Kubernetes quantity above zero and a whole
-/// number of bytes (so `256m`, thousandths, is refused).
-const POSITIVE_BYTES: &str =
-    "isQuantity(self) && quantity(self).isGreaterThan(quantity('0')) && quantity(self).isInteger()";
+/// number of bytes (so `256m`, thousandths, is refused). The field is
+/// int-or-string, so `self` is an int when the value was written as a number;
+/// `string(self)` reads both (`string(1000000000)` is `'1000000000'`).
+const POSITIVE_BYTES: &str = "isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0')) && quantity(string(self)).isInteger()";
 
 /// CEL: `a <= b` for two optional quantity fields of `self` (true when
 /// either is missing or malformed; malformed values fail their own rule).
+/// Like [`POSITIVE_BYTES`], each value may be an int or a string.
 fn quantities_ordered(a: &str, b: &str) -> String {
-    let q = |f: &str| format!("quantity(self.{f})");
-    let ok = |f: &str| format!("has(self.{f}) && isQuantity(self.{f})");
+    let q = |f: &str| format!("quantity(string(self.{f}))");
+    let ok = |f: &str| format!("has(self.{f}) && isQuantity(string(self.{f}))");
     format!(
         "!({}) || !({}) || {}.compareTo({}) <= 0",
         ok(a),
@@ -358,18 +360,21 @@ fn default_http_max_retries() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourcesSpec {
-    /// Memory budget of one pod, a quantity string such as 256Mi. It is
-    /// the pod's memory limit; librdkafka's prefetch bounds and the largest
-    /// flush size are derived from it so that a pod holding every partition
-    /// still fits. A spec that cannot fit is reported as Degraded
-    /// (MemoryBudget).
+    /// Memory budget of one pod, a Kubernetes quantity of bytes such as
+    /// 256Mi, 1Gi or 500M, written as a string or as a number of bytes
+    /// (268435456, or 1e9 unquoted in YAML). It is the pod's memory limit;
+    /// librdkafka's prefetch bounds and the largest flush size are derived
+    /// from it so that a pod holding every partition still fits. A spec that
+    /// cannot fit is reported as Degraded (MemoryBudget).
+    // Not nullable (kube marks optional int-or-string fields nullable): a
+    // null is pruned and defaulted like a missing value, never stored.
     #[serde(default = "default_memory")]
-    #[schemars(with = "String", length(min = 1, max = 64))]
+    #[schemars(extend("minLength" = 1, "maxLength" = 64, "nullable" = false))]
     #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("resources.memory must be a positive whole number of bytes, such as 256Mi"))]
     pub memory: Quantity,
 
-    /// CPU request of one pod, a Kubernetes quantity such as 500m. No CPU
-    /// limit is set.
+    /// CPU request of one pod, a Kubernetes quantity such as 500m, or a
+    /// number of cores (2). No CPU limit is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxLength" = 64))]
     #[x_kube(validation = Rule::new(
@@ -395,10 +400,11 @@ fn default_memory() -> Quantity {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LimitsSpec {
-    /// Flush the buffer when it holds this many bytes, a quantity string such
-    /// as 8Mi. Default: derived from resources.memory.
+    /// Flush the buffer when it holds this many bytes, a quantity such as
+    /// 8Mi, or a number of bytes (8388608). Default: derived from
+    /// resources.memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[schemars(extend("minLength" = 1, "maxLength" = 64))]
     #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("limits.flushBytes must be a positive whole number of bytes, such as 8Mi"))]
     pub flush_bytes: Option<Quantity>,
 
@@ -556,17 +562,18 @@ pub struct AutotuneSpec {
     #[serde(default = "default_true")]
     pub enabled: bool,
 
-    /// Smallest flush size the operator may choose, a quantity string such
-    /// as 1Mi.
+    /// Smallest flush size the operator may choose, a quantity such as 1Mi,
+    /// or a number of bytes (1048576).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[schemars(extend("minLength" = 1, "maxLength" = 64))]
     #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("autotune.minFlushBytes must be a positive whole number of bytes, such as 1Mi"))]
     pub min_flush_bytes: Option<Quantity>,
 
-    /// Largest flush size the operator may choose, a quantity string such as
-    /// 32Mi (it never exceeds what resources.memory allows).
+    /// Largest flush size the operator may choose, a quantity such as 32Mi,
+    /// or a number of bytes (33554432); it never exceeds what
+    /// resources.memory allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    #[schemars(extend("minLength" = 1, "maxLength" = 64))]
     #[x_kube(validation = Rule::new(POSITIVE_BYTES).message("autotune.maxFlushBytes must be a positive whole number of bytes, such as 32Mi"))]
     pub max_flush_bytes: Option<Quantity>,
 
@@ -865,6 +872,69 @@ template:
         s.validate().unwrap();
     }
 
+    /// Sizes written as YAML numbers, as Kubernetes' own quantities allow
+    /// (`memory: 1e9` unquoted); each reads through the one parser of
+    /// millpond-core. `Err`: refused, with a message containing the text.
+    #[test]
+    fn sizes_may_be_numbers_as_well_as_strings() {
+        let cases: &[(&str, Result<u64, &str>)] = &[
+            ("268435456", Ok(256 << 20)),
+            ("'268435456'", Ok(256 << 20)),
+            ("1e9", Ok(1_000_000_000)),
+            ("1.5e9", Ok(1_500_000_000)),
+            ("1000000000.0", Ok(1_000_000_000)),
+            ("+4096", Ok(4096)),
+            (
+                "1.5",
+                Err("`1.5` is not a byte size: not a whole number of bytes"),
+            ),
+            (
+                "-1",
+                Err("`-1` is not a byte size: sizes cannot be negative"),
+            ),
+            ("0", Err("`0` is not a byte size: must be larger than zero")),
+            ("1e19", Err("too large")),
+        ];
+        for (value, want) in cases {
+            let yaml = format!(
+                "{MINIMAL}resources: {{memory: {value}}}\nlimits: {{flushBytes: {value}}}\n\
+                 autotune: {{minFlushBytes: {value}, maxFlushBytes: {value}}}\n"
+            );
+            let s = spec(&yaml);
+            let got = [
+                s.resources.memory_bytes(),
+                s.limits.flush_bytes().map(Option::unwrap),
+                s.autotune.flush_bytes_bounds().map(|b| b.0.unwrap()),
+                s.autotune.flush_bytes_bounds().map(|b| b.1.unwrap()),
+            ];
+            for got in got {
+                match (got, want) {
+                    (Ok(got), Ok(want)) => assert_eq!(got, *want, "{value}"),
+                    (Err(err), Err(reason)) => {
+                        assert!(err.to_string().contains(reason), "{value}: {err}")
+                    }
+                    (got, want) => panic!("{value}: got {got:?}, want {want:?}"),
+                }
+            }
+            if want.is_ok() {
+                s.validate().unwrap();
+            }
+        }
+        let cpu = spec(&format!("{MINIMAL}resources: {{cpu: 2}}\n"));
+        assert_eq!(cpu.resources.cpu, Some(Quantity("2".into())));
+
+        // The API server stores and sends them as JSON integers.
+        let from_api: MillpondConsumerSpec = serde_json::from_value(serde_json::json!({
+            "kafka": {"bootstrapServers": "kafka:9092", "topic": "orders"},
+            "sink": {"url": "http://sink/in"},
+            "resources": {"memory": 1_000_000_000, "cpu": 2},
+            "limits": {"flushBytes": 8_388_608},
+        }))
+        .expect("numbers from the API server read");
+        assert_eq!(from_api.resources.memory_bytes(), Ok(1_000_000_000));
+        assert_eq!(from_api.limits.flush_bytes(), Ok(Some(8 << 20)));
+    }
+
     #[test]
     fn an_explicit_group_id_wins() {
         let s = spec(&MINIMAL.replace("topic: orders", "topic: orders\n  groupId: billing"));
@@ -949,7 +1019,15 @@ sink:
             ),
             ("resources: {memory: -1Gi}", "resources.memory"),
             ("resources: {memory: 256m}", "resources.memory"),
+            ("resources: {memory: 0}", "resources.memory"),
+            ("resources: {memory: 1.5}", "resources.memory"),
+            ("resources: {memory: -1e9}", "resources.memory"),
             ("limits: {flushBytes: '0'}", "limits.flushBytes"),
+            ("limits: {flushBytes: 0}", "limits.flushBytes"),
+            (
+                "autotune: {minFlushBytes: 67108864, maxFlushBytes: 1Mi}",
+                "autotune.minFlushBytes",
+            ),
             ("limits: {maxInFlight: 0}", "limits.maxInFlight"),
             ("limits: {consumeBatchSize: 5}", "limits.consumeBatchSize"),
             (

@@ -10,7 +10,8 @@
 #
 # Proves that the API server accepts the generated CRD and that, through it:
 # `kubectl explain` shows the field docs; defaults are filled in; invalid
-# consumers are refused with a message naming the field; `kubectl get`
+# consumers are refused with a message naming the field; sizes may be
+# numbers as well as strings; `kubectl get`
 # prints the columns; `kubectl scale` works through the scale subresource.
 #
 # Prints one line per check and `N passed, M failed` last; exits non-zero
@@ -47,12 +48,13 @@ object_name() {
 }
 
 # refused WHAT FRAGMENT... : creating the consumer whose spec is on stdin
-# fails, and the API server's answer contains every fragment.
+# (with `kubectl $VERB`, create unless VERB is set) fails, and the API
+# server's answer contains every fragment.
 refused() {
     local what=$1 name out
     name=$(object_name "$1")
     shift
-    if out=$(consumer "$name" | kubectl create --validate=strict -n "$NS" -f - 2>&1); then
+    if out=$(consumer "$name" | kubectl "${VERB:-create}" --validate=strict -n "$NS" -f - 2>&1); then
         fail "refuses $what" "the API server accepted it: $out"
         kubectl delete -n "$NS" mpc "$name" --wait=false >/dev/null 2>&1
         return
@@ -64,10 +66,11 @@ refused() {
     check_contains "refuses $what" "$out" "$@"
 }
 
-# accepted NAME : creating the consumer whose spec is on stdin succeeds.
+# accepted NAME : creating the consumer whose spec is on stdin (with
+# `kubectl $VERB`, create unless VERB is set) succeeds.
 accepted() {
     local out
-    if out=$(consumer "$1" | kubectl create --validate=strict -n "$NS" -f - 2>&1); then
+    if out=$(consumer "$1" | kubectl "${VERB:-create}" --validate=strict -n "$NS" -f - 2>&1); then
         pass "accepts $1"
     else
         fail "accepts $1" "$out"
@@ -114,8 +117,8 @@ check_contains "kubectl explain shows the default consumer group" \
     "$(explain mpc.spec.kafka.groupId)" "Defaults to" "millpond-<topic>"
 check_contains "kubectl explain shows that at-least-once breakers are refused" \
     "$(explain mpc.spec.kafka.config)" "enable.auto.commit=true" "are refused"
-check_contains "kubectl explain shows the memory budget" \
-    "$(explain mpc.spec.resources.memory)" "Memory budget of one pod" "memory limit"
+check_contains "kubectl explain shows the memory budget, as a string or a number" \
+    "$(explain mpc.spec.resources.memory)" "Memory budget of one pod" "memory limit" "1e9 unquoted in YAML"
 check_contains "kubectl explain shows that a file sink writes onto a volume" \
     "$(explain mpc.spec.template.volumes)" "mountPath" "persistentVolumeClaim" "emptyDir" "read-only"
 check_contains "kubectl explain shows the scaling bounds" \
@@ -183,6 +186,20 @@ EOF
 check "the http sink gets its default retries" \
     "10000 10" "$(kubectl get mpc secured -n "$NS" -o jsonpath='{.spec.sink.http.timeoutMs} {.spec.sink.http.maxRetries}')"
 
+# Quantities may be numbers, as Kubernetes' own are: unquoted in YAML (1e9
+# reaches the API server as the integer 1000000000).
+VERB=apply accepted sizes-as-numbers <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "http://ingest.example.com/orders"}
+  resources: {memory: 1e9, cpu: 2}
+  limits: {flushBytes: 8388608}
+  autotune: {minFlushBytes: 1048576, maxFlushBytes: 33554432}
+EOF
+
+check "sizes written as numbers read back as numbers" \
+    "1000000000 2 8388608 1048576 33554432" \
+    "$(kubectl get mpc sizes-as-numbers -n "$NS" -o jsonpath='{.spec.resources.memory} {.spec.resources.cpu} {.spec.limits.flushBytes} {.spec.autotune.minFlushBytes} {.spec.autotune.maxFlushBytes}')"
+
 # --------------------------------------------------- invalid consumers --
 
 refused "a string where an integer belongs" \
@@ -200,21 +217,42 @@ refused "minReplicas above maxReplicas" \
 EOF
 
 refused "a negative memory budget" \
-    'spec.resources.memory: Invalid value: "string": resources.memory must be a positive whole number of bytes, such as 256Mi' <<'EOF'
+    'spec.resources.memory: Invalid value: "": resources.memory must be a positive whole number of bytes, such as 256Mi' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "file:///data"}
   resources: {memory: -1Gi}
 EOF
 
 refused "a memory budget in thousandths of a byte (256m)" \
-    'spec.resources.memory: Invalid value: "string": resources.memory must be a positive whole number of bytes' <<'EOF'
+    'spec.resources.memory: Invalid value: "": resources.memory must be a positive whole number of bytes' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "file:///data"}
   resources: {memory: 256m}
 EOF
 
+VERB=apply refused "a memory budget of 0 written as a number (kubectl apply)" \
+    'spec.resources.memory: Invalid value: "": resources.memory must be a positive whole number of bytes, such as 256Mi' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  resources: {memory: 0}
+EOF
+
+VERB=apply refused "a fraction of a byte written as a number (kubectl apply)" \
+    'spec.limits.flushBytes: Invalid value: "number": spec.limits.flushBytes in body must be of type integer,string: "number"' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  limits: {flushBytes: 1.5}
+EOF
+
+VERB=apply refused "autotune flush bounds written as numbers in the wrong order (kubectl apply)" \
+    'spec.autotune.minFlushBytes: Invalid value: "object": autotune.minFlushBytes must not exceed maxFlushBytes' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "file:///data"}
+  autotune: {minFlushBytes: 67108864, maxFlushBytes: 1Mi}
+EOF
+
 refused "a negative flushBytes" \
-    'spec.limits.flushBytes: Invalid value: "string": limits.flushBytes must be a positive whole number of bytes, such as 8Mi' <<'EOF'
+    'spec.limits.flushBytes: Invalid value: "": limits.flushBytes must be a positive whole number of bytes, such as 8Mi' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "file:///data"}
   limits: {flushBytes: -8Mi}
