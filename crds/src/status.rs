@@ -54,6 +54,12 @@ pub struct MillpondConsumerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_decision: Option<Decision>,
 
+    /// When the operator last observed Kafka and the pods and decided
+    /// (every metrics interval; older while `Degraded` keeps it from
+    /// observing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_observed_time: Option<Time>,
+
     /// metadata.generation of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

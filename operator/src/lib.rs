@@ -1,13 +1,13 @@
 //! `millpond-operator`: runs `MillpondConsumer`s.
 //!
 //! * [`policy`]: the pure scaling and tuning decision (replayable);
-//! * [`build`]: the desired Kubernetes objects of a `MillpondConsumer`, as pure functions;
+//! * [`desired`]: the desired Kubernetes objects of a `MillpondConsumer`, as pure functions;
 //! * [`observe`]: the group's offsets from Kafka and the pods' metrics;
 //! * [`leader`]: leader election on a Lease, so only one replica acts;
 //! * [`controller`]: the reconciler that ties them together; [`metrics`]: its metrics.
 
-pub mod build;
 pub mod controller;
+pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod observe;

@@ -6,10 +6,7 @@ use anyhow::Context as _;
 use axum::routing::get;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
 use kube::Api;
@@ -31,7 +28,7 @@ struct Args {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Image of the consumer pods unless a MillpondConsumer sets spec.template.image.
-    #[arg(long, env = "CONSUMER_IMAGE", default_value_t = millpond_operator::build::default_consumer_image())]
+    #[arg(long, env = "CONSUMER_IMAGE", default_value_t = millpond_operator::desired::default_consumer_image())]
     consumer_image: String,
     /// Seconds between two decisions for one MillpondConsumer.
     #[arg(long, env = "INTERVAL_SECONDS", default_value_t = 15)]
@@ -114,13 +111,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("listing MillpondConsumers (is the CRD installed? kubectl apply -f crds/)")?;
     let controller = Controller::new(mpcs, watcher::Config::default());
+    let store = controller.store();
+    let (controller, cache) = controller::cache::watch_owned(controller, &client);
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),
         metrics,
         settings,
         leading,
-        controller.store(),
+        store,
+        cache,
     ));
     let forgetting = {
         let ctx = ctx.clone();
@@ -134,22 +134,6 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!("millpond-operator started");
     controller
-        .owns(
-            Api::<Deployment>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<ConfigMap>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .owns(
-            Api::<PodDisruptionBudget>::all(client.clone()),
-            watcher::Config::default(),
-        )
         .shutdown_on_signal()
         .run(controller::reconcile, controller::error_policy, ctx)
         .for_each(|result| async move {

@@ -59,6 +59,17 @@ impl Decided {
             || now_ms < at
     }
 
+    /// The record without its times: two decisions that differ only in
+    /// when they were taken are the same to a leader resuming from them.
+    pub fn timeless(&self) -> Decided {
+        let mut d = self.clone();
+        d.policy.at_ms = None;
+        for r in &mut d.policy.recommendations {
+            r.at_ms = 0;
+        }
+        d
+    }
+
     /// Milliseconds until the next decision is due.
     pub fn due_in(&self, now_ms: u64, interval_ms: u64) -> u64 {
         self.policy

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use millpond_crds::{MillpondConsumerSpec, SecretKeyRef};
 use thiserror::Error;
 
-use crate::build::security_settings;
+use crate::desired::security_settings;
 
 /// A Secret key the spec refers to is missing or not text.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn client_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::fixtures::{edit, mpc, FULL, MINIMAL};
+    use crate::desired::fixtures::{edit, mpc, FULL, MINIMAL};
 
     fn secrets(r: &SecretKeyRef) -> Option<String> {
         match (r.name.as_str(), r.key.as_str()) {

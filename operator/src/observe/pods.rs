@@ -159,7 +159,7 @@ pub fn unscraped_message(failed: &[(String, String)], scraped: usize) -> String 
     };
     format!(
         "cannot read the metrics of ready pods {names:?} ({first}); {consequence}: check that the operator can reach the pods' port {}",
-        crate::build::METRICS_PORT
+        crate::desired::METRICS_PORT
     )
 }
 

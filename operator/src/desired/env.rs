@@ -1,6 +1,6 @@
 //! The consumer container's environment, rendered from the spec.
 //!
-//! See the module documentation of [`crate::build`] for how credentials
+//! See the module documentation of [`crate::desired`] for how credentials
 //! reach librdkafka.
 
 use std::collections::{BTreeMap, BTreeSet};

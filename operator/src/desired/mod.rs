@@ -19,7 +19,7 @@
 //! | Deployment (the consumer pods) | `orders` | [`deployment`] |
 //! | PodDisruptionBudget (maxUnavailable 1) | `orders` | [`pod_disruption_budget`] |
 //!
-//! [`desired`] builds all of them, in the order they are to be applied: the
+//! [`objects`] builds all of them, in the order they are to be applied: the
 //! Secret and the ConfigMap first, since pods cannot start without them.
 //!
 //! # How Kafka credentials reach librdkafka
@@ -249,7 +249,7 @@ pub struct Desired {
 
 /// Builds every object of `mpc` with `replicas` pods and the current
 /// `limits`.
-pub fn desired(
+pub fn objects(
     mpc: &MillpondConsumer,
     ctx: &BuildContext,
     replicas: i32,
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn every_object_is_owned_by_the_consumer_and_lives_in_its_namespace() {
         let mpc = mpc(MINIMAL);
-        let d = desired(&mpc, &ctx(), 2, &limits()).unwrap();
+        let d = objects(&mpc, &ctx(), 2, &limits()).unwrap();
         let metas = [
             &d.admin_secret.metadata,
             &d.limits.metadata,

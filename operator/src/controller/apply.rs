@@ -1,0 +1,311 @@
+//! Step 5, apply: the desired objects by server-side apply (one field
+//! manager), the limits pushed to the running pods, the status and the
+//! Events.
+//!
+//! Nothing is written when nothing changed. An owned object is applied only
+//! when the watch cache's copy differs from the desired one in a field the
+//! operator sets ([`covers`]); a hand edit of such a field is therefore put
+//! back, a field set by someone else is left alone. The admin Secret is not
+//! watched (the operator never lists Secrets): it is applied when what the
+//! operator last applied differs. The decision record on the Deployment is
+//! rewritten only when the decision differs in more than its times
+//! ([`Decided::timeless`]), so a steady consumer costs no writes.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::Event;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use millpond_core::pod::{LimitsUpdate, ADMIN_LIMITS_PATH};
+use millpond_crds::{CurrentLimits, MillpondConsumer, MillpondConsumerStatus};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::cache;
+use super::decided::{Decided, STATE_ANNOTATION};
+use super::{memory_of, Context, Error, CONSUMER_PORT, FIELD_MANAGER};
+use crate::desired::{self, BuildContext};
+
+/// Applies every owned object of `mpc` that differs from `replicas`,
+/// `limits` and the `decided` record; returns the admin token.
+pub async fn owned(
+    ctx: &Context,
+    mpc: &MillpondConsumer,
+    replicas: u32,
+    limits: &CurrentLimits,
+    decided: &Decided,
+) -> Result<String, Error> {
+    let ns = mpc.namespace().unwrap_or_default();
+    let token = admin_token(ctx, mpc).await?;
+    let build = BuildContext::new(ctx.settings.consumer_image.clone(), token.clone());
+    let mut want = desired::objects(mpc, &build, replicas as i32, limits)?;
+    let (record, secret_applied) = {
+        let mut memories = ctx.memory.lock().await;
+        let mem = memory_of(&mut memories, mpc);
+        let record = match &mem.checkpoint {
+            Some((kept, text)) if kept.timeless() == decided.timeless() => text.clone(),
+            _ => serde_json::to_string(decided)?,
+        };
+        (record, mem.applied_secret.clone())
+    };
+    want.deployment
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(STATE_ANNOTATION.into(), record.clone());
+    let client = &ctx.client;
+    let secret = serde_json::to_value(&want.admin_secret)?;
+    if secret_applied.as_ref() != Some(&secret) {
+        apply(
+            &Api::<Secret>::namespaced(client.clone(), &ns),
+            &want.admin_secret,
+        )
+        .await?;
+    }
+    let c = &ctx.cache;
+    apply_changed(client, &c.config_maps, mpc, &want.limits).await?;
+    apply_changed(client, &c.services, mpc, &want.metrics_service).await?;
+    apply_changed(client, &c.deployments, mpc, &want.deployment).await?;
+    apply_changed(client, &c.pdbs, mpc, &want.pdb).await?;
+    let mut memories = ctx.memory.lock().await;
+    let mem = memory_of(&mut memories, mpc);
+    mem.applied_secret = Some(secret);
+    mem.checkpoint = Some((decided.clone(), record));
+    Ok(token)
+}
+
+/// The admin token the pods know: remembered, else read from the Secret,
+/// else a new one.
+async fn admin_token(ctx: &Context, mpc: &MillpondConsumer) -> Result<String, Error> {
+    if let Some(token) = memory_of(&mut *ctx.memory.lock().await, mpc)
+        .admin_token
+        .clone()
+    {
+        return Ok(token);
+    }
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &mpc.namespace().unwrap_or_default());
+    let token = match secrets.get_opt(&desired::admin_secret_name(mpc)).await? {
+        Some(s) => desired::admin_token_of(&s).unwrap_or_else(new_token),
+        None => new_token(),
+    };
+    memory_of(&mut *ctx.memory.lock().await, mpc).admin_token = Some(token.clone());
+    Ok(token)
+}
+
+/// Applies `want` unless `cached`'s copy already has every field it sets.
+async fn apply_changed<K>(
+    client: &kube::Client,
+    cached: &Store<K>,
+    mpc: &MillpondConsumer,
+    want: &K,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug
+        + 'static,
+{
+    let name = want.meta().name.clone().unwrap_or_default();
+    if let Some(live) = cache::get(cached, mpc, &name) {
+        if covers(&serde_json::to_value(&live)?, &serde_json::to_value(want)?) {
+            return Ok(());
+        }
+    }
+    let ns = mpc.namespace().unwrap_or_default();
+    apply(&Api::namespaced(client.clone(), &ns), want).await
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &pp, &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// `live` holds every field `want` sets, with the same value: objects
+/// key by key, lists element by element (same length), other values equal.
+/// An empty object or list, or a null, in `want` is held by an absent one
+/// (the API server drops them).
+pub fn covers(live: &Value, want: &Value) -> bool {
+    match (live, want) {
+        (_, Value::Null) => true,
+        (Value::Object(l), Value::Object(w)) => w.iter().all(|(k, wv)| match l.get(k) {
+            Some(lv) => covers(lv, wv),
+            None => is_empty(wv),
+        }),
+        (Value::Array(l), Value::Array(w)) => {
+            l.len() == w.len() && l.iter().zip(w).all(|(lv, wv)| covers(lv, wv))
+        }
+        (l, w) => l == w,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.values().all(is_empty),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// Writes `status` unless it is `old`.
+pub async fn status(
+    ctx: &Context,
+    mpc: &MillpondConsumer,
+    old: &MillpondConsumerStatus,
+    status: &MillpondConsumerStatus,
+) -> Result<(), Error> {
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<MillpondConsumer> =
+        Api::namespaced(ctx.client.clone(), &mpc.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": MillpondConsumer::api_version(&()),
+        "kind": MillpondConsumer::kind(&()),
+        "status": status,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&mpc.name_any(), &pp, &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+/// Publishes Events on the MillpondConsumer; a failure is only logged.
+pub async fn publish(ctx: &Context, mpc: &MillpondConsumer, events: Vec<Event>) {
+    let reference = mpc.object_ref(&());
+    for event in events {
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason = %event.reason, "event not published");
+        }
+    }
+}
+
+/// What the pods answered to a limits push.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pushed {
+    /// Pods that took the limits.
+    pub accepted: BTreeSet<String>,
+    /// Pods that refused them, with their answer.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Sends `limits` to the admin endpoint of each `(pod, address)`, all at
+/// once. A pod that cannot be reached is in neither list: it gets them at
+/// the next interval (it stays behind), or at its next start from the
+/// ConfigMap.
+pub async fn push_limits(
+    ctx: &Context,
+    targets: &[(String, String)],
+    token: &str,
+    limits: &CurrentLimits,
+) -> Pushed {
+    let update = LimitsUpdate {
+        generation: limits.generation.max(0) as u64,
+        // Zero: the pod keeps the flush size it derived from its budget.
+        flush_bytes: (limits.flush_bytes > 0).then_some(limits.flush_bytes as u64),
+        flush_interval_ms: Some(limits.flush_interval_ms.max(0) as u64),
+        max_in_flight: Some(limits.max_in_flight.max(0) as u32),
+        consume_batch_size: Some(limits.consume_batch_size.max(0) as usize),
+    };
+    let body = serde_json::to_string(&update).expect("a LimitsUpdate serializes");
+    let pushes = targets.iter().map(|(pod, ip)| {
+        let url = format!("http://{ip}:{CONSUMER_PORT}{ADMIN_LIMITS_PATH}");
+        let request = ctx
+            .http
+            .put(&url)
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .timeout(ctx.settings.scrape_timeout)
+            .send();
+        async move { (pod.clone(), answer(&url, request.await).await) }
+    });
+    let mut pushed = Pushed::default();
+    for (pod, answer) in futures::future::join_all(pushes).await {
+        match answer {
+            Ok(()) => {
+                pushed.accepted.insert(pod);
+            }
+            Err(Some(refusal)) => pushed.refused.push((pod, refusal)),
+            Err(None) => {}
+        }
+    }
+    pushed
+}
+
+/// A pod's answer: taken, refused (with its words), or no answer.
+async fn answer(
+    url: &str,
+    response: reqwest::Result<reqwest::Response>,
+) -> Result<(), Option<String>> {
+    match response {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let status = r.status();
+            let text = r.text().await.unwrap_or_default();
+            tracing::warn!(%url, %status, answer = %text.trim(), "pod refused the limits");
+            Err(Some(format!("{status}: {}", text.trim())))
+        }
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "limits not pushed");
+            Err(None)
+        }
+    }
+}
+
+fn new_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_object_with_every_desired_field_needs_no_apply() {
+        let want = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "c", "env": []}]}}}});
+        let live = json!({"spec": {"replicas": 3, "revisionHistoryLimit": 10,
+            "template": {"spec": {"containers": [{"name": "c", "imagePullPolicy": "IfNotPresent"}]}}},
+            "status": {"readyReplicas": 3}});
+        assert!(covers(&live, &want), "defaults and status are not ours");
+    }
+
+    #[test]
+    fn a_hand_edit_of_a_desired_field_needs_an_apply() {
+        let want = json!({"spec": {"replicas": 3, "containers": [{"name": "c"}]}});
+        assert!(!covers(
+            &json!({"spec": {"replicas": 5, "containers": [{"name": "c"}]}}),
+            &want
+        ));
+        assert!(
+            !covers(&json!({"spec": {"containers": [{"name": "c"}]}}), &want),
+            "removed"
+        );
+        assert!(
+            !covers(
+                &json!({"spec": {"replicas": 3, "containers": [{"name": "c"}, {"name": "d"}]}}),
+                &want
+            ),
+            "a container added to a list the operator sets"
+        );
+        assert!(!covers(
+            &json!({"metadata": {}}),
+            &json!({"metadata": {"annotations": {"a": "1"}}})
+        ));
+    }
+}

@@ -1,0 +1,121 @@
+//! The operator's watch caches of what it owns: the objects of every
+//! consumer and the consumer pods.
+//!
+//! The controller watches the owned objects anyway (a hand edit triggers a
+//! reconciliation); the same watches fill these stores, so a reconciliation
+//! reads the objects as they are from memory instead of the API server, and
+//! [`super::apply`] writes only what differs. Every watch selects the
+//! operator's own label (`app.kubernetes.io/managed-by=millpond-operator`),
+//! so the caches hold only Millpond's objects. Secrets are not watched (the
+//! operator never lists Secrets): see [`super::apply`] for the admin token.
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use millpond_crds::MillpondConsumer;
+use serde::de::DeserializeOwned;
+
+use crate::desired::{CONSUMER_LABEL, MANAGED_BY};
+
+/// The objects and pods of every consumer, as last seen by the watches.
+#[derive(Clone)]
+pub struct Cache {
+    pub deployments: Store<Deployment>,
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub pods: Store<Pod>,
+}
+
+impl Cache {
+    /// Empty stores with their writers (unit tests fill them by hand).
+    pub fn empty() -> (Cache, Writers) {
+        let (deployments, deployments_w) = reflector::store();
+        let (config_maps, config_maps_w) = reflector::store();
+        let (services, services_w) = reflector::store();
+        let (pdbs, pdbs_w) = reflector::store();
+        let (pods, pods_w) = reflector::store();
+        let cache = Cache {
+            deployments,
+            config_maps,
+            services,
+            pdbs,
+            pods,
+        };
+        let writers = Writers {
+            deployments: deployments_w,
+            config_maps: config_maps_w,
+            services: services_w,
+            pdbs: pdbs_w,
+            pods: pods_w,
+        };
+        (cache, writers)
+    }
+
+    /// The pods of `mpc`, by its consumer label.
+    pub fn pods_of(&self, mpc: &MillpondConsumer) -> Vec<Pod> {
+        let ns = mpc.namespace();
+        let name = mpc.name_any();
+        self.pods
+            .state()
+            .iter()
+            .filter(|p| p.namespace() == ns && p.labels().get(CONSUMER_LABEL) == Some(&name))
+            .map(|p| p.as_ref().clone())
+            .collect()
+    }
+}
+
+/// The object `name` of `mpc`'s namespace in `store`.
+pub fn get<K>(store: &Store<K>, mpc: &MillpondConsumer, name: &str) -> Option<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let reference = ObjectRef::new(name).within(&mpc.namespace().unwrap_or_default());
+    store.get(&reference).map(|o| o.as_ref().clone())
+}
+
+/// The writing halves of a [`Cache`].
+pub struct Writers {
+    pub deployments: reflector::store::Writer<Deployment>,
+    pub config_maps: reflector::store::Writer<ConfigMap>,
+    pub services: reflector::store::Writer<Service>,
+    pub pdbs: reflector::store::Writer<PodDisruptionBudget>,
+    pub pods: reflector::store::Writer<Pod>,
+}
+
+/// Makes `controller` watch the owned objects through the cache's stores
+/// (each owned object change reconciles its consumer) and starts the pods'
+/// watch, which only fills the cache.
+pub fn watch_owned(
+    controller: Controller<MillpondConsumer>,
+    client: &Client,
+) -> (Controller<MillpondConsumer>, Cache) {
+    let (cache, w) = Cache::empty();
+    let controller = controller
+        .owns_stream(reflected(Api::all(client.clone()), w.deployments))
+        .owns_stream(reflected(Api::all(client.clone()), w.config_maps))
+        .owns_stream(reflected(Api::all(client.clone()), w.services))
+        .owns_stream(reflected(Api::all(client.clone()), w.pdbs));
+    let pods = reflected(Api::<Pod>::all(client.clone()), w.pods);
+    tokio::spawn(pods.for_each(|_| futures::future::ready(())));
+    (controller, cache)
+}
+
+/// The watch of the operator's objects of `api`, kept in `writer`'s store.
+fn reflected<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+{
+    let managed =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    reflector::reflector(writer, watcher(api, managed))
+        .default_backoff()
+        .touched_objects()
+}
