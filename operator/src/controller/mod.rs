@@ -188,38 +188,25 @@ impl Context {
         consumers: Store<MillpondConsumer>,
         cache: Cache,
     ) -> Self {
-        // A client unused for ten intervals (its consumers are gone or
-        // their credentials changed) is closed.
-        let kafka = Box::new(Arc::new(Observers::new(settings.interval * 10)));
-        Self::with_kafka(
-            client, recorder, metrics, settings, leading, consumers, cache, kafka,
-        )
-    }
-
-    /// [`Context::new`] reading Kafka through `kafka`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn with_kafka(
-        client: kube::Client,
-        recorder: Recorder,
-        metrics: Metrics,
-        settings: Settings,
-        leading: watch::Receiver<bool>,
-        consumers: Store<MillpondConsumer>,
-        cache: Cache,
-        kafka: Box<dyn KafkaOffsets>,
-    ) -> Self {
         Context {
             client,
             http: reqwest::Client::new(),
             recorder,
             metrics,
+            // A client unused for ten intervals (its consumers are gone or
+            // their credentials changed) is closed.
+            kafka: Box::new(Arc::new(Observers::new(settings.interval * 10))),
             settings,
             leading,
-            kafka,
             consumers,
             cache,
             memory: Mutex::default(),
         }
+    }
+
+    /// The same context reading Kafka through `kafka` instead.
+    pub fn with_kafka(self, kafka: Box<dyn KafkaOffsets>) -> Self {
+        Context { kafka, ..self }
     }
 }
 

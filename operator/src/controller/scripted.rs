@@ -123,7 +123,7 @@ impl Harness {
         let (_, leading) = watch::channel(true);
         let (consumers, _) = reflector::store();
         let (cache, writers) = Cache::empty();
-        let ctx = Context::with_kafka(
+        let ctx = Context::new(
             client.clone(),
             Recorder::new(client, reporter),
             crate::metrics::Metrics::new(),
@@ -131,8 +131,8 @@ impl Harness {
             leading,
             consumers,
             cache,
-            Box::new(kafka),
-        );
+        )
+        .with_kafka(Box::new(kafka));
         Harness {
             ctx: Arc::new(ctx),
             script,
