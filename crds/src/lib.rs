@@ -28,7 +28,7 @@ pub use spec::{
 pub use status::{
     condition, CurrentLimits, Decision, Direction, LagStatus, MillpondConsumerStatus,
 };
-pub use volumes::{ConsumerVolume, MAX_VOLUMES, TLS_MOUNT_PATH, TLS_VOLUME_NAME};
+pub use volumes::{is_dns_label, ConsumerVolume, MAX_VOLUMES, TLS_MOUNT_PATH, TLS_VOLUME_NAME};
 
 /// The CRD as the YAML document stored in `crds/millpondconsumer.yaml`.
 pub fn crd_yaml() -> String {

@@ -144,9 +144,10 @@ impl ConsumerVolume {
     }
 }
 
-/// A DNS label: 1 to 63 lower-case letters, digits and '-', starting and
-/// ending with a letter or digit.
-fn is_dns_label(name: &str) -> bool {
+/// A DNS label (RFC 1123, as Kubernetes names volumes and namespaces): 1 to
+/// 63 lower-case letters, digits and '-', starting and ending with a letter
+/// or digit.
+pub fn is_dns_label(name: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     name.len() <= 63
         && edge(name.chars().next())

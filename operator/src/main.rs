@@ -7,13 +7,15 @@ use axum::routing::get;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{watcher, Controller};
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::Api;
 use millpond_crds::MillpondConsumer;
 use millpond_operator::controller::{self, Context, Settings};
 use millpond_operator::leader::LeaderElector;
 use millpond_operator::metrics::Metrics;
+use millpond_operator::scope::{self, Scope};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -55,6 +57,11 @@ struct Args {
     /// This replica's identity in the election (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "millpond-operator")]
     pod_name: String,
+    /// Namespaces whose MillpondConsumers to run, comma separated; empty:
+    /// every namespace. With a list the operator watches and needs
+    /// permissions only in those namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: Scope,
 }
 
 #[tokio::main]
@@ -106,13 +113,26 @@ async fn main() -> anyhow::Result<()> {
         controller: controller::FIELD_MANAGER.into(),
         instance: Some(args.pod_name),
     };
-    let mpcs = Api::<MillpondConsumer>::all(client.clone());
-    mpcs.list(&Default::default())
-        .await
-        .context("listing MillpondConsumers (is the CRD installed? kubectl apply -f crds/)")?;
-    let controller = Controller::new(mpcs, watcher::Config::default());
+    let scope = args.watch_namespaces;
+    for mpcs in scope.apis::<MillpondConsumer>(&client) {
+        let listing = match mpcs.namespace() {
+            Some(ns) => format!("listing MillpondConsumers in namespace {ns}"),
+            None => "listing MillpondConsumers".to_string(),
+        };
+        mpcs.list(&ListParams::default().limit(1))
+            .await
+            .with_context(|| {
+                format!("{listing} (is the CRD installed? kubectl apply -f crds/; does the operator's RBAC cover it?)")
+            })?;
+    }
+    // One store of the consumers of every watched namespace (Context reads
+    // it), fed by the merged watchers of the scope.
+    let (consumers, writer) = reflector::store();
+    let changed =
+        reflector(writer, scope.watch(&client, watcher::Config::default())).applied_objects();
+    let controller = Controller::for_stream(changed, consumers);
     let store = controller.store();
-    let (controller, cache) = controller::cache::watch_owned(controller, &client);
+    let (controller, cache) = scope::watch_owned(controller, &client, &scope);
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),
@@ -132,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    tracing::info!("millpond-operator started");
+    tracing::info!(watching = %scope, "millpond-operator started");
     controller
         .shutdown_on_signal()
         .run(controller::reconcile, controller::error_policy, ctx)
