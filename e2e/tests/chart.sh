@@ -16,8 +16,10 @@
 # downward-API env, no wildcard in any RBAC rule, ServiceMonitors and the
 # Grafana dashboard only on request); the API server accepts every rendered
 # object (server-side dry-run); the installed ServiceAccount has exactly the
-# permissions it needs (`kubectl auth can-i`); the chart's CRD is the
-# generated one.
+# permissions it needs (`kubectl auth can-i`); with watchNamespaces the
+# operator gets the same rules as Roles in the watched namespaces only (a
+# second release, in two more namespaces of its own); the chart's CRD is
+# the generated one.
 #
 # Prints one line per check and `N passed, M failed` last; exits non-zero
 # when a check failed.
@@ -35,11 +37,18 @@ require_stack
 NS="millpond-chart-test-$$"
 RELEASE="mp-chart-$$"
 SA="system:serviceaccount:$NS:$RELEASE-millpond-operator"
+# The namespace-scoped release: it watches WATCHED only; OTHER is a
+# namespace it must not touch.
+SCOPED="$RELEASE-scoped"
+SCOPED_SA="system:serviceaccount:$NS:$SCOPED-millpond-operator"
+WATCHED="$NS-watched"
+OTHER="$NS-other"
 TMP="$(mktemp -d)"
 
 cleanup() {
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
-    kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
+    helm uninstall "$SCOPED" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    kubectl delete namespace "$NS" "$WATCHED" "$OTHER" --wait=false >/dev/null 2>&1
     rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -206,6 +215,51 @@ check "one replica without leader election: no PodDisruptionBudget, no Lease Rol
     "ClusterRole ClusterRoleBinding Deployment Service ServiceAccount" \
     "$(kinds "$SINGLE")"
 
+# ------------------------------------------------ namespace-scoped --
+
+NSCOPED="$TMP/scoped.yaml"
+if render "$NSCOPED" --set "watchNamespaces={$WATCHED,$OTHER}"; then
+    pass "helm template renders with watchNamespaces"
+else
+    fail "helm template renders with watchNamespaces" "$(cat "$NSCOPED.err")"
+fi
+check "with watchNamespaces: a Role and RoleBinding per watched namespace instead of the ClusterRole (the two ClusterRoles left are the users' aggregated ones)" \
+    "ClusterRole ClusterRole Deployment PodDisruptionBudget Role Role Role RoleBinding RoleBinding RoleBinding Service ServiceAccount" \
+    "$(kinds "$NSCOPED")"
+# The operator's own Role (ClusterRole), not the leader-election one nor
+# the users' aggregated ones.
+OPERATOR_NAME=$'\n  name: '"$RELEASE"$'-millpond-operator\n'
+docs "$NSCOPED" $'kind: Role\nmetadata:'"$OPERATOR_NAME" >"$TMP/scoped-roles.yaml"
+check "the operator's Roles are in the watched namespaces" \
+    "Role/$WATCHED Role/$OTHER " \
+    "$(query "$TMP/scoped-roles.yaml" '{.kind}/{.metadata.namespace} ')"
+docs "$DEFAULT" $'kind: ClusterRole\nmetadata:'"$OPERATOR_NAME" >"$TMP/cluster-role.yaml"
+docs "$TMP/scoped-roles.yaml" "namespace: $WATCHED" >"$TMP/watched-role.yaml"
+check "a watched namespace's Role has the ClusterRole's rules, every one naming resources and verbs" \
+    "$(query "$TMP/cluster-role.yaml" '{.rules}')" "$(query "$TMP/watched-role.yaml" '{.rules}')"
+check "a watched namespace's Role may get Secrets, not list or watch them" \
+    '["get","create","patch","update"]' \
+    "$(query "$TMP/watched-role.yaml" '{.rules[?(@.resources[0]=="secrets")].verbs}')"
+RULES=$(query "$TMP/scoped-roles.yaml" '{.rules[*].apiGroups[*]} {.rules[*].resources[*]} {.rules[*].verbs[*]};')
+if [[ -n $RULES && $RULES != *'*'* ]]; then
+    pass "no rule of the namespaced Roles uses a wildcard"
+else
+    fail "no rule of the namespaced Roles uses a wildcard" "$RULES"
+fi
+check "the operator is told the namespaces (WATCH_NAMESPACES)" \
+    "$WATCHED,$OTHER" \
+    "$(docs "$NSCOPED" "kind: Deployment" >"$TMP/scoped-deploy.yaml"; query "$TMP/scoped-deploy.yaml" "$C.env[?(@.name==\"WATCH_NAMESPACES\")].value}")"
+check "without watchNamespaces WATCH_NAMESPACES is empty (every namespace)" \
+    "" "$(query "$DEPLOY" "$C.env[?(@.name==\"WATCH_NAMESPACES\")].value}")"
+render "$TMP/no-cluster.yaml" --set "watchNamespaces={$WATCHED}" --set rbac.aggregateToDefaultRoles=false
+check "with watchNamespaces and no aggregated roles the chart has nothing cluster-scoped" \
+    "Deployment PodDisruptionBudget Role Role RoleBinding RoleBinding Service ServiceAccount" \
+    "$(kinds "$TMP/no-cluster.yaml")"
+render "$TMP/scoped-monitors.yaml" --set "watchNamespaces={$WATCHED}" --set serviceMonitor.enabled=true
+check_contains "the consumers' ServiceMonitor then selects the watched namespaces only" \
+    "$(sed -n '/name: '"$RELEASE"'-millpond-operator-consumers/,$p' "$TMP/scoped-monitors.yaml")" \
+    "matchNames:" "- $WATCHED"
+
 # ------------------------------------------------- the real API server --
 
 kubectl create namespace "$NS" >/dev/null
@@ -281,6 +335,75 @@ if ((${#wrong[@]} == 0)); then
     pass "the operator's ServiceAccount can do what it needs and nothing more (${#allowed[@]} allowed, ${#denied[@]} denied)"
 else
     fail "the operator's ServiceAccount can do what it needs and nothing more" "${wrong[@]}"
+fi
+
+# The namespace-scoped release beside it: Roles in WATCHED only.
+kubectl create namespace "$WATCHED" >/dev/null
+kubectl create namespace "$OTHER" >/dev/null
+if out=$(helm install "$SCOPED" "$CHART" -n "$NS" --set replicaCount=0 --set "watchNamespaces={$WATCHED}" \
+    --set rbac.aggregateToDefaultRoles=false --wait --timeout 120s 2>&1); then
+    pass "helm install with watchNamespaces succeeds (0 operator replicas)"
+else
+    fail "helm install with watchNamespaces succeeds (0 operator replicas)" "$out"
+fi
+
+# scoped_can VERB RESOURCE NAMESPACE|--all-namespaces [EXTRA...] : yes or
+# no for the namespace-scoped release's ServiceAccount.
+scoped_can() {
+    local verb=$1 resource=$2 where=$3
+    shift 3
+    if [[ $where == --all-namespaces ]]; then
+        kubectl auth can-i "$verb" "$resource" --all-namespaces --as "$SCOPED_SA" "$@" 2>/dev/null
+    else
+        kubectl auth can-i "$verb" "$resource" -n "$where" --as "$SCOPED_SA" "$@" 2>/dev/null
+    fi
+}
+
+scoped_allowed=(
+    "get secrets $WATCHED"
+    "create secrets $WATCHED"
+    "list millpondconsumers.millpond.io $WATCHED"
+    "watch millpondconsumers.millpond.io $WATCHED"
+    "patch millpondconsumers.millpond.io $WATCHED --subresource=status"
+    "update millpondconsumers.millpond.io $WATCHED --subresource=finalizers"
+    "create deployments.apps $WATCHED"
+    "watch deployments.apps $WATCHED"
+    "create configmaps $WATCHED"
+    "create services $WATCHED"
+    "create poddisruptionbudgets.policy $WATCHED"
+    "list pods $WATCHED"
+    "watch pods $WATCHED"
+    "create events $WATCHED"
+    "update leases.coordination.k8s.io $NS"
+)
+scoped_denied=(
+    "get secrets $OTHER"
+    "list millpondconsumers.millpond.io $OTHER"
+    "create deployments.apps $OTHER"
+    "list pods $OTHER"
+    "create events $OTHER"
+    "list secrets $WATCHED"
+    "watch secrets $WATCHED"
+    "delete millpondconsumers.millpond.io $WATCHED"
+    "list millpondconsumers.millpond.io --all-namespaces"
+    "watch millpondconsumers.millpond.io --all-namespaces"
+    "list deployments.apps --all-namespaces"
+    "list pods --all-namespaces"
+    "get customresourcedefinitions.apiextensions.k8s.io --all-namespaces"
+)
+wrong=()
+for entry in "${scoped_allowed[@]}"; do
+    # shellcheck disable=SC2086
+    [[ $(scoped_can $entry) == yes ]] || wrong+=("should be allowed: $entry")
+done
+for entry in "${scoped_denied[@]}"; do
+    # shellcheck disable=SC2086
+    [[ $(scoped_can $entry) == no ]] || wrong+=("should be denied: $entry")
+done
+if ((${#wrong[@]} == 0)); then
+    pass "with watchNamespaces the ServiceAccount reads Secrets and runs consumers in the watched namespace only, and lists nothing cluster-wide (${#scoped_allowed[@]} allowed, ${#scoped_denied[@]} denied)"
+else
+    fail "with watchNamespaces the ServiceAccount is limited to the watched namespace" "${wrong[@]}"
 fi
 
 # The built-in edit role picks up the aggregated rule (kube-controller-manager

@@ -69,16 +69,18 @@ poll() {
     done
 }
 
-# install_operator NS RELEASE INTERVAL_SECONDS : `kubectl apply` the CRD,
-# creates NS and `helm install`s the chart there as a user would, the
-# operator deciding every INTERVAL_SECONDS; a failed install ends the script.
+# install_operator NS RELEASE INTERVAL_SECONDS [HELM-ARGS...] : `kubectl
+# apply` the CRD, creates NS and `helm install`s the chart there as a user
+# would (with HELM-ARGS, e.g. --set ...), the operator deciding every
+# INTERVAL_SECONDS; a failed install ends the script.
 install_operator() {
     local ns=$1 release=$2 interval=$3 out
+    shift 3
     kubectl apply -f crds/ >/dev/null
     kubectl create namespace "$ns" >/dev/null
     if out=$(helm install "$release" charts/millpond-operator -n "$ns" \
         --set-json "extraEnv=[{\"name\":\"INTERVAL_SECONDS\",\"value\":\"$interval\"}]" \
-        --wait --timeout 120s 2>&1); then
+        "$@" --wait --timeout 120s 2>&1); then
         pass "helm install of the chart: both operator replicas ready (deciding every $interval s)"
     else
         fail "helm install of the chart" "$out"

@@ -33,8 +33,12 @@
 #     consumer's exit message;
 #   * Kafka stopping to answer while a consumer runs sets Degraded and keeps
 #     the replicas; Degraded clears when Kafka is back;
-#   * deleting the MillpondConsumer removes everything it owned.
-# Works in a namespace of its own, deleted at the end.
+#   * deleting the MillpondConsumer removes everything it owned;
+#   * installed namespace-scoped (watchNamespaces: two namespaces, Roles
+#     there only), the operator runs the consumers of those namespaces and
+#     leaves a third namespace's alone.
+# Works in a namespace of its own (and, for the namespace-scoped install,
+# four more), deleted at the end.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
@@ -54,11 +58,20 @@ TOPIC="operator-test-$$"
 SINK="/tmp/millpond-operator-test-$$"
 RECORDS=100000
 
+# The namespace-scoped install: its release namespace, the two namespaces
+# it watches and one it does not.
+SCOPED_OPS="$NS-ops"
+WATCHED_A="$NS-a"
+WATCHED_C="$NS-c"
+UNWATCHED="$NS-b"
+
 cleanup() {
     [[ -n ${kafka:-} ]] && kill -CONT "$kafka" 2>/dev/null
     [[ -n ${consumer_pid:-} ]] && kill -CONT "$consumer_pid" 2>/dev/null
     helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+    helm uninstall "$RELEASE" -n "$SCOPED_OPS" --wait --timeout 60s >/dev/null 2>&1
     kubectl delete namespace "$NS" --timeout=60s >/dev/null 2>&1
+    kubectl delete namespace "$SCOPED_OPS" "$WATCHED_A" "$WATCHED_C" "$UNWATCHED" --wait=false >/dev/null 2>&1
     delete_host_volume "$NS" sink "$SINK"
 }
 trap cleanup EXIT
@@ -531,5 +544,59 @@ poll 90 no_consumer_pods && pass "and its pods stop" || fail "consumer pods stop
 series_gone() { [[ $(orders_series) == 0 ]]; }
 poll 60 series_gone && pass "and the operator drops its metric series" \
     || fail "metric series of a deleted consumer" "$(leader_metrics | grep desired_replicas)"
+
+# ------------------------------------------------------ watchNamespaces --
+
+# The cluster-wide release goes; the chart is installed again in a
+# namespace of its own, watching A and C (two, so the merged watches of
+# several namespaces run), with Roles there only. A consumer in each of A, B
+# and C: the operator decides for A's and C's and never looks at B's.
+helm uninstall "$RELEASE" -n "$NS" --wait --timeout 60s >/dev/null 2>&1
+for ns in "$WATCHED_A" "$WATCHED_C" "$UNWATCHED"; do
+    kubectl create namespace "$ns" >/dev/null
+done
+install_operator "$SCOPED_OPS" "$RELEASE" 3 --set "watchNamespaces={$WATCHED_A,$WATCHED_C}"
+for ns in "$WATCHED_A" "$UNWATCHED" "$WATCHED_C"; do
+    # Paused at 0 replicas: the objects and the decision, no pods.
+    kubectl apply -n "$ns" -f - >/dev/null <<EOF
+apiVersion: millpond.io/v1alpha1
+kind: MillpondConsumer
+metadata: {name: scoped}
+spec:
+  kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
+  sink: {url: "http://127.0.0.1:9/in"}
+  autoscaling: {paused: true}
+  replicas: 0
+EOF
+done
+scoped_metrics() {
+    local ip
+    ip=$(kubectl get pod "$(operator_leader "$SCOPED_OPS" "$RELEASE")" -n "$SCOPED_OPS" -o jsonpath='{.status.podIP}' 2>/dev/null)
+    [[ -n $ip ]] && curl -s --max-time 5 "http://$ip:8080/metrics"
+}
+# The namespaces the namespace-scoped operator decided for, sorted.
+scoped_decided() {
+    scoped_metrics | sed -n 's/^millpond_operator_desired_replicas{name="scoped",namespace="\([^"]*\)"}.*/\1/p' | sort | tr '\n' ' '
+}
+both_decided() { [[ $(scoped_decided) == "$WATCHED_A $WATCHED_C " ]]; }
+has_deployment() { kubectl get deployment scoped -n "$1" >/dev/null 2>&1; }
+if poll 60 has_deployment "$WATCHED_A" && poll 30 has_deployment "$WATCHED_C" && poll 30 both_decided; then
+    pass "installed with watchNamespaces, the operator runs the consumers of both watched namespaces (their Deployments appear)"
+else
+    fail "the namespace-scoped operator runs the watched namespaces' consumers" \
+        "decided for: $(scoped_decided)" "$(kubectl get deployment -A -l app.kubernetes.io/instance=scoped 2>&1)"
+fi
+sleep 9 # three more intervals
+check "and leaves the other namespace's consumer alone (it decides for the watched ones only)" \
+    "$WATCHED_A $WATCHED_C " "$(scoped_decided)"
+others=$(kubectl get deployment -A -l app.kubernetes.io/name=millpond-operator --no-headers 2>/dev/null | awk -v ns="$SCOPED_OPS" '$1 != ns { print $1 "/" $2 }')
+if [[ -z $others ]]; then
+    check "no Deployment, no status for the other namespace's consumer" \
+        "absent " "$(has_deployment "$UNWATCHED" && echo present || echo absent) $(kubectl get mpc scoped -n "$UNWATCHED" -o jsonpath='{.status.observedGeneration}')"
+else
+    printf 'skip  the other namespace'"'"'s consumer has no Deployment (another operator runs: %s)\n' "$others"
+fi
+scoped_errors=$(kubectl logs -n "$SCOPED_OPS" -l app.kubernetes.io/instance="$RELEASE" --tail=-1 2>&1 | grep -iE 'forbidden|"level":"(ERROR|WARN)"')
+check "the namespace-scoped operator logs no refusal (its Roles cover what it watches)" "" "$scoped_errors"
 
 finish

@@ -60,3 +60,50 @@ app.kubernetes.io/part-of: millpond
 {{- define "millpond-operator.leaseName" -}}
 {{- default (include "millpond-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
+
+{{/*
+The operator's RBAC rules, for the ClusterRole (every namespace) or for the
+Role of each namespace in watchNamespaces. Each rule names its API group,
+resources and verbs; nothing is granted by wildcard.
+*/}}
+{{- define "millpond-operator.rules" -}}
+# The API it serves. `patch` on the object only; status and scale through
+# their subresources.
+- apiGroups: ["millpond.io"]
+  resources: ["millpondconsumers"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["millpond.io"]
+  resources: ["millpondconsumers/status", "millpondconsumers/scale"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion need update on the owner's
+# finalizers (OwnerReferencesPermissionEnforcement admission).
+- apiGroups: ["millpond.io"]
+  resources: ["millpondconsumers/finalizers"]
+  verbs: ["update"]
+# The objects it creates for each consumer (server-side apply creates and
+# patches them; orphans are deleted by label).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Secrets: the `<name>-admin` token Secrets it creates, and a check that the
+# Secrets a spec refers to exist. No list or watch, so the operator never
+# holds the Secrets of the cluster in memory; garbage collection deletes
+# the token Secrets with their MillpondConsumer.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch", "update"]
+# Consumer pods: readiness and the pod IPs whose /metrics it scrapes.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events explaining its decisions.
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
