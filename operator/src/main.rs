@@ -15,7 +15,7 @@ use millpond_crds::MillpondConsumer;
 use millpond_operator::controller::{self, Context, Settings};
 use millpond_operator::leader::LeaderElector;
 use millpond_operator::metrics::Metrics;
-use millpond_operator::scope::{self, Scope};
+use millpond_operator::scope::Scope;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
         reflector(writer, scope.watch(&client, watcher::Config::default())).applied_objects();
     let controller = Controller::for_stream(changed, consumers);
     let store = controller.store();
-    let (controller, cache) = scope::watch_owned(controller, &client, &scope);
+    let (controller, cache) = controller::cache::watch_owned(controller, &client, &scope);
     let ctx = Arc::new(Context::new(
         client.clone(),
         Recorder::new(client.clone(), reporter),

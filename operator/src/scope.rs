@@ -17,8 +17,8 @@
 //! keeps its own copy of the objects it merges; a scope of one namespace, or
 //! the whole cluster, is one watcher and needs none.
 //!
-//! [`watch_owned`] is `controller::cache::watch_owned` with these watches,
-//! so the owned objects and pods are watched in the same namespaces.
+//! `controller::cache::watch_owned` watches the owned objects and pods
+//! through [`Scope::reflected`], in the same namespaces.
 //!
 //! [`Store`]: kube::runtime::reflector::Store
 
@@ -28,17 +28,14 @@ use std::str::FromStr;
 
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::reflector;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{Controller, WatchStreamExt};
+use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource, ResourceExt};
-use millpond_crds::MillpondConsumer;
 use serde::de::DeserializeOwned;
 
-use crate::controller::cache::Cache;
 use crate::desired::MANAGED_BY;
 
 /// The namespaces whose objects the operator watches.
@@ -147,7 +144,7 @@ impl Scope {
 
     /// The watch of the operator's objects of kind `K` in the scope, kept
     /// in `writer`'s store; yields each object that changed.
-    fn reflected<K>(
+    pub fn reflected<K>(
         &self,
         client: &Client,
         writer: Writer<K>,
@@ -165,27 +162,6 @@ impl Scope {
             .labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
         reflector(writer, self.watch(client, managed)).touched_objects()
     }
-}
-
-/// [`crate::controller::cache::watch_owned`] within `scope`: makes
-/// `controller` watch the owned objects of the scope's namespaces through
-/// the cache's stores (a change reconciles its consumer) and starts the
-/// pods' watch, which only fills the cache. Every watch selects the
-/// operator's own label.
-pub fn watch_owned(
-    controller: Controller<MillpondConsumer>,
-    client: &Client,
-    scope: &Scope,
-) -> (Controller<MillpondConsumer>, Cache) {
-    let (cache, w) = Cache::empty();
-    let controller = controller
-        .owns_stream(scope.reflected(client, w.deployments))
-        .owns_stream(scope.reflected(client, w.config_maps))
-        .owns_stream(scope.reflected(client, w.services))
-        .owns_stream(scope.reflected(client, w.pdbs));
-    let pods = scope.reflected::<Pod>(client, w.pods);
-    tokio::spawn(pods.for_each(|_| futures::future::ready(())));
-    (controller, cache)
 }
 
 /// The objects of several namespaces' watchers, merged into the events of

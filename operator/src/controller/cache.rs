@@ -9,17 +9,17 @@
 //! so the caches hold only Millpond's objects. Secrets are not watched (the
 //! operator never lists Secrets): see [`super::apply`] for the admin token.
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, Controller, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::Controller;
+use kube::{Client, Resource, ResourceExt};
 use millpond_crds::MillpondConsumer;
-use serde::de::DeserializeOwned;
 
-use crate::desired::{CONSUMER_LABEL, MANAGED_BY};
+use crate::desired::CONSUMER_LABEL;
+use crate::scope::Scope;
 
 /// The objects and pods of every consumer, as last seen by the watches.
 #[derive(Clone)]
@@ -87,35 +87,21 @@ pub struct Writers {
     pub pods: reflector::store::Writer<Pod>,
 }
 
-/// Makes `controller` watch the owned objects through the cache's stores
-/// (each owned object change reconciles its consumer) and starts the pods'
-/// watch, which only fills the cache.
+/// Makes `controller` watch the owned objects of `scope`'s namespaces
+/// through the cache's stores (each owned object change reconciles its
+/// consumer) and starts the pods' watch, which only fills the cache.
 pub fn watch_owned(
     controller: Controller<MillpondConsumer>,
     client: &Client,
+    scope: &Scope,
 ) -> (Controller<MillpondConsumer>, Cache) {
     let (cache, w) = Cache::empty();
     let controller = controller
-        .owns_stream(reflected(Api::all(client.clone()), w.deployments))
-        .owns_stream(reflected(Api::all(client.clone()), w.config_maps))
-        .owns_stream(reflected(Api::all(client.clone()), w.services))
-        .owns_stream(reflected(Api::all(client.clone()), w.pdbs));
-    let pods = reflected(Api::<Pod>::all(client.clone()), w.pods);
+        .owns_stream(scope.reflected(client, w.deployments))
+        .owns_stream(scope.reflected(client, w.config_maps))
+        .owns_stream(scope.reflected(client, w.services))
+        .owns_stream(scope.reflected(client, w.pdbs));
+    let pods = scope.reflected::<Pod>(client, w.pods);
     tokio::spawn(pods.for_each(|_| futures::future::ready(())));
     (controller, cache)
-}
-
-/// The watch of the operator's objects of `api`, kept in `writer`'s store.
-fn reflected<K>(
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
-{
-    let managed =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    reflector::reflector(writer, watcher(api, managed))
-        .default_backoff()
-        .touched_objects()
 }
