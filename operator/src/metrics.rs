@@ -1,9 +1,43 @@
 //! Operator metrics. Per-consumer labels are the namespace and name of each
 //! `MillpondConsumer` (as many series as consumers, no more).
 
+use std::sync::LazyLock;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+/// The Kafka requests the operator's observers send (label `request`:
+/// `Metadata`, `ListOffsets`, `OffsetFetch`), counted where
+/// [`crate::observe::kafka`] issues them. Process-wide, as the observers
+/// are: every [`Metrics`] registry exports the same series.
+pub static KAFKA_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "millpond_operator_kafka_requests_total",
+            "Kafka requests sent to observe the consumers, by request type",
+        ),
+        &["request"],
+    )
+    .expect("metric");
+    for request in KAFKA_REQUEST_TYPES {
+        requests.with_label_values(&[request]);
+    }
+    requests
+});
+
+/// The values of `millpond_operator_kafka_requests_total`'s `request` label.
+pub const KAFKA_REQUEST_TYPES: [&str; 3] = ["Metadata", "ListOffsets", "OffsetFetch"];
+
+/// Kafka clients the operator holds open (one per cluster and credentials).
+pub static KAFKA_CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "millpond_operator_kafka_clients",
+        "Kafka clients open for observing (one per cluster and credentials)",
+    )
+    .expect("metric")
+});
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -57,6 +91,8 @@ impl Metrics {
             Box::new(reconcile_errors.clone()),
             Box::new(decisions.clone()),
             Box::new(desired_replicas.clone()),
+            Box::new(KAFKA_REQUESTS.clone()),
+            Box::new(KAFKA_CLIENTS.clone()),
         ] {
             registry.register(m).expect("unique metric");
         }
@@ -101,5 +137,30 @@ mod tests {
             .expect("a number");
         assert!(bytes > 1e6, "{rss}");
         assert!(text.contains("\nprocess_open_fds "), "open fds missing");
+    }
+
+    /// The value of the series that starts with `series` (name and labels).
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} missing in:\n{text}"))
+    }
+
+    #[test]
+    fn kafka_requests_and_clients_are_exported() {
+        let metrics = Metrics::new();
+        let text = metrics.render();
+        for request in KAFKA_REQUEST_TYPES {
+            // Present before the first request (other tests may have counted).
+            value(
+                &text,
+                &format!("millpond_operator_kafka_requests_total{{request=\"{request}\"}}"),
+            );
+        }
+        let series = "millpond_operator_kafka_requests_total{request=\"OffsetFetch\"}";
+        let before = value(&text, series);
+        KAFKA_REQUESTS.with_label_values(&["OffsetFetch"]).inc();
+        assert!(value(&metrics.render(), series) >= before + 1.0);
+        value(&text, "millpond_operator_kafka_clients");
     }
 }

@@ -5,13 +5,15 @@
 //! serves every `MillpondConsumer` on that cluster, interval after interval.
 //! Per interval and topic it sends one Metadata request, two ListOffsets
 //! requests per partition leader (earliest and latest, every partition at
-//! once) and one OffsetFetch to the group's coordinator.
+//! once) and one OffsetFetch to the group's coordinator; each is counted in
+//! `millpond_operator_kafka_requests_total` ([`metrics::KAFKA_REQUESTS`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::CString;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::metrics::{self, KAFKA_CLIENTS, KAFKA_REQUESTS};
 use millpond_crds::condition::reason;
 use millpond_kafka::connect_failure::{self as kafka_failure, ConnectFailure, FailureCapture};
 use rdkafka::bindings as rd;
@@ -171,9 +173,9 @@ impl Observer {
         group: &str,
         timeout: Duration,
     ) -> Result<Vec<PartitionOffsets>, KafkaObserveError> {
-        let partitions = self.partitions(topic, timeout)?;
-        let low = self.list_offsets(topic, &partitions, Offset::Beginning, timeout)?;
-        let high = self.list_offsets(topic, &partitions, Offset::End, timeout)?;
+        let (partitions, leaders) = self.partitions(topic, timeout)?;
+        let low = self.list_offsets(topic, &partitions, leaders, Offset::Beginning, timeout)?;
+        let high = self.list_offsets(topic, &partitions, leaders, Offset::End, timeout)?;
         let committed = self.committed(group, topic, &partitions, timeout)?;
         self.serve_events();
         Ok(partitions
@@ -193,8 +195,13 @@ impl Observer {
         kafka_failure::serve_events(&self.consumer, Duration::ZERO);
     }
 
-    /// The topic's partition ids, sorted.
-    fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>, KafkaObserveError> {
+    /// The topic's partition ids, sorted, and how many brokers lead them.
+    fn partitions(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<(Vec<i32>, usize), KafkaObserveError> {
+        count_request("Metadata", 1);
         let metadata = self
             .consumer
             .fetch_metadata(Some(topic), timeout)
@@ -209,16 +216,18 @@ impl Observer {
             })?;
         let mut ids: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
         ids.sort_unstable();
-        Ok(ids)
+        let leaders: BTreeSet<i32> = found.partitions().iter().map(|p| p.leader()).collect();
+        Ok((ids, leaders.len()))
     }
 
-    /// One ListOffsets request per partition leader for all `partitions`:
-    /// `Offset::Beginning` gives the log start offsets, `Offset::End` the
-    /// high watermarks.
+    /// One ListOffsets request per partition leader (`leaders` of them) for
+    /// all `partitions`: `Offset::Beginning` gives the log start offsets,
+    /// `Offset::End` the high watermarks.
     fn list_offsets(
         &self,
         topic: &str,
         partitions: &[i32],
+        leaders: usize,
         at: Offset,
         timeout: Duration,
     ) -> Result<BTreeMap<i32, i64>, KafkaObserveError> {
@@ -227,6 +236,7 @@ impl Observer {
             tpl.add_partition_offset(topic, p, at)
                 .map_err(|e| self.failure(e))?;
         }
+        count_request("ListOffsets", leaders);
         let found = self
             .consumer
             .offsets_for_times(tpl, timeout)
@@ -269,6 +279,7 @@ impl Observer {
         for &p in partitions {
             tpl.add_partition(topic, p);
         }
+        count_request("OffsetFetch", 1);
         let listed = list_group_offsets(&self.consumer, group, &tpl, timeout);
         let listed = match listed {
             Ok(l) => l,
@@ -321,6 +332,15 @@ impl Observer {
         );
         Some(KafkaObserveError::Connect { failure, message })
     }
+}
+
+/// Counts `n` Kafka requests of type `request` (one of
+/// [`metrics::KAFKA_REQUEST_TYPES`]) as sent.
+fn count_request(request: &str, n: usize) {
+    debug_assert!(metrics::KAFKA_REQUEST_TYPES.contains(&request));
+    KAFKA_REQUESTS
+        .with_label_values(&[request])
+        .inc_by(n as u64);
 }
 
 /// Why [`list_group_offsets`] returned no offsets.
@@ -504,6 +524,7 @@ impl Observers {
                     observer
                 }),
             };
+            KAFKA_CLIENTS.set(clients.len() as i64);
             (observer, idle)
         };
         // Closing a client waits for its threads; not under the lock.
