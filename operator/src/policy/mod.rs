@@ -4,46 +4,43 @@
 //! [`decide`] is called once per metrics interval. It never reads a clock or
 //! the cluster: the operator passes what it observed ([`Observation`]), the
 //! [`PolicyState`] returned by the previous call and the time, and applies
-//! the [`Decision`] it gets back. The simulator (`crate::simulate`) calls the
-//! same function on workload traces.
+//! the [`Decision`] it gets back. The simulator (`millpond-simulator`) calls
+//! the same function on workload traces.
 //!
-//! Replicas:
-//!
-//! 1. lag per partition counts from the committed offset, or where the
-//!    group starts when it has none: the log start with
-//!    `auto.offset.reset=earliest`, the high watermark when a pod took the
-//!    partition with `latest` (never from zero, never the whole log then);
-//! 2. a partition whose committed offset stands still for `stuckIntervals`
-//!    intervals while it is assigned and lagging is *stuck*: reported, and left
-//!    out of the demand (more pods would not move it);
-//! 3. demand per healthy partition = (produce rate + backlog /
-//!    `targetDrainSeconds`) / partitions, the produce rate measured from the
-//!    growth of the high watermarks;
-//! 4. capacity per pod is learnt from the pods' consume rates: the rate of a
-//!    busy pod (one with a backlog or waiting on the sink) *is* its capacity
-//!    (moving average); an idle pod only shows a lower bound;
-//! 5. replicas = the fewest pods whose busiest pod (`ceil(P / r)`
-//!    partitions) keeps up with its partitions' demand ([`sizing`]), within
-//!    `[minReplicas, min(maxReplicas, partitions)]`;
-//! 6. scale-up is immediate (or after `scaleUpStabilizationSeconds`) and adds
-//!    at most `maxScaleUpStep` pods per decision; scale-down goes to what the
-//!    highest demand of the last `scaleDownStabilizationSeconds` needs, not
-//!    sooner than that window after a scale-up, not while the produce rate
-//!    climbs, at most `maxScaleDownStep` pods per decision; a change smaller
-//!    than the tolerance (10 % of the demand) is not made.
-//!
-//! Limits: see [`tune`].
+//! 1. per partition: lag, produce rate, stuck or not ([`observed`]); a
+//!    stuck partition is reported and left out of the demand (more pods
+//!    would not move it);
+//! 2. per partition, demand = its own produce rate + its backlog /
+//!    `targetDrainSeconds` (a hot partition is not an average one);
+//! 3. capacity per pod is learnt from the rates the pods' sinks
+//!    acknowledged: the rate of a busy pod *is* its capacity (moving
+//!    average); an idle pod only shows a lower bound, and the pods may then
+//!    run [`PROBE_HEADROOM`] above it before more are added;
+//! 4. where the pods are limited, from buffer fullness, in-flight writes and
+//!    lag ([`limited`]): sink-bound, consume-bound, idle or keeping up;
+//! 5. the limits are tuned for that ([`tune`]): sink-bound pods get more
+//!    in-flight writes and larger flushes, consume-bound pods no larger
+//!    flushes, idle pods give permits back;
+//! 6. replicas: the fewest pods whose busiest pod keeps up under Kafka's
+//!    count-balanced assignment ([`sizing`]); a partition that needs more
+//!    than one pod is named and does not push the count to the maximum;
+//!    sink-bound pods get more pods only once tuning cannot make them
+//!    faster; rate-limited, stabilized scale-up and scale-down
+//!    ([`replicas`]).
 
+pub mod limited;
+pub mod observed;
+pub mod replicas;
 pub mod sizing;
 pub mod tune;
-
-use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LagStatus, LimitsSpec};
 use serde::{Deserialize, Serialize};
 
+pub use limited::{Limit, Signals};
+pub use sizing::Demand;
 pub use tune::TuneState;
 
 /// Relative change of demand too small to act on.
@@ -52,21 +49,13 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 /// Weight of a new sample in the capacity estimate.
 const CAPACITY_WEIGHT: f64 = 0.5;
-/// A pod with more than this many seconds of its own throughput waiting on
-/// its partitions is busy: it consumes as fast as it can.
-const BUSY_SECONDS: f64 = 10.0;
-/// A pod waiting for sink permits this share of the interval is busy.
-const BUSY_BACKPRESSURE: f64 = 0.5;
-/// Scale-down waits while the produce rate is above the lowest of this window
-/// by more than the tolerance.
-const RISING_WINDOW_MS: u64 = 60_000;
-/// ... or above the previous interval's by more than this share.
-const CLIMB_STEP: f64 = 0.02;
 /// While the capacity is only known from below (no pod ever ran flat out),
 /// pods may run this much above the best rate seen before more are added:
 /// either they manage, and the bound rises, or a backlog shows within an
 /// interval and the capacity is measured.
 pub const PROBE_HEADROOM: f64 = 1.25;
+/// A partition that stays hot counts as needing this much more than a pod.
+const HOT_MARGIN: f64 = 1e-6;
 
 /// The knobs of one `MillpondConsumer`, read once from its spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,11 +167,11 @@ impl PolicySpec {
         (self.min_replicas.clamp(1, upper), upper)
     }
 
-    /// The replica count for a per-partition demand, within the bounds, the
-    /// fewest with its spread.
-    fn size(&self, demand: f64, capacity: f64, partitions: u32) -> u32 {
+    /// The replica count for `demand`, within the bounds, the fewest with
+    /// its spread.
+    fn size(&self, demand: &Demand, capacity: f64, partitions: u32) -> u32 {
         let (lower, upper) = self.replica_bounds(partitions);
-        let raw = sizing::replicas_for(demand, capacity, partitions);
+        let raw = demand.replicas(capacity);
         sizing::fewest_with_same_spread(partitions, raw.min(upper)).max(lower)
     }
 }
@@ -281,6 +270,12 @@ pub struct PolicyState {
     /// Total lag at the previous decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_lag: Option<i64>,
+    /// Lag of the partitions that were not stuck, at the previous decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_lag: Option<i64>,
+    /// Partitions sized as needing more than a pod at the previous decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot: Vec<i32>,
     /// Tuning's memory.
     #[serde(default)]
     pub tune: TuneState,
@@ -302,15 +297,47 @@ pub struct PartitionTrack {
 }
 
 /// The demand behind one decision.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Recommendation {
     /// When (ms).
     pub at_ms: u64,
-    /// Records/s needed per healthy partition.
+    /// Records/s needed per healthy partition, on average.
     pub demand: f64,
     /// Produce rate of the healthy partitions, records/s.
     pub produce: f64,
+    /// Records/s each partition needed; `None` (a state written before
+    /// demand was kept per partition): `demand` on every partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Demand>,
+}
+
+impl Recommendation {
+    /// The demand of each of `partitions` partitions.
+    pub fn profile(&self, partitions: u32) -> Demand {
+        self.profile
+            .clone()
+            .unwrap_or_else(|| Demand::uniform(self.demand, partitions))
+    }
+}
+
+/// A partition that needs more than one pod.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HotPartition {
+    /// Partition id.
+    pub partition: i32,
+    /// Pods its demand needs (above 1).
+    pub pods: f64,
+}
+
+impl std::fmt::Display for HotPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "partition {} needs {:.1} pods",
+            self.partition, self.pods
+        )
+    }
 }
 
 /// Lag figures of one decision, in records.
@@ -353,6 +380,11 @@ pub struct Decision {
     pub at_max: bool,
     /// Autoscaling is paused.
     pub paused: bool,
+    /// Where the pods are limited, with the figures that say so.
+    pub limited: Signals,
+    /// Partitions that alone need more than one pod (more pods cannot drain
+    /// them faster), busiest first.
+    pub hot_partitions: Vec<HotPartition>,
 }
 
 impl Decision {
@@ -404,198 +436,142 @@ pub fn decide(
         .at_ms
         .filter(|&t| now_ms > t)
         .map(|t| (now_ms - t) as f64 / 1e3);
+    let partitions = (obs.partitions.len() as u32).max(1);
+    let seen = observed::partitions(spec, obs, prev, dt);
+    let busy: Vec<bool> = obs
+        .pods
+        .iter()
+        .map(|p| limited::busy(p, seen.moving_lag(&p.partitions), dt))
+        .collect();
+    let (capacity, measured) = learn_capacity(obs, prev, &busy);
+    let signals = limited::classify(obs, &busy, dt, seen.healthy_lag_rate, capacity);
+    let d = demand_of(spec, obs, prev, &seen, capacity, measured);
     let mut state = PolicyState {
         at_ms: Some(now_ms),
+        partitions: seen.tracks.clone(),
+        recommendations: window(spec, prev, now_ms, &d.demand, d.produce, seen.healthy()),
         last_scale_up_ms: prev.last_scale_up_ms,
         last_scale_ms: prev.last_scale_ms,
-        ..PolicyState::default()
+        capacity_per_pod: capacity,
+        capacity_measured: measured,
+        total_lag: Some(seen.lag.total),
+        healthy_lag: Some(seen.lag.healthy),
+        hot: d.still_hot,
+        tune: TuneState::default(),
     };
-    let partitions = (obs.partitions.len() as u32).max(1);
+    let tuned = tune::tune(spec, obs, dt, &prev.tune, &signals);
+    let choice = replicas::choose(
+        spec,
+        &state,
+        now_ms,
+        &replicas::Input {
+            partitions,
+            current: obs.replicas,
+            capacity: d.capacity,
+            demand: &d.demand,
+            relaxed: &d.relaxed,
+            limited: &signals,
+            tuned: &tuned,
+        },
+    );
+    let direction = record_scale(&mut state, obs.replicas, choice.replicas, now_ms);
+    after_tuning(&mut state, obs.limits, tuned.limits);
+    state.tune = tuned.state;
+    let decision = Decision {
+        from: obs.replicas,
+        replicas: choice.replicas,
+        direction,
+        reason: format!(
+            "{}; {}: {}{}",
+            context(&seen, d.produce, capacity, measured),
+            signals.describe(),
+            hot_words(&d.hot),
+            choice.why
+        ),
+        limits: tuned.limits,
+        tuning: tuned.why,
+        stuck_partitions: seen.stuck.clone(),
+        lag: seen.lag.clone(),
+        produce_rate: seen.produce_known().then(|| seen.produce_total()),
+        capacity_per_pod: capacity,
+        at_max: choice.at_max,
+        paused: spec.paused,
+        limited: signals,
+        hot_partitions: d.hot,
+    };
+    (decision, state)
+}
 
-    // Lag, produce rate and stuck partitions.
-    let mut lag = LagSummary::default();
-    // Per partition: lag, and whether it counts for busy pods (not stuck,
-    // and its offset moved this interval).
-    let mut lags: BTreeMap<i32, (i64, bool)> = BTreeMap::new();
-    let mut stuck = Vec::new();
-    let mut stuck_lag = 0i64;
-    let mut produce_healthy = 0.0;
-    let mut produce_total = 0.0;
-    let mut produce_known = dt.is_some() && !obs.partitions.is_empty();
-    for p in &obs.partitions {
-        let start = p
-            .committed
-            .or(p.uncommitted_start)
-            .unwrap_or(p.log_start)
-            .max(p.log_start);
-        let plag = (p.high_watermark - start).max(0);
-        let before = prev.partitions.iter().find(|t| t.partition == p.partition);
-        let still = match before {
-            Some(b) if dt.is_some() && p.assigned && plag > 0 && b.committed == p.committed => {
-                b.still + 1
-            }
-            _ => 0,
-        };
-        let is_stuck = still >= spec.stuck_intervals;
-        let rate = match (before, dt) {
-            (Some(b), Some(dt)) => (p.high_watermark - b.high_watermark).max(0) as f64 / dt,
-            _ => {
-                produce_known = false;
-                0.0
-            }
-        };
-        produce_total += rate;
-        lag.total += plag;
-        lag.max_partition = lag.max_partition.max(plag);
-        if is_stuck {
-            stuck.push(p.partition);
-            stuck_lag += plag;
-        } else {
-            lag.healthy += plag;
-            produce_healthy += rate;
-        }
-        lags.insert(p.partition, (plag, !is_stuck && still == 0));
-        state.partitions.push(PartitionTrack {
-            partition: p.partition,
-            high_watermark: p.high_watermark,
-            committed: p.committed,
-            still,
-        });
-    }
-    if let (Some(before), Some(dt)) = (prev.total_lag, dt) {
-        lag.rate_per_second = (lag.total - before) as f64 / dt;
-    }
-    state.total_lag = Some(lag.total);
-    let healthy = partitions.saturating_sub(stuck.len() as u32);
+/// What the replicas are sized from.
+struct Demands {
+    /// Records/s produced on the healthy partitions (guessed on a first look).
+    produce: f64,
+    /// Records/s per pod to size with: the learnt capacity, with the probe
+    /// headroom while it is only a lower bound.
+    capacity: Option<f64>,
+    /// Demand per partition.
+    demand: Demand,
+    /// The same with the drain target stretched by the tolerance.
+    relaxed: Demand,
+    /// Partitions that need more than a pod.
+    hot: Vec<HotPartition>,
+    /// Partitions sized as hot ([`stay_hot`]).
+    still_hot: Vec<i32>,
+}
 
-    // Capacity per pod.
-    let (capacity, measured) = learn_capacity(obs, prev, &lags, dt);
-    state.capacity_per_pod = capacity;
-    state.capacity_measured = measured;
-
-    // Demand per healthy partition.
-    let consumed: f64 = obs.pods.iter().map(|p| rate(p.delivered_rate)).sum();
-    let produce = if produce_known {
-        produce_healthy
+fn demand_of(
+    spec: &PolicySpec,
+    obs: &Observation,
+    prev: &PolicyState,
+    seen: &observed::Seen,
+    capacity: Option<f64>,
+    measured: bool,
+) -> Demands {
+    let partitions = seen.partitions.len().max(1) as f64;
+    let produce = if seen.produce_known() {
+        seen.produce_healthy()
     } else {
         // First look: what the pods consume is the best guess of what arrives.
-        consumed * healthy as f64 / partitions as f64
+        consumed(obs) * seen.healthy() as f64 / partitions
     };
-    let demand = if healthy == 0 {
-        0.0
-    } else {
-        (produce + lag.healthy as f64 / spec.target_drain_seconds) / healthy as f64
-    };
-    let keep_ms = spec
-        .scale_down_stabilization_ms
-        .max(spec.scale_up_stabilization_ms)
-        .max(RISING_WINDOW_MS);
-    state.recommendations = prev
-        .recommendations
-        .iter()
-        .filter(|r| r.at_ms < now_ms && now_ms - r.at_ms < keep_ms)
-        .copied()
-        .chain(std::iter::once(Recommendation {
-            at_ms: now_ms,
-            demand,
-            produce,
-        }))
-        .collect();
+    let capacity = capacity
+        .filter(|c| *c > 0.0)
+        .map(|c| if measured { c } else { c * PROBE_HEADROOM });
+    let per_partition = demands(obs, seen, spec.target_drain_seconds);
+    let hot = hot_partitions(seen, &per_partition, capacity);
+    let (sized, still_hot) = stay_hot(spec, seen, per_partition, &prev.hot, capacity);
+    let relaxed = demands(
+        obs,
+        seen,
+        spec.target_drain_seconds * (1.0 + spec.tolerance),
+    );
+    let relaxed = stay_hot(spec, seen, relaxed, &prev.hot, capacity).0;
+    Demands {
+        produce,
+        capacity,
+        demand: Demand::from_partitions(&sized),
+        relaxed: Demand::from_partitions(&relaxed),
+        hot,
+        still_hot,
+    }
+}
 
-    // Replicas.
-    let current = obs.replicas;
-    let (lower, upper) = spec.replica_bounds(partitions);
-    let mut context = format!("lag {}", human(lag.healthy as f64));
-    if produce_known {
-        context += &format!(", produce {}/s", human(produce));
+/// `partition 0 needs 1.6 pods: more pods cannot drain it faster; `, or nothing.
+fn hot_words(hot: &[HotPartition]) -> String {
+    if hot.is_empty() {
+        return String::new();
     }
-    if let Some(c) = capacity {
-        context += &if measured {
-            format!(", capacity {}/s per pod", human(c))
-        } else {
-            format!(
-                ", capacity {}/s per pod (at least; sized for {}/s)",
-                human(c),
-                human(c * PROBE_HEADROOM)
-            )
-        };
-    }
-    if !stuck.is_empty() {
-        context += &format!(
-            ", stuck partitions {:?} left out (lag {})",
-            stuck,
-            human(stuck_lag as f64)
-        );
-    }
-    let mut at_max = false;
-    let (replicas, why) = if spec.paused {
-        (current, format!("paused: keeping {current} replicas"))
-    } else if current > upper {
-        let to = sizing::fewest_with_same_spread(partitions, upper).max(lower);
-        (
-            to,
-            format!(
-                "{current} is above the {upper} allowed (maxReplicas {}, {partitions} partitions): {to}",
-                spec.max_replicas
-            ),
-        )
-    } else if current < lower {
-        (
-            lower,
-            format!(
-                "{current} is below minReplicas {}: {lower}",
-                spec.min_replicas
-            ),
-        )
-    } else if let Some(cap) =
-        capacity
-            .filter(|c| *c > 0.0)
-            .map(|c| if measured { c } else { c * PROBE_HEADROOM })
-    {
-        let want = spec.size(demand, cap, partitions);
-        let raw = sizing::replicas_for(demand, cap, partitions);
-        let per_pod = sizing::max_per_pod(partitions, want);
-        let mut why = if sizing::partitions_per_pod(demand, cap) == Some(0) {
-            at_max = true;
-            format!("one partition needs more than a pod: {want} pods, one partition each")
-        } else {
-            format!(
-                "{per_pod} partition{} per pod to keep up and drain within {}s: {want} pod{}",
-                plural(per_pod),
-                spec.target_drain_seconds,
-                plural(want)
-            )
-        };
-        if raw > upper {
-            at_max = true;
-            why = format!("{raw} pods wanted, {upper} allowed");
-            if want < upper {
-                why += &format!(": {want} give the same {per_pod} partitions per pod");
-            }
-        }
-        // Tolerance: a backlog that drains within the target plus the
-        // tolerance is no reason to add a pod.
-        let relaxed = if healthy == 0 {
-            0.0
-        } else {
-            (produce + lag.healthy as f64 / (spec.target_drain_seconds * (1.0 + spec.tolerance)))
-                / healthy as f64
-        };
-        if want > current && spec.size(relaxed, cap, partitions) > current {
-            scale_up(spec, &state, now_ms, partitions, cap, current, want, why)
-        } else if want < current {
-            scale_down(spec, &state, now_ms, partitions, cap, current, want, why)
-        } else {
-            (current, format!("{why}; hold at {current}"))
-        }
-    } else {
-        (
-            current,
-            format!("no consumption measured yet; hold at {current}"),
-        )
-    };
+    let names: Vec<String> = hot.iter().map(|h| h.to_string()).collect();
+    format!(
+        "{}: more pods cannot drain {} faster; ",
+        names.join(", "),
+        if hot.len() == 1 { "it" } else { "them" }
+    )
+}
 
-    let direction = match replicas.cmp(&current) {
+/// The direction from `from` to `to` replicas, remembered in `state`.
+fn record_scale(state: &mut PolicyState, from: u32, to: u32, now_ms: u64) -> Direction {
+    let direction = match to.cmp(&from) {
         std::cmp::Ordering::Greater => Direction::Up,
         std::cmp::Ordering::Less => Direction::Down,
         std::cmp::Ordering::Equal => Direction::Hold,
@@ -606,32 +582,7 @@ pub fn decide(
     if direction == Direction::Up {
         state.last_scale_up_ms = Some(now_ms);
     }
-
-    let (limits, tuning, tune_state) =
-        tune::tune(spec.autotune.as_ref(), &spec.budget, obs, dt, &prev.tune);
-    state.tune = tune_state;
-    if limits.flush_bytes > obs.limits.flush_bytes
-        || limits.max_in_flight > obs.limits.max_in_flight
-    {
-        // Larger limits: what was measured is now only a lower bound.
-        state.capacity_measured = false;
-    }
-
-    let decision = Decision {
-        from: current,
-        replicas,
-        direction,
-        reason: format!("{context}: {why}"),
-        limits,
-        tuning,
-        stuck_partitions: stuck,
-        lag,
-        produce_rate: produce_known.then_some(produce_total),
-        capacity_per_pod: capacity,
-        at_max,
-        paused: spec.paused,
-    };
-    (decision, state)
+    direction
 }
 
 /// A rate as reported, with nonsense (negative, NaN, infinite) read as 0.
@@ -651,38 +602,170 @@ fn plural(n: u32) -> &'static str {
     }
 }
 
-/// Capacity per pod: busy pods show it, idle pods bound it from below.
-fn learn_capacity(
-    obs: &Observation,
+/// Records/s the pods' sinks acknowledged, together.
+fn consumed(obs: &Observation) -> f64 {
+    obs.pods.iter().map(|p| rate(p.delivered_rate)).sum()
+}
+
+/// Records/s each partition needs to keep up and drain its backlog within
+/// `drain_seconds`; stuck partitions need nothing. Without produce rates
+/// (first look) what the pods consume is spread evenly.
+fn demands(obs: &Observation, seen: &observed::Seen, drain_seconds: f64) -> Vec<f64> {
+    let guess = consumed(obs) / seen.partitions.len().max(1) as f64;
+    let known = seen.produce_known();
+    seen.partitions
+        .iter()
+        .map(|p| {
+            if p.stuck {
+                0.0
+            } else {
+                let produce = if known { p.rate.unwrap_or(0.0) } else { guess };
+                produce + p.lag as f64 / drain_seconds
+            }
+        })
+        .collect()
+}
+
+/// The recommendations of the stabilization windows, with this one.
+fn window(
+    spec: &PolicySpec,
     prev: &PolicyState,
-    lags: &BTreeMap<i32, (i64, bool)>,
-    dt: Option<f64>,
-) -> (Option<f64>, bool) {
+    now_ms: u64,
+    demand: &Demand,
+    produce: f64,
+    healthy: usize,
+) -> Vec<Recommendation> {
+    let keep_ms = spec
+        .scale_down_stabilization_ms
+        .max(spec.scale_up_stabilization_ms)
+        .max(replicas::RISING_WINDOW_MS);
+    prev.recommendations
+        .iter()
+        .filter(|r| r.at_ms < now_ms && now_ms - r.at_ms < keep_ms)
+        .cloned()
+        .chain(std::iter::once(Recommendation {
+            at_ms: now_ms,
+            demand: if healthy == 0 {
+                0.0
+            } else {
+                demand.total() / healthy as f64
+            },
+            produce,
+            profile: Some(demand.clone()),
+        }))
+        .collect()
+}
+
+/// Partitions whose demand alone is more than a pod's `capacity`, busiest first.
+fn hot_partitions(
+    seen: &observed::Seen,
+    demands: &[f64],
+    capacity: Option<f64>,
+) -> Vec<HotPartition> {
+    let Some(cap) = capacity else {
+        return Vec::new();
+    };
+    let mut hot: Vec<HotPartition> = seen
+        .partitions
+        .iter()
+        .zip(demands)
+        .filter(|(_, d)| **d > cap * (1.0 + sizing::EPSILON))
+        .map(|(p, d)| HotPartition {
+            partition: p.partition,
+            pods: d / cap,
+        })
+        .collect();
+    hot.sort_by(|a, b| {
+        b.pods
+            .total_cmp(&a.pods)
+            .then(a.partition.cmp(&b.partition))
+    });
+    hot
+}
+
+/// Demands to size with: a partition that needed more than a pod at the
+/// previous decision still counts as such while it needs more than
+/// `1 − tolerance` of one, so that a hot partition draining its backlog does
+/// not, just under one pod, ask for a pod of its own. Returns the demands and
+/// the partitions sized as hot.
+fn stay_hot(
+    spec: &PolicySpec,
+    seen: &observed::Seen,
+    mut demands: Vec<f64>,
+    before: &[i32],
+    capacity: Option<f64>,
+) -> (Vec<f64>, Vec<i32>) {
+    let Some(cap) = capacity else {
+        return (demands, Vec::new());
+    };
+    let mut hot = Vec::new();
+    for (p, d) in seen.partitions.iter().zip(demands.iter_mut()) {
+        if before.contains(&p.partition) && *d > cap * (1.0 - spec.tolerance) {
+            *d = d.max(cap * (1.0 + HOT_MARGIN));
+        }
+        if *d > cap * (1.0 + sizing::EPSILON) {
+            hot.push(p.partition);
+        }
+    }
+    (demands, hot)
+}
+
+/// What the capacity estimate knows after tuning moved the limits from
+/// `before` to `after`: larger limits make the measured capacity a lower
+/// bound; a permit given back scales it down with the permits.
+fn after_tuning(state: &mut PolicyState, before: TunedLimits, after: TunedLimits) {
+    if after.flush_bytes > before.flush_bytes || after.max_in_flight > before.max_in_flight {
+        state.capacity_measured = false;
+    } else if after.max_in_flight < before.max_in_flight && before.max_in_flight > 0 {
+        let share = after.max_in_flight as f64 / before.max_in_flight as f64;
+        state.capacity_per_pod = state.capacity_per_pod.map(|c| c * share);
+    }
+}
+
+/// The figures a reason starts with: lag, produce rate, capacity, stuck partitions.
+fn context(seen: &observed::Seen, produce: f64, capacity: Option<f64>, measured: bool) -> String {
+    let mut context = format!("lag {}", human(seen.lag.healthy as f64));
+    if seen.produce_known() {
+        context += &format!(", produce {}/s", human(produce));
+    }
+    if let Some(c) = capacity {
+        context += &if measured {
+            format!(", capacity {}/s per pod", human(c))
+        } else {
+            format!(
+                ", capacity {}/s per pod (at least; sized for {}/s)",
+                human(c),
+                human(c * PROBE_HEADROOM)
+            )
+        };
+    }
+    if !seen.stuck.is_empty() {
+        context += &format!(
+            ", stuck partitions {:?} left out (lag {})",
+            seen.stuck,
+            human(seen.stuck_lag as f64)
+        );
+    }
+    context
+}
+
+/// Capacity per pod: busy pods show it, idle pods bound it from below.
+fn learn_capacity(obs: &Observation, prev: &PolicyState, busy: &[bool]) -> (Option<f64>, bool) {
     let mut capacity = prev.capacity_per_pod;
     let mut measured = prev.capacity_measured;
-    let steady: Vec<&PodSample> = obs.pods.iter().filter(|p| p.full_interval).collect();
-    if steady.is_empty() {
-        return (capacity, measured);
-    }
-    let busy: Vec<f64> = steady
+    let steady: Vec<(&PodSample, bool)> = obs
+        .pods
         .iter()
-        .filter(|p| {
-            let waiting: i64 = p
-                .partitions
-                .iter()
-                .filter_map(|id| lags.get(id))
-                .filter(|(_, moving)| *moving)
-                .map(|(l, _)| *l)
-                .sum();
-            let queued =
-                rate(p.delivered_rate) > 0.0 && waiting as f64 >= p.delivered_rate * BUSY_SECONDS;
-            let pressed = dt.is_some_and(|dt| p.backpressure_seconds / dt >= BUSY_BACKPRESSURE);
-            queued || pressed
-        })
-        .map(|p| rate(p.delivered_rate))
+        .zip(busy.iter().copied())
+        .filter(|(p, _)| p.full_interval)
         .collect();
-    if !busy.is_empty() {
-        let sample = busy.iter().sum::<f64>() / busy.len() as f64;
+    let busy_rates: Vec<f64> = steady
+        .iter()
+        .filter(|(_, b)| *b)
+        .map(|(p, _)| rate(p.delivered_rate))
+        .collect();
+    if !busy_rates.is_empty() {
+        let sample = busy_rates.iter().sum::<f64>() / busy_rates.len() as f64;
         capacity = Some(match capacity {
             Some(c) if measured => c * (1.0 - CAPACITY_WEIGHT) + sample * CAPACITY_WEIGHT,
             _ => sample,
@@ -691,7 +774,7 @@ fn learn_capacity(
     }
     let rates: Vec<f64> = steady
         .iter()
-        .map(|p| rate(p.delivered_rate))
+        .map(|(p, _)| rate(p.delivered_rate))
         .filter(|r| *r > 0.0)
         .collect();
     if !rates.is_empty() {
@@ -699,116 +782,6 @@ fn learn_capacity(
         capacity = Some(capacity.map_or(mean, |c| c.max(mean)));
     }
     (capacity, measured)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn scale_up(
-    spec: &PolicySpec,
-    state: &PolicyState,
-    now_ms: u64,
-    partitions: u32,
-    cap: f64,
-    current: u32,
-    want: u32,
-    why: String,
-) -> (u32, String) {
-    let target = if spec.scale_up_stabilization_ms > 0 {
-        let lowest = state
-            .recommendations
-            .iter()
-            .filter(|r| now_ms - r.at_ms < spec.scale_up_stabilization_ms)
-            .map(|r| r.demand)
-            .fold(f64::INFINITY, f64::min);
-        spec.size(lowest, cap, partitions)
-    } else {
-        want
-    };
-    if target <= current {
-        return (
-            current,
-            format!(
-                "{why}; hold at {current} until it is wanted for {}s",
-                spec.scale_up_stabilization_ms / 1000
-            ),
-        );
-    }
-    let stepped = target.min(current + spec.max_scale_up_step);
-    let fewest = sizing::fewest_with_same_spread(partitions, stepped);
-    let to = if fewest > current { fewest } else { stepped };
-    let mut why = format!("{why}; up {current} → {to}");
-    if to < target {
-        why += &format!(" (at most +{} per decision)", spec.max_scale_up_step);
-    }
-    (to, why)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn scale_down(
-    spec: &PolicySpec,
-    state: &PolicyState,
-    now_ms: u64,
-    partitions: u32,
-    cap: f64,
-    current: u32,
-    want: u32,
-    why: String,
-) -> (u32, String) {
-    let window = spec.scale_down_stabilization_ms;
-    let secs = window / 1000;
-    let highest = state
-        .recommendations
-        .iter()
-        .filter(|r| now_ms - r.at_ms < window.max(1))
-        .map(|r| r.demand)
-        .fold(0.0, f64::max);
-    // The lower count must carry the highest demand of the window with the
-    // tolerance to spare.
-    let target = spec
-        .size(highest * (1.0 + spec.tolerance), cap, partitions)
-        .max(want);
-    if target >= current {
-        return (
-            current,
-            format!("{why}; hold at {current}: {target} wanted within the last {secs}s"),
-        );
-    }
-    if let Some(up) = state.last_scale_up_ms.filter(|&t| now_ms - t < window) {
-        return (
-            current,
-            format!(
-                "{why}; hold at {current}: scaled up {}s ago (window {secs}s)",
-                (now_ms - up) / 1000
-            ),
-        );
-    }
-    let recs = &state.recommendations;
-    let produce = recs.last().map_or(0.0, |r| r.produce);
-    let previous = recs
-        .len()
-        .checked_sub(2)
-        .map_or(produce, |i| recs[i].produce);
-    let lowest = recs
-        .iter()
-        .filter(|r| now_ms - r.at_ms <= RISING_WINDOW_MS)
-        .map(|r| r.produce)
-        .fold(f64::INFINITY, f64::min);
-    if produce > previous * (1.0 + CLIMB_STEP) || produce > lowest * (1.0 + spec.tolerance) {
-        return (
-            current,
-            format!(
-                "{why}; hold at {current}: produce rate climbing ({} → {}/s within {}s)",
-                human(lowest),
-                human(produce),
-                RISING_WINDOW_MS / 1000
-            ),
-        );
-    }
-    let to = target.max(current.saturating_sub(spec.max_scale_down_step));
-    let mut why = format!("{why}; down {current} → {to}");
-    if to > target {
-        why += &format!(" (at most -{} per decision)", spec.max_scale_down_step);
-    }
-    (to, why)
 }
 
 #[cfg(test)]

@@ -1,14 +1,28 @@
 //! Flush size and in-flight tuning: additive increase while the sink keeps
 //! up, multiplicative decrease when it does not, always inside the autotune
-//! bounds and the memory budget.
+//! bounds and the memory budget. What grows depends on where the pods are
+//! limited ([`super::limited`]):
 //!
-//! * in-flight writes: one more permit per interval while the pods wait for
-//!   permits (backpressure) and the sink's latency stays flat;
-//! * flush size: ×1.5 per interval while flushes are triggered by size (the
-//!   buffer fills before the flush interval) and the sink's latency is flat,
-//!   either without backpressure or with every allowed permit in use;
-//! * both halved when the sink's latency rises by half or it returns errors,
-//!   then held for a few intervals.
+//! * **sink-bound** (full buffers, busy permits) with the sink's latency
+//!   flat: one in-flight permit more *and* flushes ×1.5 (when flushes are
+//!   size-triggered) per interval, the sink's own levers, tried before more
+//!   pods. When both are at their bounds, or the last step did not raise the
+//!   pods' rate by [`TUNE_HELPS`], tuning says why it cannot help
+//!   ([`Tuned::spent`]) and the pods are the lever;
+//! * **consume-bound** (busy pods, buffers not full): flushes do not grow
+//!   (the sink is not what holds the pods back); a permit is added only
+//!   while the pods wait for one ([`BACKPRESSURE_SHARE`] of the interval),
+//!   not because every permit is in use;
+//! * **keeping up**: flushes ×1.5 while they are size-triggered, nothing
+//!   waits for a permit and at least [`KEEP_UP_SATURATION`] of the permits
+//!   are in use (fewer, larger writes cost a busy sink less; for an idle
+//!   sink a larger flush only delays commits); a permit more while the pods
+//!   wait for one;
+//! * **idle** (no backlog, the buffer does not fill): one permit given back
+//!   per interval, down to the permits the spec starts with, while at least
+//!   one stands unused;
+//! * whatever the verdict, both limits are halved when the sink's latency
+//!   rises by half or it returns errors, then held for a few intervals.
 //!
 //! "Flat" compares the mean flush duration with a reference learnt at the
 //! limits in force. A larger flush is expected to take at most
@@ -19,7 +33,8 @@ use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_core::quantity::format_bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{Observation, TuneBounds, TunedLimits};
+use super::limited::{Limit, Signals, BACKPRESSURE_SHARE, SATURATED_IN_FLIGHT};
+use super::{human, Observation, PolicySpec, TuneBounds, TunedLimits};
 
 /// Flush size factor per growth step.
 pub const GROW_FLUSH: f64 = 1.5;
@@ -27,14 +42,16 @@ pub const GROW_FLUSH: f64 = 1.5;
 pub const LATENCY_RISE: f64 = 1.5;
 /// Mean flush duration up to this multiple of the expected one is flat.
 pub const LATENCY_FLAT: f64 = 1.2;
-/// Share of the interval spent waiting for a permit that counts as backpressure.
-pub const BACKPRESSURE_SHARE: f64 = 0.05;
-/// In-flight saturation (busy permits / permits) that counts as backpressure.
-pub const SATURATED_IN_FLIGHT: f64 = 0.95;
 /// Share of size-triggered flushes above which flushes count as size-triggered.
 pub const SIZE_TRIGGERED_SHARE: f64 = 0.5;
-/// Intervals without growth after a cut.
+/// Intervals without growth after a cut, or after a step that did not help.
 pub const HOLD_AFTER_CUT: u32 = 3;
+/// A growth step for sink-bound pods helps when their rate rises by this share.
+pub const TUNE_HELPS: f64 = 0.1;
+/// Flushes grow for pods that keep up only while at least this share of
+/// their permits is in use: a sink that idles gains nothing from fewer,
+/// larger writes, and a larger flush delays every commit.
+pub const KEEP_UP_SATURATION: f64 = 0.5;
 /// Weight of a new sample in the latency reference.
 const REFERENCE_WEIGHT: f64 = 0.2;
 
@@ -51,6 +68,27 @@ pub struct TuneState {
     /// Intervals left before limits may grow again after a cut.
     #[serde(default)]
     pub hold: u32,
+    /// Records/s of the sink-bound pods when tuning last grew their limits,
+    /// to tell next interval whether it helped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grown_at_rate: Option<f64>,
+}
+
+/// One tuning step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuned {
+    /// Limits for the next interval.
+    pub limits: TunedLimits,
+    /// Why they changed; `None` when they did not.
+    pub why: Option<String>,
+    /// What to keep.
+    pub state: TuneState,
+    /// The limits grew for sink-bound pods: they will be faster next interval.
+    pub growing: bool,
+    /// Why tuning cannot make sink-bound pods faster now (at its bounds,
+    /// latency not flat, held, the last step did not help); `None` when it
+    /// can, or when the pods are not sink-bound.
+    pub spent: Option<String>,
 }
 
 /// The sink's behaviour over the interval, summed over the pods.
@@ -144,32 +182,71 @@ pub fn clamp(limits: TunedLimits, bounds: &TuneBounds, budget: &BudgetPlan) -> T
     }
 }
 
-/// One tuning step. Returns the limits for the next interval, why they
-/// changed (`None` when they did not), and the state to keep.
+/// `flushBytes 512Ki → 768Ki, maxInFlight 2 → 3`: what moved from `a` to `b`.
+fn changes(a: TunedLimits, b: TunedLimits) -> String {
+    let mut parts = Vec::new();
+    if a.max_in_flight != b.max_in_flight {
+        parts.push(format!(
+            "maxInFlight {} → {}",
+            a.max_in_flight, b.max_in_flight
+        ));
+    }
+    if a.flush_bytes != b.flush_bytes {
+        parts.push(format!(
+            "flushBytes {} → {}",
+            format_bytes(a.flush_bytes),
+            format_bytes(b.flush_bytes)
+        ));
+    }
+    parts.join(", ")
+}
+
+/// A step: the limits after it, why, and (when nothing grew) why not.
+struct Step {
+    limits: TunedLimits,
+    why: Option<String>,
+    blocked: Option<String>,
+}
+
+impl Step {
+    fn none(limits: TunedLimits, blocked: Option<String>) -> Self {
+        Self {
+            limits,
+            why: None,
+            blocked,
+        }
+    }
+}
+
+/// One tuning step for the pods of `obs`, limited as `limited` says.
 pub fn tune(
-    bounds: Option<&TuneBounds>,
-    budget: &BudgetPlan,
+    spec: &PolicySpec,
     obs: &Observation,
     interval_seconds: Option<f64>,
     prev: &TuneState,
-) -> (TunedLimits, Option<String>, TuneState) {
+    limited: &Signals,
+) -> Tuned {
     let current = obs.limits;
-    let Some(bounds) = bounds else {
-        return (current, None, TuneState::default());
+    let kept = |limits, why, state| Tuned {
+        limits,
+        why,
+        state,
+        growing: false,
+        spent: None,
     };
+    let Some(bounds) = spec.autotune.as_ref() else {
+        return kept(current, None, TuneState::default());
+    };
+    let budget = &spec.budget;
     let start = clamp(current, bounds, budget);
     let clamped = (start != current).then(|| {
         format!(
-            "limits moved inside the autotune bounds and the memory budget: flushBytes {} → {}, maxInFlight {} → {}",
-            format_bytes(current.flush_bytes),
-            format_bytes(start.flush_bytes),
-            current.max_in_flight,
-            start.max_in_flight
+            "limits moved inside the autotune bounds and the memory budget: {}",
+            changes(current, start)
         )
     });
-    let mut next_state = prev.clone();
     let Some(s) = interval_seconds.and_then(|dt| signals(obs, dt)) else {
-        return (start, clamped, next_state);
+        return kept(start, clamped, prev.clone());
     };
 
     // Expected duration of a flush of the current size.
@@ -179,105 +256,263 @@ pub fn tune(
         });
         r * grown
     });
-    let rose = s.errors > 0 || expected.is_some_and(|e| s.mean_flush_seconds > e * LATENCY_RISE);
+    if s.errors > 0 || expected.is_some_and(|e| s.mean_flush_seconds > e * LATENCY_RISE) {
+        return cut(start, bounds, budget, &s, expected, limited);
+    }
     let flat = expected.is_none_or(|e| s.mean_flush_seconds <= e * LATENCY_FLAT);
-    let pressured =
-        s.backpressure_share >= BACKPRESSURE_SHARE || s.saturation >= SATURATED_IN_FLIGHT;
-
-    let mut next = start;
-    let mut why = clamped;
-    if rose {
-        next = clamp(
-            TunedLimits {
-                flush_bytes: start.flush_bytes / 2,
-                max_in_flight: (start.max_in_flight / 2).max(1),
-            },
-            bounds,
-            budget,
+    let mut state = prev.clone();
+    state.grown_at_rate = None;
+    let step = if prev.hold > 0 {
+        state.hold = prev.hold - 1;
+        let why = format!(
+            "tuning paused for {} more interval{} (after a cut, or a step that did not help)",
+            prev.hold,
+            if prev.hold == 1 { "" } else { "s" }
         );
-        let cause = if s.errors > 0 {
-            format!("{} sink errors", s.errors)
-        } else {
-            format!(
-                "sink latency rose to {:.0}ms (expected {:.0}ms)",
-                s.mean_flush_seconds * 1e3,
-                expected.unwrap_or_default() * 1e3
-            )
-        };
-        why = (next != start).then(|| {
-            format!(
-                "{cause}: flushBytes {} → {}, maxInFlight {} → {}",
-                format_bytes(start.flush_bytes),
-                format_bytes(next.flush_bytes),
-                start.max_in_flight,
-                next.max_in_flight
-            )
-        });
-        next_state.hold = HOLD_AFTER_CUT;
-        next_state.reference_seconds = None;
-        next_state.reference_flush_bytes = None;
-        return (next, why.or(Some(cause)), next_state);
+        Step::none(start, Some(why))
+    } else if let Some(why) = stalled(prev, limited) {
+        state.hold = HOLD_AFTER_CUT;
+        Step::none(start, Some(why))
+    } else {
+        grow(start, bounds, budget, &s, flat, limited, spec.start_limits)
+    };
+    let grew = step.limits.flush_bytes > start.flush_bytes
+        || step.limits.max_in_flight > start.max_in_flight;
+    let sink_bound = limited.limit == Limit::SinkBound;
+    if grew && sink_bound {
+        state.grown_at_rate = Some(limited.rate);
     }
 
-    if prev.hold > 0 {
-        next_state.hold = prev.hold - 1;
-    } else if pressured && flat && start.max_in_flight < bounds.max_in_flight {
-        let in_flight = start.max_in_flight + 1;
-        let flush_bytes = start
-            .flush_bytes
-            .min(flush_ceiling(bounds, budget, in_flight));
-        if flush_bytes >= flush_floor(bounds) {
-            next = TunedLimits {
-                flush_bytes,
-                max_in_flight: in_flight,
-            };
-            why = Some(format!(
-                "backpressure {:.0}% with flat sink latency ({:.0}ms): maxInFlight {} → {}",
-                s.backpressure_share * 100.0,
-                s.mean_flush_seconds * 1e3,
-                start.max_in_flight,
-                in_flight
-            ));
-        }
-    } else if flat
-        && s.size_share >= SIZE_TRIGGERED_SHARE
-        && (!pressured || start.max_in_flight >= bounds.max_in_flight)
-    {
-        // Larger batches: while the sink keeps up, or while it is the
-        // bottleneck with every permit allowed in use and a write takes no
-        // longer than its size explains (then a larger batch moves more per
-        // write).
-        let ceiling = flush_ceiling(bounds, budget, start.max_in_flight);
-        let grown = ((start.flush_bytes as f64 * GROW_FLUSH) as u64).min(ceiling);
-        if grown > start.flush_bytes {
-            next = TunedLimits {
-                flush_bytes: grown,
-                max_in_flight: start.max_in_flight,
-            };
-            why = Some(format!(
-                "{:.0}% of {} flushes size-triggered, {} ({:.0}ms): flushBytes {} → {}",
-                s.size_share * 100.0,
-                s.flushes,
-                if pressured {
-                    "every write permit busy, flat sink latency"
-                } else {
-                    "sink keeps up"
-                },
-                s.mean_flush_seconds * 1e3,
-                format_bytes(start.flush_bytes),
-                format_bytes(grown)
-            ));
-        }
+    learn_reference(&mut state, prev, current.flush_bytes, s.mean_flush_seconds);
+    Tuned {
+        limits: step.limits,
+        why: step.why.or(clamped),
+        state,
+        growing: grew && sink_bound,
+        spent: (sink_bound && !grew).then(|| step.blocked.unwrap_or_default()),
     }
+}
 
-    // Learn the latency at the limits that were in force.
-    next_state.reference_seconds =
-        Some(match (prev.reference_seconds, prev.reference_flush_bytes) {
-            (Some(r), Some(b)) if b == current.flush_bytes => {
-                r * (1.0 - REFERENCE_WEIGHT) + s.mean_flush_seconds * REFERENCE_WEIGHT
+/// Learns the mean flush duration at `flush_bytes`, the size in force.
+fn learn_reference(state: &mut TuneState, prev: &TuneState, flush_bytes: u64, seconds: f64) {
+    state.reference_seconds = Some(match (prev.reference_seconds, prev.reference_flush_bytes) {
+        (Some(r), Some(b)) if b == flush_bytes => {
+            r * (1.0 - REFERENCE_WEIGHT) + seconds * REFERENCE_WEIGHT
+        }
+        _ => seconds,
+    });
+    state.reference_flush_bytes = Some(flush_bytes);
+}
+
+/// Why the last growth for sink-bound pods did not help, if it did not.
+fn stalled(prev: &TuneState, limited: &Signals) -> Option<String> {
+    let before = prev.grown_at_rate?;
+    (limited.limit == Limit::SinkBound && limited.rate < before * (1.0 + TUNE_HELPS)).then(|| {
+        format!(
+            "the last tuning step did not raise the pods' rate ({}/s → {}/s)",
+            human(before),
+            human(limited.rate)
+        )
+    })
+}
+
+/// Both limits halved: the sink struggles.
+fn cut(
+    start: TunedLimits,
+    bounds: &TuneBounds,
+    budget: &BudgetPlan,
+    s: &SinkSignals,
+    expected: Option<f64>,
+    limited: &Signals,
+) -> Tuned {
+    let next = clamp(
+        TunedLimits {
+            flush_bytes: start.flush_bytes / 2,
+            max_in_flight: (start.max_in_flight / 2).max(1),
+        },
+        bounds,
+        budget,
+    );
+    let cause = if s.errors > 0 {
+        format!("{} sink errors", s.errors)
+    } else {
+        format!(
+            "sink latency rose to {:.0}ms (expected {:.0}ms)",
+            s.mean_flush_seconds * 1e3,
+            expected.unwrap_or_default() * 1e3
+        )
+    };
+    let why = if next != start {
+        format!("{cause}: {}", changes(start, next))
+    } else {
+        cause.clone()
+    };
+    Tuned {
+        limits: next,
+        why: Some(why),
+        state: TuneState {
+            hold: HOLD_AFTER_CUT,
+            ..TuneState::default()
+        },
+        growing: false,
+        spent: (limited.limit == Limit::SinkBound).then(|| format!("{cause}: limits cut")),
+    }
+}
+
+/// Growth, or a permit given back, by where the pods are limited.
+fn grow(
+    start: TunedLimits,
+    bounds: &TuneBounds,
+    budget: &BudgetPlan,
+    s: &SinkSignals,
+    flat: bool,
+    limited: &Signals,
+    resting: TunedLimits,
+) -> Step {
+    let latency = format!("sink latency flat ({:.0}ms)", s.mean_flush_seconds * 1e3);
+    let waiting = s.backpressure_share >= BACKPRESSURE_SHARE;
+    let pressured = waiting || s.saturation >= SATURATED_IN_FLIGHT;
+    let size_triggered = s.size_share >= SIZE_TRIGGERED_SHARE;
+    let changed = |next: TunedLimits, why: String| Step {
+        limits: next,
+        why: Some(format!("{why}: {}", changes(start, next))),
+        blocked: None,
+    };
+    let next = match limited.limit {
+        Limit::SinkBound if !flat => {
+            let why = format!(
+                "sink latency not flat ({:.0}ms)",
+                s.mean_flush_seconds * 1e3
+            );
+            return Step::none(start, Some(why));
+        }
+        Limit::SinkBound => {
+            let next = sink_growth(start, bounds, budget, size_triggered);
+            if next == start {
+                return Step::none(start, Some(at_bounds(start, bounds, budget)));
             }
-            _ => s.mean_flush_seconds,
-        });
-    next_state.reference_flush_bytes = Some(current.flush_bytes);
-    (next, why, next_state)
+            return changed(next, format!("{}, {latency}", limited.describe()));
+        }
+        Limit::Idle => return give_back(start, bounds, limited, resting),
+        // Consume-bound pods get a permit only when they really wait for one.
+        Limit::ConsumeBound if !waiting => None,
+        _ if pressured && flat => one_permit_more(start, bounds, budget),
+        Limit::KeepingUp | Limit::Unknown
+            if flat && size_triggered && !pressured && s.saturation >= KEEP_UP_SATURATION =>
+        {
+            let ceiling = flush_ceiling(bounds, budget, start.max_in_flight);
+            let grown = ((start.flush_bytes as f64 * GROW_FLUSH) as u64).min(ceiling);
+            (grown > start.flush_bytes).then_some(TunedLimits {
+                flush_bytes: grown,
+                ..start
+            })
+        }
+        _ => None,
+    };
+    let Some(next) = next else {
+        return Step::none(start, None);
+    };
+    let why = if next.max_in_flight > start.max_in_flight {
+        let pressure = if waiting {
+            format!(
+                "waiting for a permit {:.0}% of the time",
+                s.backpressure_share * 100.0
+            )
+        } else {
+            format!("{:.0}% of the permits busy", s.saturation * 100.0)
+        };
+        format!("{}, {pressure} with {latency}", limited.describe())
+    } else {
+        format!(
+            "{}: {:.0}% of {} flushes size-triggered, sink keeps up ({:.0}ms)",
+            limited.describe(),
+            s.size_share * 100.0,
+            s.flushes,
+            s.mean_flush_seconds * 1e3
+        )
+    };
+    changed(next, why)
+}
+
+/// One in-flight permit more, the flush size within what the budget allows
+/// with it; `None` at the bound.
+fn one_permit_more(
+    start: TunedLimits,
+    bounds: &TuneBounds,
+    budget: &BudgetPlan,
+) -> Option<TunedLimits> {
+    if start.max_in_flight >= bounds.max_in_flight {
+        return None;
+    }
+    let in_flight = start.max_in_flight + 1;
+    let flush_bytes = start
+        .flush_bytes
+        .min(flush_ceiling(bounds, budget, in_flight));
+    (flush_bytes >= flush_floor(bounds)).then_some(TunedLimits {
+        flush_bytes,
+        max_in_flight: in_flight,
+    })
+}
+
+/// One permit more and (size-triggered flushes) flushes ×1.5, inside the
+/// bounds and the budget.
+fn sink_growth(
+    start: TunedLimits,
+    bounds: &TuneBounds,
+    budget: &BudgetPlan,
+    size_triggered: bool,
+) -> TunedLimits {
+    let mut in_flight = start.max_in_flight;
+    if in_flight < bounds.max_in_flight
+        && flush_ceiling(bounds, budget, in_flight + 1) >= flush_floor(bounds)
+    {
+        in_flight += 1;
+    }
+    let wanted = if size_triggered {
+        (start.flush_bytes as f64 * GROW_FLUSH) as u64
+    } else {
+        start.flush_bytes
+    };
+    TunedLimits {
+        flush_bytes: wanted.min(flush_ceiling(bounds, budget, in_flight)),
+        max_in_flight: in_flight,
+    }
+}
+
+/// Why sink-bound pods cannot be tuned further.
+fn at_bounds(start: TunedLimits, bounds: &TuneBounds, budget: &BudgetPlan) -> String {
+    format!(
+        "tuning is at its bounds (maxInFlight {} of {}, flushBytes {} of {} allowed)",
+        start.max_in_flight,
+        bounds.max_in_flight,
+        format_bytes(start.flush_bytes),
+        format_bytes(flush_ceiling(bounds, budget, start.max_in_flight))
+    )
+}
+
+/// Idle pods give back one permit, down to what the spec starts with, while
+/// one stands unused.
+fn give_back(
+    start: TunedLimits,
+    bounds: &TuneBounds,
+    limited: &Signals,
+    resting: TunedLimits,
+) -> Step {
+    let floor = resting
+        .max_in_flight
+        .max(bounds.min_in_flight)
+        .min(bounds.max_in_flight);
+    let n = start.max_in_flight;
+    if n <= floor || limited.busy_permits > (n - 1) as f64 {
+        return Step::none(start, None);
+    }
+    let next = TunedLimits {
+        max_in_flight: n - 1,
+        ..start
+    };
+    Step {
+        limits: next,
+        why: Some(format!("{}: {}", limited.describe(), changes(start, next))),
+        blocked: None,
+    }
 }

@@ -3,6 +3,10 @@ use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 
 use super::*;
 
+mod levers;
+mod skew;
+mod tune;
+
 const INTERVAL_MS: u64 = 15_000;
 
 fn budget(partitions: u32) -> BudgetPlan {
@@ -150,6 +154,86 @@ fn decision_for(spec: &PolicySpec, replicas: u32, produce: f64, capacity: f64) -
         limits: spec.start_limits,
     };
     decide(spec, &obs, &state, INTERVAL_MS).0
+}
+
+/// The state of a decision at time 0 that saw partition `i` lag
+/// `prev_lag[i]` at a high watermark of 1M, with a measured capacity of
+/// `capacity` records/s per pod.
+fn quiet(prev_lag: &[i64], capacity: f64) -> PolicyState {
+    PolicyState {
+        at_ms: Some(0),
+        partitions: (0..prev_lag.len())
+            .map(|p| PartitionTrack {
+                partition: p as i32,
+                high_watermark: 1_000_000,
+                committed: Some(1_000_000 - prev_lag[p]),
+                still: 0,
+            })
+            .collect(),
+        capacity_per_pod: Some(capacity),
+        capacity_measured: true,
+        total_lag: Some(prev_lag.iter().sum()),
+        healthy_lag: Some(prev_lag.iter().sum()),
+        ..PolicyState::default()
+    }
+}
+
+/// One interval after [`quiet`]`(prev_lag, capacity)`: partition `i` got
+/// `produce[i]` records/s and now lags `lag[i]`; `replicas` pods ran with
+/// `limits` and each reported like `pod` (partitions assigned round-robin).
+#[allow(clippy::too_many_arguments)]
+fn interval(
+    spec: &PolicySpec,
+    replicas: u32,
+    limits: TunedLimits,
+    produce: &[f64],
+    prev_lag: &[i64],
+    lag: &[i64],
+    pod: &PodSample,
+    capacity: f64,
+) -> (Decision, PolicyState) {
+    let state = quiet(prev_lag, capacity);
+    let obs = observation(replicas, limits, produce, lag, pod);
+    decide(spec, &obs, &state, INTERVAL_MS)
+}
+
+/// What [`interval`] observes.
+fn observation(
+    replicas: u32,
+    limits: TunedLimits,
+    produce: &[f64],
+    lag: &[i64],
+    pod: &PodSample,
+) -> Observation {
+    let partitions = (0..produce.len())
+        .map(|p| {
+            let hw = 1_000_000 + (produce[p] * 15.0) as i64;
+            PartitionObservation {
+                partition: p as i32,
+                committed: Some(hw - lag[p]),
+                high_watermark: hw,
+                log_start: 0,
+                uncommitted_start: None,
+                assigned: true,
+            }
+        })
+        .collect();
+    let r = replicas as usize;
+    let pods = (0..r)
+        .map(|i| PodSample {
+            partitions: (0..produce.len())
+                .filter(|p| p % r == i)
+                .map(|p| p as i32)
+                .collect(),
+            ..pod.clone()
+        })
+        .collect();
+    Observation {
+        partitions,
+        pods,
+        replicas,
+        limits,
+    }
 }
 
 #[test]
@@ -400,187 +484,6 @@ fn paused_keeps_the_replicas() {
 }
 
 #[test]
-fn tuning_grows_on_good_signs_and_halves_on_bad_ones() {
-    let s = spec();
-    let bounds = s.autotune.expect("autotune on by default");
-    let start = s.start_limits;
-    let t0 = TuneState::default();
-    // Backpressure with flat latency: one more permit.
-    let (l, why, st) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(start, 0.2, 0.4, 0.9, 0),
-        Some(15.0),
-        &t0,
-    );
-    assert_eq!(l.max_in_flight, start.max_in_flight + 1, "{why:?}");
-    // Size-triggered flushes, no backpressure, latency flat: flush ×1.5.
-    let (l2, why, st) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(l, 0.2, 0.0, 0.9, 0),
-        Some(15.0),
-        &st,
-    );
-    assert_eq!(l2.flush_bytes, l.flush_bytes * 3 / 2, "{why:?}");
-    // Time-triggered flushes: nothing to grow; then latency triples at the
-    // same limits: both halved.
-    let (l3, why, st) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(l2, 0.2, 0.0, 0.0, 0),
-        Some(15.0),
-        &st,
-    );
-    assert_eq!(l3, l2, "{why:?}");
-    let (l4, why, _) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(l3, 0.6, 0.0, 0.9, 0),
-        Some(15.0),
-        &st,
-    );
-    assert_eq!(l4.max_in_flight, (l3.max_in_flight / 2).max(1), "{why:?}");
-    assert_eq!(l4.flush_bytes, l3.flush_bytes / 2, "{why:?}");
-    // Sink errors: halved too.
-    let (l5, why, _) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(l2, 0.2, 0.0, 0.9, 3),
-        Some(15.0),
-        &st,
-    );
-    assert!(
-        l5.max_in_flight < l2.max_in_flight && l5.flush_bytes < l2.flush_bytes,
-        "{why:?}"
-    );
-    assert!(why.unwrap().contains("3 sink errors"));
-    // Autotune off: the limits stay.
-    let (l6, why, _) = tune::tune(
-        None,
-        &s.budget,
-        &tune_obs(start, 0.2, 0.9, 0.9, 0),
-        Some(15.0),
-        &t0,
-    );
-    assert_eq!((l6, why), (start, None));
-}
-
-#[test]
-fn a_latency_bound_sink_at_the_permit_bound_gets_larger_batches() {
-    let s = spec();
-    let bounds = s.autotune.expect("autotune on by default");
-    let at_bound = TunedLimits {
-        max_in_flight: bounds.max_in_flight,
-        ..s.start_limits
-    };
-    // Every permit busy, flushes size-triggered, a write takes as long as
-    // before: more permits are not allowed, a larger batch is.
-    let (l, why, _) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(at_bound, 0.2, 0.8, 0.9, 0),
-        Some(15.0),
-        &TuneState::default(),
-    );
-    assert_eq!(l.max_in_flight, bounds.max_in_flight, "{why:?}");
-    assert!(l.flush_bytes > at_bound.flush_bytes, "{why:?}");
-    assert!(why.unwrap().contains("every write permit busy"));
-    // Below the permit bound, backpressure adds a permit instead.
-    let below = TunedLimits {
-        max_in_flight: bounds.max_in_flight - 1,
-        ..s.start_limits
-    };
-    let (l, why, _) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(below, 0.2, 0.8, 0.9, 0),
-        Some(15.0),
-        &TuneState::default(),
-    );
-    assert_eq!(
-        (l.max_in_flight, l.flush_bytes),
-        (bounds.max_in_flight, below.flush_bytes),
-        "{why:?}"
-    );
-}
-
-#[test]
-fn tuning_stays_within_bounds_and_the_memory_budget() {
-    let tight = AutotuneSpec {
-        min_flush_bytes: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-            "256Ki".into(),
-        )),
-        max_flush_bytes: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-            "6Mi".into(),
-        )),
-        min_in_flight: Some(1),
-        max_in_flight: Some(6),
-        ..AutotuneSpec::default()
-    };
-    for autotune in [AutotuneSpec::default(), tight] {
-        let s = spec_with(AutoscalingSpec::default(), autotune);
-        let bounds = s.autotune.unwrap();
-        let mut rng = Lcg(7);
-        let mut limits = s.start_limits;
-        let mut state = TuneState::default();
-        let mut grew = 0;
-        for _ in 0..2_000 {
-            let latency = 0.1 + rng.next() * if rng.next() < 0.1 { 2.0 } else { 0.05 };
-            let obs = tune_obs(
-                limits,
-                latency * (limits.flush_bytes as f64 / (512 << 10) as f64).sqrt(),
-                if rng.next() < 0.5 { rng.next() } else { 0.0 },
-                rng.next(),
-                (rng.next() < 0.03) as u64,
-            );
-            let (next, _, st) = tune::tune(Some(&bounds), &s.budget, &obs, Some(15.0), &state);
-            state = st;
-            grew += (next.flush_bytes > limits.flush_bytes
-                || next.max_in_flight > limits.max_in_flight) as u32;
-            limits = next;
-            assert!(
-                (bounds.min_in_flight..=bounds.max_in_flight).contains(&limits.max_in_flight),
-                "{limits:?}"
-            );
-            assert!(limits.flush_bytes >= bounds.min_flush_bytes, "{limits:?}");
-            assert!(
-                bounds
-                    .max_flush_bytes
-                    .is_none_or(|m| limits.flush_bytes <= m),
-                "{limits:?}"
-            );
-            s.budget
-                .check(limits.flush_bytes, limits.max_in_flight)
-                .unwrap_or_else(|e| panic!("{limits:?}: {e}"));
-        }
-        assert!(grew > 10, "the limits did move");
-    }
-}
-
-#[test]
-fn limits_outside_the_budget_are_brought_back() {
-    let s = spec();
-    let bounds = s.autotune.unwrap();
-    let huge = TunedLimits {
-        flush_bytes: 200 << 20,
-        max_in_flight: 64,
-    };
-    let (l, why, _) = tune::tune(
-        Some(&bounds),
-        &s.budget,
-        &tune_obs(huge, 0.2, 0.0, 0.0, 0),
-        Some(15.0),
-        &TuneState::default(),
-    );
-    assert!(
-        s.budget.check(l.flush_bytes, l.max_in_flight).is_ok(),
-        "{l:?}"
-    );
-    assert!(why.unwrap().contains("inside the autotune bounds"));
-}
-
-#[test]
 fn identical_inputs_give_identical_decisions_even_after_a_failover() {
     let drive = |b: &mut Bench| {
         b.tick(100.0, 1_200.0, &[]);
@@ -604,42 +507,4 @@ fn identical_inputs_give_identical_decisions_even_after_a_failover() {
         decision_for(&s, 3, 800.0, 2_000.0),
         decision_for(&s, 3, 800.0, 2_000.0)
     );
-}
-
-/// Deterministic pseudo-random numbers in [0, 1).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn tune_obs(
-    limits: TunedLimits,
-    flush_seconds: f64,
-    backpressure: f64,
-    size_share: f64,
-    errors: u64,
-) -> Observation {
-    Observation {
-        partitions: vec![],
-        pods: vec![PodSample {
-            partitions: vec![],
-            full_interval: true,
-            delivered_rate: 1_000.0,
-            buffer_fullness: 0.5,
-            flushes: 100,
-            size_flushes: (100.0 * size_share) as u64,
-            flush_seconds: Some(flush_seconds),
-            in_flight_saturation: 0.5,
-            errors,
-            backpressure_seconds: backpressure * 15.0,
-        }],
-        replicas: 1,
-        limits,
-    }
 }

@@ -1,0 +1,141 @@
+//! Per partition, what one interval showed: lag, produce rate, whether it is
+//! stuck.
+//!
+//! * lag = high watermark − where the group is: the committed offset, or
+//!   where the group starts without one (the log start with
+//!   `auto.offset.reset=earliest`, the high watermark when a pod took the
+//!   partition with `latest`), never below the log start;
+//! * produce rate = growth of the high watermark since the previous
+//!   decision (unknown on the first one);
+//! * a partition whose committed offset stands still for `stuckIntervals`
+//!   intervals while it is assigned and lagging is *stuck*; one whose offset
+//!   moved this interval is *moving* (its lag shows a pod busy).
+
+use super::{LagSummary, Observation, PartitionTrack, PolicySpec, PolicyState};
+
+/// One partition over the interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionSeen {
+    /// Partition id.
+    pub partition: i32,
+    /// Records waiting.
+    pub lag: i64,
+    /// Records/s produced; `None` on the first decision.
+    pub rate: Option<f64>,
+    /// Left out of the demand: its offset stood still too long.
+    pub stuck: bool,
+    /// Not stuck, and its committed offset did not stand still this interval.
+    pub moving: bool,
+}
+
+/// Every partition over the interval.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Seen {
+    /// Per partition, in the observation's order.
+    pub partitions: Vec<PartitionSeen>,
+    /// Lag figures.
+    pub lag: LagSummary,
+    /// Stuck partitions.
+    pub stuck: Vec<i32>,
+    /// Their lag.
+    pub stuck_lag: i64,
+    /// Change of the healthy partitions' lag per second.
+    pub healthy_lag_rate: Option<f64>,
+    /// What to remember of each partition.
+    pub tracks: Vec<PartitionTrack>,
+}
+
+impl Seen {
+    /// Every partition's produce rate is known.
+    pub fn produce_known(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.iter().all(|p| p.rate.is_some())
+    }
+
+    /// Records/s produced on the partitions that are not stuck.
+    pub fn produce_healthy(&self) -> f64 {
+        self.partitions
+            .iter()
+            .filter(|p| !p.stuck)
+            .filter_map(|p| p.rate)
+            .sum()
+    }
+
+    /// Records/s produced on every partition.
+    pub fn produce_total(&self) -> f64 {
+        self.partitions.iter().filter_map(|p| p.rate).sum()
+    }
+
+    /// Partitions that are not stuck.
+    pub fn healthy(&self) -> usize {
+        self.partitions.iter().filter(|p| !p.stuck).count()
+    }
+
+    /// Lag on `partitions` that moved this interval.
+    pub fn moving_lag(&self, partitions: &[i32]) -> i64 {
+        self.partitions
+            .iter()
+            .filter(|p| p.moving && partitions.contains(&p.partition))
+            .map(|p| p.lag)
+            .sum()
+    }
+}
+
+/// What `obs` shows of each partition, `dt` seconds after `prev`.
+pub fn partitions(
+    spec: &PolicySpec,
+    obs: &Observation,
+    prev: &PolicyState,
+    dt: Option<f64>,
+) -> Seen {
+    let mut seen = Seen::default();
+    for p in &obs.partitions {
+        let start = p
+            .committed
+            .or(p.uncommitted_start)
+            .unwrap_or(p.log_start)
+            .max(p.log_start);
+        let lag = (p.high_watermark - start).max(0);
+        let before = prev.partitions.iter().find(|t| t.partition == p.partition);
+        let still = match before {
+            Some(b) if dt.is_some() && p.assigned && lag > 0 && b.committed == p.committed => {
+                b.still + 1
+            }
+            _ => 0,
+        };
+        let stuck = still >= spec.stuck_intervals;
+        let rate = match (before, dt) {
+            (Some(b), Some(dt)) => Some((p.high_watermark - b.high_watermark).max(0) as f64 / dt),
+            _ => None,
+        };
+        seen.lag.total += lag;
+        seen.lag.max_partition = seen.lag.max_partition.max(lag);
+        if stuck {
+            seen.stuck.push(p.partition);
+            seen.stuck_lag += lag;
+        } else {
+            seen.lag.healthy += lag;
+        }
+        seen.partitions.push(PartitionSeen {
+            partition: p.partition,
+            lag,
+            rate,
+            stuck,
+            moving: !stuck && still == 0,
+        });
+        seen.tracks.push(PartitionTrack {
+            partition: p.partition,
+            high_watermark: p.high_watermark,
+            committed: p.committed,
+            still,
+        });
+    }
+    if let Some(dt) = dt {
+        if let Some(before) = prev.total_lag {
+            seen.lag.rate_per_second = (seen.lag.total - before) as f64 / dt;
+        }
+        if let Some(before) = prev.healthy_lag {
+            seen.healthy_lag_rate = Some((seen.lag.healthy - before) as f64 / dt);
+        }
+    }
+    seen
+}

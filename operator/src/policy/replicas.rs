@@ -1,0 +1,246 @@
+//! The replica count of one decision.
+//!
+//! 1. paused: keep the count; above `min(maxReplicas, partitions)` or below
+//!    `minReplicas`: back inside at once;
+//! 2. the count wanted is the fewest pods whose busiest pod keeps up with
+//!    the per-partition demand under Kafka's count-balanced assignment
+//!    ([`super::sizing`]), within the bounds;
+//! 3. more pods are added only when the demand with the drain target
+//!    stretched by the tolerance still needs them, and, when the pods are
+//!    sink-bound, only once tuning cannot make them faster (at its bounds,
+//!    latency not flat, or its last step did not help): while tuning grows
+//!    the limits, the count holds ("tuning first");
+//! 4. scale-up is immediate (or goes to the lowest count wanted during
+//!    `scaleUpStabilizationSeconds`) and adds at most `maxScaleUpStep` pods,
+//!    landing on the fewest pods with the same spread;
+//! 5. scale-down goes to the highest count wanted (with the tolerance to
+//!    spare) during `scaleDownStabilizationSeconds`, not within that window
+//!    after a scale-up, not while the produce rate climbs, at most
+//!    `maxScaleDownStep` pods per decision.
+
+use super::limited::{Limit, Signals};
+use super::sizing::{self, Demand};
+use super::tune::Tuned;
+use super::{human, plural, PolicySpec, PolicyState};
+
+/// Scale-down waits while the produce rate is above the lowest of this window
+/// by more than the tolerance.
+pub const RISING_WINDOW_MS: u64 = 60_000;
+/// ... or above the previous interval's by more than this share.
+const CLIMB_STEP: f64 = 0.02;
+
+/// What the replica count is chosen from.
+pub struct Input<'a> {
+    /// Partitions of the topic.
+    pub partitions: u32,
+    /// Replicas now.
+    pub current: u32,
+    /// Records/s per pod to size with, when known.
+    pub capacity: Option<f64>,
+    /// Demand per partition.
+    pub demand: &'a Demand,
+    /// The same with the drain target stretched by the tolerance.
+    pub relaxed: &'a Demand,
+    /// Where the pods are limited.
+    pub limited: &'a Signals,
+    /// This interval's tuning.
+    pub tuned: &'a Tuned,
+}
+
+/// The count and why.
+pub struct Choice {
+    /// Replicas to run.
+    pub replicas: u32,
+    /// Why, in words.
+    pub why: String,
+    /// The demand needs more pods than the bounds allow.
+    pub at_max: bool,
+}
+
+/// The replica count for `input`; `state` holds this decision's
+/// recommendation already.
+pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input) -> Choice {
+    let (p, current) = (input.partitions, input.current);
+    let (lower, upper) = spec.replica_bounds(p);
+    let choice = |replicas, why| Choice {
+        replicas,
+        why,
+        at_max: false,
+    };
+    if spec.paused {
+        return choice(current, format!("paused: keeping {current} replicas"));
+    }
+    if current > upper {
+        let to = sizing::fewest_with_same_spread(p, upper).max(lower);
+        let why = format!(
+            "{current} is above the {upper} allowed (maxReplicas {}, {p} partitions): {to}",
+            spec.max_replicas
+        );
+        return choice(to, why);
+    }
+    if current < lower {
+        let why = format!(
+            "{current} is below minReplicas {}: {lower}",
+            spec.min_replicas
+        );
+        return choice(lower, why);
+    }
+    let Some(cap) = input.capacity.filter(|c| *c > 0.0) else {
+        return choice(
+            current,
+            format!("no consumption measured yet; hold at {current}"),
+        );
+    };
+    let want = spec.size(input.demand, cap, p);
+    let raw = input.demand.replicas(cap);
+    let per_pod = sizing::max_per_pod(p, want);
+    let mut why = format!(
+        "{per_pod} partition{} per pod to keep up and drain within {}s: {want} pod{}",
+        plural(per_pod),
+        spec.target_drain_seconds,
+        plural(want)
+    );
+    let at_max = raw > upper;
+    if at_max {
+        why = format!("{raw} pods wanted, {upper} allowed");
+        if want < upper {
+            why += &format!(": {want} give the same {per_pod} partitions per pod");
+        }
+    }
+    let sink_bound = input.limited.limit == Limit::SinkBound;
+    let (replicas, why) = if want > current && spec.size(input.relaxed, cap, p) > current {
+        match &input.tuned.spent {
+            _ if sink_bound && input.tuned.growing => (
+                current,
+                format!("{why}; hold at {current}: tuning first, the limits grow"),
+            ),
+            Some(spent) if sink_bound && !spent.is_empty() => {
+                let why = format!("{why}; {spent}, so more pods");
+                scale_up(spec, state, now_ms, p, cap, current, why)
+            }
+            _ => scale_up(spec, state, now_ms, p, cap, current, why),
+        }
+    } else if want < current {
+        scale_down(spec, state, now_ms, p, cap, current, want, why)
+    } else {
+        (current, format!("{why}; hold at {current}"))
+    };
+    Choice {
+        replicas,
+        why,
+        at_max,
+    }
+}
+
+/// Up to what the scale-up window wanted, at most `maxScaleUpStep` pods.
+fn scale_up(
+    spec: &PolicySpec,
+    state: &PolicyState,
+    now_ms: u64,
+    partitions: u32,
+    cap: f64,
+    current: u32,
+    why: String,
+) -> (u32, String) {
+    // Every recommendation of the window wanted at least this many.
+    let target = state
+        .recommendations
+        .iter()
+        .filter(|r| now_ms - r.at_ms < spec.scale_up_stabilization_ms.max(1))
+        .map(|r| spec.size(&r.profile(partitions), cap, partitions))
+        .min()
+        .unwrap_or(current);
+    if target <= current {
+        return (
+            current,
+            format!(
+                "{why}; hold at {current} until it is wanted for {}s",
+                spec.scale_up_stabilization_ms / 1000
+            ),
+        );
+    }
+    let stepped = target.min(current + spec.max_scale_up_step);
+    let fewest = sizing::fewest_with_same_spread(partitions, stepped);
+    let to = if fewest > current { fewest } else { stepped };
+    let mut why = format!("{why}; up {current} → {to}");
+    if to < target {
+        why += &format!(" (at most +{} per decision)", spec.max_scale_up_step);
+    }
+    (to, why)
+}
+
+/// Down to what the scale-down window needs, unless held.
+#[allow(clippy::too_many_arguments)]
+fn scale_down(
+    spec: &PolicySpec,
+    state: &PolicyState,
+    now_ms: u64,
+    partitions: u32,
+    cap: f64,
+    current: u32,
+    want: u32,
+    why: String,
+) -> (u32, String) {
+    let window = spec.scale_down_stabilization_ms;
+    let secs = window / 1000;
+    // The lower count must carry the highest demand of the window with the
+    // tolerance to spare.
+    let target = state
+        .recommendations
+        .iter()
+        .filter(|r| now_ms - r.at_ms < window.max(1))
+        .map(|r| {
+            let demand = r.profile(partitions).scaled(1.0 + spec.tolerance);
+            spec.size(&demand, cap, partitions)
+        })
+        .fold(want, u32::max);
+    if target >= current {
+        return (
+            current,
+            format!("{why}; hold at {current}: {target} wanted within the last {secs}s"),
+        );
+    }
+    if let Some(up) = state.last_scale_up_ms.filter(|&t| now_ms - t < window) {
+        return (
+            current,
+            format!(
+                "{why}; hold at {current}: scaled up {}s ago (window {secs}s)",
+                (now_ms - up) / 1000
+            ),
+        );
+    }
+    if let Some(climb) = climbing(spec, state, now_ms) {
+        return (current, format!("{why}; hold at {current}: {climb}"));
+    }
+    let to = target.max(current.saturating_sub(spec.max_scale_down_step));
+    let mut why = format!("{why}; down {current} → {to}");
+    if to > target {
+        why += &format!(" (at most -{} per decision)", spec.max_scale_down_step);
+    }
+    (to, why)
+}
+
+/// Why the produce rate counts as climbing, if it does.
+fn climbing(spec: &PolicySpec, state: &PolicyState, now_ms: u64) -> Option<String> {
+    let recs = &state.recommendations;
+    let produce = recs.last().map_or(0.0, |r| r.produce);
+    let previous = recs
+        .len()
+        .checked_sub(2)
+        .map_or(produce, |i| recs[i].produce);
+    let lowest = recs
+        .iter()
+        .filter(|r| now_ms - r.at_ms <= RISING_WINDOW_MS)
+        .map(|r| r.produce)
+        .fold(f64::INFINITY, f64::min);
+    (produce > previous * (1.0 + CLIMB_STEP) || produce > lowest * (1.0 + spec.tolerance)).then(
+        || {
+            format!(
+                "produce rate climbing ({} → {}/s within {}s)",
+                human(lowest),
+                human(produce),
+                RISING_WINDOW_MS / 1000
+            )
+        },
+    )
+}
