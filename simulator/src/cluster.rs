@@ -4,11 +4,21 @@
 //! and rebalances that pause the partitions they move.
 //!
 //! Pods are fluid: in a second a pod consumes `min(cpu, sink)` records spread
-//! over its partitions with a backlog, where the sink allows `maxInFlight ×
-//! flushBytes / latency(flushBytes)` bytes per second and `latency = base +
-//! flushBytes / bandwidth`. Assignment is sticky and balanced like Kafka's
-//! cooperative-sticky assignor: a change of replicas moves as few partitions
-//! as it can, and only moved partitions pause.
+//! over its partitions with a backlog (max-min fair: a partition with little
+//! waiting is emptied, the others share the rest), where the sink allows
+//! `maxInFlight × flushBytes / latency(flushBytes)` bytes per second and
+//! `latency = base + flushBytes / bandwidth`. Records arrive on the
+//! partitions by weight (even, or one hot partition). Assignment is sticky
+//! and balanced by count like Kafka's cooperative-sticky assignor: a change
+//! of replicas moves as few partitions as it can, and only moved partitions
+//! pause.
+//!
+//! The buffer fullness a pod reports is what the consumer's gauge shows on
+//! average: while the sink is the limit the loop waits for a permit with a
+//! full buffer (fullness 1) for the share of the time the sink is slower
+//! than the pod could pull; the rest of the time the buffer fills from empty
+//! (half a flush on average when flushes are size-triggered, half of what
+//! arrives within the flush interval when they are time-triggered).
 
 use std::collections::VecDeque;
 
@@ -65,6 +75,49 @@ struct PodCounters {
     seconds: f64,
 }
 
+impl PodCounters {
+    /// One second in which the pod took `take` of `wanted` records with
+    /// `limits`. Returns its buffer fullness and how long a flush took to
+    /// fill, seconds.
+    fn record(&mut self, ph: &Physics, limits: TunedLimits, take: f64, wanted: f64) -> (f64, f64) {
+        let latency = ph.latency(limits.flush_bytes);
+        let flush_records = limits.flush_bytes as f64 / ph.record_bytes;
+        let sink = ph.sink_limit(limits);
+        self.seconds += 1.0;
+        self.consumed += take;
+        // Share of the second spent waiting for a permit, buffer full.
+        let waiting = if sink < ph.cpu_records_per_second && wanted > sink {
+            1.0 - sink / ph.cpu_records_per_second.min(wanted)
+        } else {
+            0.0
+        };
+        self.backpressure += waiting;
+        let size_triggered = take * ph.flush_interval >= flush_records;
+        let filling = if size_triggered {
+            0.5
+        } else {
+            take * ph.flush_interval / flush_records / 2.0
+        };
+        let fullness = waiting + (1.0 - waiting) * filling;
+        self.fullness += fullness;
+        if take <= 0.0 {
+            return (fullness, ph.flush_interval);
+        }
+        let flushes = if size_triggered {
+            take / flush_records
+        } else {
+            1.0 / ph.flush_interval
+        };
+        self.flushes += flushes;
+        if size_triggered {
+            self.size_flushes += flushes;
+        }
+        self.latency += flushes * latency;
+        self.saturation += (take / flush_records * latency / limits.max_in_flight as f64).min(1.0);
+        (fullness, (flush_records / take).min(ph.flush_interval))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Pod {
     partitions: Vec<usize>,
@@ -90,6 +143,10 @@ pub struct Cluster {
     last_observed: u64,
     /// A partition that is never consumed from this second on.
     stuck: Option<(usize, u64)>,
+    /// Share of the records each partition gets.
+    weights: Vec<f64>,
+    /// Highest buffer fullness among the pods in the last second.
+    fullness_now: f64,
 }
 
 impl Cluster {
@@ -112,10 +169,36 @@ impl Cluster {
             limits,
             last_observed: 0,
             stuck: stuck.map(|(p, t)| (p as usize % n, t)),
+            weights: vec![1.0 / n as f64; n],
+            fullness_now: 0.0,
             physics,
         };
         cluster.rescale(replicas.max(1), 0, false);
         cluster
+    }
+
+    /// Sends `share` of the records to `partition`, the rest evenly to the
+    /// others.
+    pub fn with_hot_partition(mut self, partition: u32, share: f64) -> Self {
+        let n = self.weights.len();
+        let hot = partition as usize % n;
+        let share = share.clamp(0.0, 1.0);
+        for (p, w) in self.weights.iter_mut().enumerate() {
+            *w = if p == hot {
+                share
+            } else if n > 1 {
+                (1.0 - share) / (n - 1) as f64
+            } else {
+                1.0
+            };
+        }
+        self
+    }
+
+    /// Highest buffer fullness among the pods in the last second (what
+    /// `status.bufferFullness` shows).
+    pub fn fullness(&self) -> f64 {
+        self.fullness_now
     }
 
     /// Pods running.
@@ -205,76 +288,24 @@ impl Cluster {
         }
     }
 
-    /// Runs second `t`: `rate` records arrive, spread evenly; pods consume,
-    /// write and commit.
+    /// Runs second `t`: `rate` records arrive, spread by weight; pods
+    /// consume, write and commit.
     pub fn step(&mut self, t: u64, rate: f64) {
         let n = self.high_watermark.len();
-        for hw in &mut self.high_watermark {
-            *hw += rate / n as f64;
+        for (hw, w) in self.high_watermark.iter_mut().zip(&self.weights) {
+            *hw += rate * w;
         }
-        let ph = &self.physics;
-        let limits = self.limits;
-        let latency = ph.latency(limits.flush_bytes);
-        let flush_records = limits.flush_bytes as f64 / ph.record_bytes;
-        let sink = ph.sink_limit(limits);
-        let capacity = ph.cpu_records_per_second.min(sink);
+        let latency = self.physics.latency(self.limits.flush_bytes);
+        let capacity = self.physics.capacity(self.limits);
         let mut delay = vec![0usize; n];
+        self.fullness_now = 0.0;
         for i in 0..self.pods.len() {
-            let active: Vec<usize> = self.pods[i]
-                .partitions
-                .iter()
-                .copied()
-                .filter(|&p| self.paused_until[p] <= t && !self.is_stuck(p, t))
-                .collect();
-            let wanted: f64 = active
-                .iter()
-                .map(|&p| (self.high_watermark[p] - self.consumed[p]).max(0.0))
-                .sum();
-            let take = capacity.min(wanted);
-            // Water-filling: partitions with little waiting are emptied, the
-            // rest share what is left evenly.
-            let mut waiting: Vec<(usize, f64)> = active
-                .iter()
-                .map(|&p| (p, (self.high_watermark[p] - self.consumed[p]).max(0.0)))
-                .collect();
-            waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
-            let mut left = take;
-            let count = waiting.len();
-            for (k, (p, w)) in waiting.into_iter().enumerate() {
-                let share = left / (count - k) as f64;
-                let got = w.min(share);
-                self.consumed[p] += got;
-                left -= got;
-            }
-            let c = &mut self.pods[i].counters;
-            c.seconds += 1.0;
-            c.consumed += take;
-            if sink < ph.cpu_records_per_second && wanted > sink {
-                c.backpressure += 1.0 - sink / ph.cpu_records_per_second.min(wanted);
-            }
-            let fill = if take > 0.0 {
-                let size_triggered = take * ph.flush_interval >= flush_records;
-                let flushes = if size_triggered {
-                    take / flush_records
-                } else {
-                    1.0 / ph.flush_interval
-                };
-                c.flushes += flushes;
-                if size_triggered {
-                    c.size_flushes += flushes;
-                }
-                c.latency += flushes * latency;
-                c.saturation +=
-                    (take / flush_records * latency / limits.max_in_flight as f64).min(1.0);
-                (flush_records / take).min(ph.flush_interval)
-            } else {
-                ph.flush_interval
-            };
-            c.fullness += if wanted > take {
-                1.0
-            } else {
-                (take * ph.flush_interval / flush_records).min(1.0) / 2.0
-            };
+            let (take, wanted) = self.consume(i, t, capacity);
+            let (fullness, fill) =
+                self.pods[i]
+                    .counters
+                    .record(&self.physics, self.limits, take, wanted);
+            self.fullness_now = self.fullness_now.max(fullness);
             let d = (latency + fill / 2.0).round() as usize;
             for &p in &self.pods[i].partitions {
                 delay[p] = d.min(HISTORY - 1);
@@ -289,6 +320,31 @@ impl Cluster {
             let at = h[h.len() - 1 - back.min(h.len() - 1)];
             self.committed[p] = self.committed[p].max(at);
         }
+    }
+
+    /// Pod `i` consumes up to `capacity` records in second `t` from its
+    /// partitions that move, max-min fair (partitions with little waiting
+    /// are emptied, the rest share what is left evenly). Returns what it
+    /// took and what was waiting.
+    fn consume(&mut self, i: usize, t: u64, capacity: f64) -> (f64, f64) {
+        let mut waiting: Vec<(usize, f64)> = self.pods[i]
+            .partitions
+            .iter()
+            .copied()
+            .filter(|&p| self.paused_until[p] <= t && !self.is_stuck(p, t))
+            .map(|p| (p, (self.high_watermark[p] - self.consumed[p]).max(0.0)))
+            .collect();
+        let wanted: f64 = waiting.iter().map(|(_, w)| w).sum();
+        let take = capacity.min(wanted);
+        waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut left = take;
+        let count = waiting.len();
+        for (k, (p, w)) in waiting.into_iter().enumerate() {
+            let got = w.min(left / (count - k) as f64);
+            self.consumed[p] += got;
+            left -= got;
+        }
+        (take, wanted)
     }
 
     /// What the operator would observe at second `t`, over the seconds since

@@ -24,10 +24,11 @@ pub fn duration(seconds: u64) -> String {
     }
 }
 
-/// One row per decision: time, produce rate, lag, replicas, limits, reason.
+/// One row per decision: time, produce rate, lag, replicas, the pods' mean
+/// buffer fullness over the interval before, limits, reason.
 pub fn tick_table(trace: &Trace) -> String {
     let mut out = format!(
-        "# {} under {}\n{:>6}  {:>8}  {:>8}  {:>8}  {:>3}  {:>8}  {:>3}  reason\n",
+        "# {} under {}\n{:>6}  {:>8}  {:>8}  {:>8}  {:>3}  {:>4}  {:>8}  {:>3}  reason\n",
         trace.workload.title,
         trace.policy.name(),
         "t",
@@ -35,18 +36,20 @@ pub fn tick_table(trace: &Trace) -> String {
         "lag",
         "healthy",
         "pods",
+        "full",
         "flush",
         "inf"
     );
     for row in &trace.ticks {
         let _ = writeln!(
             out,
-            "{:>6}  {:>8}  {:>8}  {:>8}  {:>3}  {:>8}  {:>3}  {}",
+            "{:>6}  {:>8}  {:>8}  {:>8}  {:>3}  {:>4.2}  {:>8}  {:>3}  {}",
             format!("{}s", row.t),
             format!("{}/s", human(row.produce)),
             human(row.lag),
             human(row.healthy_lag),
             row.replicas,
+            row.fullness,
             format_bytes(row.flush_bytes),
             row.max_in_flight,
             row.reason
@@ -57,7 +60,7 @@ pub fn tick_table(trace: &Trace) -> String {
 
 fn summary_row(kind: PolicyKind, s: &Summary) -> String {
     format!(
-        "| {} | {} | {} | {} ({:.2} pod-hours) | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} ({:.2} pod-hours) | {} | {} | {} | {} | {} |",
         kind.name(),
         duration(s.time_to_drain),
         duration(s.time_behind),
@@ -67,14 +70,16 @@ fn summary_row(kind: PolicyKind, s: &Summary) -> String {
         s.flaps,
         s.max_replicas,
         human(s.peak_lag),
+        s.fullness_behind
+            .map_or("–".to_string(), |f| format!("{f:.2}")),
     )
 }
 
 /// The summary table of runs of one workload.
 pub fn summary_table(traces: &[Trace]) -> String {
     let mut out = String::from(
-        "| policy | time to drain | time behind | replica-seconds | scale events | flaps | max replicas | peak lag |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| policy | time to drain | time behind | replica-seconds | scale events | flaps | max replicas | peak lag | fullness while behind |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for t in traces {
         out += &summary_row(t.policy, &t.summary);

@@ -1,5 +1,6 @@
-//! A plain SVG plot of runs of one workload: produce rate, lag, replicas and
-//! the tuned limits over time, one line per policy.
+//! A plain SVG plot of runs of one workload: produce rate, lag, replicas,
+//! the pods' buffer fullness and the tuned limits over time, one line per
+//! policy.
 
 use std::fmt::Write;
 
@@ -127,6 +128,13 @@ pub fn plot(traces: &[Trace]) -> String {
             lines: traces
                 .iter()
                 .map(|t| line(t, |s| s.replicas as f64, true))
+                .collect(),
+        },
+        Panel {
+            title: "buffer fullness, fullest pod (buffered bytes / flushBytes)".into(),
+            lines: traces
+                .iter()
+                .map(|t| line(t, |s| s.fullness, false))
                 .collect(),
         },
         Panel {

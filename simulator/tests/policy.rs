@@ -17,6 +17,8 @@ fn oscillating_load_does_not_flap() {
                 period,
             },
             stuck: None,
+            hot: None,
+            pods: Default::default(),
             start_replicas: 1,
         };
         for kind in [PolicyKind::Millpond, PolicyKind::MillpondFixedLimits] {

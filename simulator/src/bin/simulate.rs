@@ -23,7 +23,7 @@ struct Cli {
     command: Option<Command>,
 
     /// Workload to run.
-    #[arg(long, default_value = "step", value_parser = ["step", "sine", "stuck"])]
+    #[arg(long, default_value = "step", value_parser = ["step", "sine", "stuck", "skewed", "sink-bound", "consume-bound"])]
     workload: String,
 
     /// Policy or policies to run.
