@@ -26,7 +26,7 @@ pub use spec::{
     SinkFormat, SinkSpec, TemplateSpec, TlsSpec, DEFAULT_MEMORY,
 };
 pub use status::{
-    condition, CurrentLimits, Decision, Direction, LagStatus, MillpondConsumerStatus,
+    condition, CurrentLimits, Decision, Direction, HotPartition, LagStatus, MillpondConsumerStatus,
 };
 pub use volumes::{is_dns_label, ConsumerVolume, MAX_VOLUMES, TLS_MOUNT_PATH, TLS_VOLUME_NAME};
 

@@ -85,6 +85,12 @@ fn quantities_ordered(a: &str, b: &str) -> String {
         description = "Highest buffer fullness of the pods (buffered bytes / flushBytes)"
     ),
     printcolumn(
+        name = "Limited",
+        type_ = "string",
+        json_path = ".status.limitedBy",
+        description = "Where the pods are limited: SinkBound, ConsumeBound, KeepingUp, Idle"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",

@@ -35,6 +35,20 @@ pub struct MillpondConsumerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer_fullness: Option<f64>,
 
+    /// Where the pods were limited at the last decision: `SinkBound` (full
+    /// buffers, busy writes: the operator tunes flush size and in-flight
+    /// writes first), `ConsumeBound` (busy pods, buffers not full: it adds
+    /// pods), `KeepingUp`, `Idle` (it gives pods and writes back) or
+    /// `Unknown` (no pod reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_by: Option<String>,
+
+    /// Partitions that alone need more than one pod at the last decision,
+    /// busiest first: more pods cannot drain them faster (a partition is
+    /// read by one pod), so they do not push replicas up by themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot_partitions: Vec<HotPartition>,
+
     /// Limits the pods run with now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<CurrentLimits>,
@@ -83,6 +97,16 @@ pub struct LagStatus {
     /// Change of the total lag per second over the last interval (negative
     /// while the backlog shrinks).
     pub rate_per_second: f64,
+}
+
+/// A partition whose own demand needs more than one pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HotPartition {
+    /// Partition id.
+    pub partition: i32,
+    /// Pods its produce rate and backlog need (above 1).
+    pub pods: f64,
 }
 
 /// Limits the pods run with now.

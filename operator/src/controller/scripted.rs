@@ -249,6 +249,8 @@ async fn a_first_reconcile_creates_every_object_and_reports_what_it_saw() {
     assert_eq!(status["status"]["lag"]["total"], 0);
     assert_eq!(status["status"]["replicas"], 2);
     assert!(status["status"]["lastObservedTime"].is_string());
+    assert_eq!(status["status"]["limitedBy"], "Unknown", "no pod reported");
+    assert!(status["status"]["hotPartitions"].is_null());
     assert_eq!(condition(&status, "Degraded")["status"], "False");
 }
 

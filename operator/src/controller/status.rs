@@ -45,6 +45,15 @@ pub fn decided(
         partitions: Some(seen.partitions() as i32),
         lag: Some(decision.lag_status()),
         buffer_fullness: plan.buffer_fullness,
+        limited_by: Some(decision.limited.limit.as_str().to_string()),
+        hot_partitions: decision
+            .hot_partitions
+            .iter()
+            .map(|h| millpond_crds::HotPartition {
+                partition: h.partition,
+                pods: (h.pods * 10.0).round() / 10.0,
+            })
+            .collect(),
         limits: Some(plan.limits.clone()),
         pods_behind_limits,
         stuck_partitions: decision.stuck_partitions.clone(),
