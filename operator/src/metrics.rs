@@ -39,6 +39,11 @@ pub static KAFKA_CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
     .expect("metric")
 });
 
+/// Upper bounds of `millpond_operator_reconcile_duration_seconds`' buckets.
+pub const RECONCILE_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -57,10 +62,16 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process metrics registered once");
-        let reconcile_duration = Histogram::with_opts(HistogramOpts::new(
-            "millpond_operator_reconcile_duration_seconds",
-            "Time one reconciliation took",
-        ))
+        // Prometheus' default buckets up to 10 s, then 30 s, 1 and 2 minutes:
+        // a reconcile waits on the API server and Kafka, which an overloaded
+        // control plane can keep for longer than 10 s.
+        let reconcile_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "millpond_operator_reconcile_duration_seconds",
+                "Time one reconciliation took",
+            )
+            .buckets(RECONCILE_BUCKETS.to_vec()),
+        )
         .expect("metric");
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
@@ -162,5 +173,21 @@ mod tests {
         KAFKA_REQUESTS.with_label_values(&["OffsetFetch"]).inc();
         assert!(value(&metrics.render(), series) >= before + 1.0);
         value(&text, "millpond_operator_kafka_clients");
+    }
+
+    #[test]
+    fn reconcile_durations_are_told_apart_up_to_two_minutes() {
+        let metrics = Metrics::new();
+        metrics.reconcile_duration.observe(45.0);
+        let text = metrics.render();
+        let bucket = |le: &str| {
+            value(
+                &text,
+                &format!("millpond_operator_reconcile_duration_seconds_bucket{{le=\"{le}\"}}"),
+            )
+        };
+        assert_eq!(bucket("30"), 0.0);
+        assert_eq!(bucket("60"), 1.0);
+        assert_eq!(bucket("120"), 1.0);
     }
 }
