@@ -439,10 +439,10 @@ EOF
 # -------------------------------------------- printer columns, status --
 
 header=$(kubectl get mpc -n "$NS" 2>&1 | head -n 1 | tr -s ' ')
-check "kubectl get mpc prints the columns" "NAME REPLICAS READY LAG FULLNESS STATUS AGE" "$header"
+check "kubectl get mpc prints the columns" "NAME REPLICAS READY LAG FULLNESS LIMITED STATUS AGE" "$header"
 
 status='{"status":{"replicas":3,"readyReplicas":2,"selector":"app.kubernetes.io/instance=orders","partitions":12,
-  "lag":{"total":1234,"maxPartition":400,"ratePerSecond":-12.5},"bufferFullness":0.42,
+  "lag":{"total":1234,"maxPartition":400,"ratePerSecond":-12.5},"bufferFullness":0.42,"limitedBy":"SinkBound",
   "limits":{"flushBytes":8388608,"flushIntervalMs":5000,"maxInFlight":4,"consumeBatchSize":1000,"generation":2},
   "stuckPartitions":[3],
   "lastDecision":{"time":"2026-01-01T00:00:00Z","direction":"up","from":1,"to":3,"reason":"lag 1234 drains in 300s with 3 pods"},
@@ -454,9 +454,9 @@ else
     fail "a full status is accepted through the status subresource" "$out"
 fi
 
-row=$(kubectl get mpc orders -n "$NS" --no-headers 2>&1 | tr -s ' ' | cut -d' ' -f1-6)
-check "kubectl get mpc shows replicas, ready, lag, fullness and the Ready reason" \
-    "orders 3 2 1234 0.42 PodsNotReady" "$row"
+row=$(kubectl get mpc orders -n "$NS" --no-headers 2>&1 | tr -s ' ' | cut -d' ' -f1-7)
+check "kubectl get mpc shows replicas, ready, lag, fullness, where pods are limited and the Ready reason" \
+    "orders 3 2 1234 0.42 SinkBound PodsNotReady" "$row"
 
 check "kubectl get millpond lists consumers by category" \
     "$(kubectl get mpc -n "$NS" -o name | sort)" "$(kubectl get millpond -n "$NS" -o name | sort)"

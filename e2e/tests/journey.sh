@@ -163,7 +163,7 @@ fi
 lag_zero() { [[ $(mpc '{.status.lag.total}') == 0 ]]; }
 poll 60 lag_zero && pass "the lag drains to 0" || fail "the lag drains to 0" "$(mpc '{.status.lag}')"
 check_contains "kubectl get mpc shows replicas, lag, fullness and status" \
-    "$(kubectl get mpc -n "$NS" 2>&1)" REPLICAS READY LAG FULLNESS STATUS "$NAME"
+    "$(kubectl get mpc -n "$NS" 2>&1)" REPLICAS READY LAG FULLNESS LIMITED STATUS "$NAME"
 
 min_replicas=$(mpc '{.spec.autoscaling.minReplicas}')
 scaled_in() { [[ $(decided) == "$min_replicas" && $(mpc '{.status.readyReplicas}') == "$min_replicas" ]]; }
