@@ -219,7 +219,7 @@ async fn main() -> Result<()> {
         .map(|s| s.took)
         .fold(0.0, f64::max);
     for k in 1..=args.steady_intervals {
-        let end = warm.at + interval * k;
+        let end = previous.at + interval;
         if end > deadline {
             report.notes.push(format!(
                 "Stopped after {} of {} steady intervals: the time limit of {} s came first.",
@@ -591,6 +591,8 @@ struct OperatorPod {
     restarts: i32,
     /// How its container last ended, when it restarted.
     last_end: Option<String>,
+    /// The image its container runs, by digest.
+    image_id: String,
 }
 
 /// Memory of one operator pod over the run.
@@ -875,6 +877,7 @@ impl Bench {
                     ip: status.pod_ip?,
                     container_id: container.container_id.unwrap_or_default(),
                     restarts: container.restart_count,
+                    image_id: container.image_id.clone(),
                     last_end,
                 })
             })
@@ -1249,6 +1252,15 @@ impl Report {
             args.interval_seconds, args.steady_intervals, self.create_seconds, args.concurrency, self.whole_seconds
         );
 
+        let mut images: Vec<&str> = self
+            .operator_pods
+            .iter()
+            .map(|p| p.image_id.as_str())
+            .collect();
+        images.sort_unstable();
+        images.dedup();
+        let _ = writeln!(out, "Operator image: {}.\n", images.join(", "));
+
         if !self.others.is_empty() {
             let _ = writeln!(
                 out,
@@ -1445,11 +1457,11 @@ impl Report {
 
         // Each steady interval.
         let _ = writeln!(out, "\n### Each steady interval\n");
-        let _ = writeln!(out, "Status age: now − status.lastObservedTime over all {n} consumers at the interval's end. Gap: time between two successive observations of one consumer, over every refresh seen in the interval (the goal: at most {} s).\n", args.interval_seconds);
-        let _ = writeln!(out, "| # | status age p50 / p99 / max | without lastObservedTime | refreshes seen | gap p50 / p99 / max | status changes (watch) | owned objects changed (watch) | reconciles | reconcile p50 / p99 | API reads | API writes | Kafka requests | leader RSS |");
+        let _ = writeln!(out, "Status age: now − status.lastObservedTime over all {n} consumers at the interval's end. Gap: time between two successive observations of one consumer, over every refresh seen in the interval (the goal: at most {} s). The intervals end when a snapshot is taken, so their lengths vary; the counts are per {} s.\n", args.interval_seconds, args.interval_seconds);
+        let _ = writeln!(out, "| # | length | status age p50 / p99 / max | without lastObservedTime | refreshes seen | gap p50 / p99 / max | status changes (watch) | owned objects changed (watch) | reconciles | reconcile p50 / p99 | API reads | API writes | Kafka requests | leader RSS |");
         let _ = writeln!(
             out,
-            "|---:|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---:|"
+            "|---:|---:|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|---:|"
         );
         for (i, d) in self.intervals.iter().enumerate() {
             let (r, w) = d.reads_writes();
@@ -1457,20 +1469,23 @@ impl Report {
             let mut gaps = d.gaps.clone();
             let gaps = Quantiles::of(&mut gaps);
             let number = format!("{}{}", i + 1, if d.leader_changed { " *" } else { "" });
+            let per = interval / d.seconds.max(1e-9);
+            let (r, w) = (r * per, w * per);
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} / {} | {r:.0} | {w:.0} | {} | {} |",
+                "| {} | {:.0} s | {} | {} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {r:.0} | {w:.0} | {} | {} |",
                 number,
+                d.seconds,
                 seconds3(&ages.age),
                 ages.missing,
-                gaps.n,
+                gaps.n as f64 * per,
                 seconds3(&gaps),
-                d.status_updates,
-                d.changes.values().map(|c| c.0).sum::<u64>(),
-                d.reconciles,
+                d.status_updates as f64 * per,
+                d.changes.values().map(|c| c.0).sum::<u64>() as f64 * per,
+                d.reconciles * per,
                 quantile(d.reconcile.map(|q| q.0)),
                 quantile(d.reconcile.map(|q| q.1)),
-                kafka(&d.kafka, 1.0),
+                kafka(&d.kafka, per),
                 d.leader_rss.map_or("n/a".into(), mib)
             );
         }
