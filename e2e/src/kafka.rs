@@ -136,7 +136,46 @@ pub fn produce_with(
     ids: std::ops::Range<u64>,
     payload: impl FnMut(u64) -> Vec<u8>,
 ) -> Result<()> {
-    send_all(&producer(servers)?, topic, partitions, ids, payload)
+    send_all(
+        &producer(servers)?,
+        topic,
+        round_robin(partitions),
+        ids,
+        payload,
+    )
+}
+
+/// Partition `id % partitions`: every partition gets the same share.
+pub fn round_robin(partitions: i32) -> impl FnMut(u64) -> i32 {
+    move |id| (id % partitions as u64) as i32
+}
+
+/// `hot_percent` % of the ids go to partition 0, the others round-robin
+/// over partitions 1 and up: one hot partition on a topic.
+pub fn one_hot(partitions: i32, hot_percent: u64) -> impl FnMut(u64) -> i32 {
+    let mut cold = 0u64;
+    let others = (partitions - 1).max(1) as u64;
+    move |id| {
+        if partitions == 1 || id % 100 < hot_percent {
+            return 0;
+        }
+        cold += 1;
+        1 + (cold % others) as i32
+    }
+}
+
+/// JSON records of about `size` bytes with ids `ids`, each to the
+/// partition `partition` picks for its id.
+pub fn produce_json_to(
+    servers: &str,
+    topic: &str,
+    ids: std::ops::Range<u64>,
+    size: usize,
+    partition: impl FnMut(u64) -> i32,
+) -> Result<()> {
+    send_all(&producer(servers)?, topic, partition, ids, |id| {
+        json_record(id, size)
+    })
 }
 
 /// Like [`produce_json`], with batches compressed by `codec`.
@@ -149,7 +188,7 @@ pub fn produce_json_compressed(
     codec: &str,
 ) -> Result<()> {
     let producer = producer_with_codec(servers, codec)?;
-    send_all(&producer, topic, partitions, ids, |id| {
+    send_all(&producer, topic, round_robin(partitions), ids, |id| {
         json_record(id, size)
     })
 }
@@ -178,22 +217,27 @@ pub fn produce_records(
     ids: std::ops::Range<u64>,
     make: impl FnMut(u64) -> Outgoing,
 ) -> Result<()> {
-    send_all(&producer(servers)?, topic, partitions, ids, make)
+    send_all(
+        &producer(servers)?,
+        topic,
+        round_robin(partitions),
+        ids,
+        make,
+    )
 }
 
 fn send_all<R: Into<Outgoing>>(
     producer: &ThreadedProducer<DefaultProducerContext>,
     topic: &str,
-    partitions: i32,
+    mut partition: impl FnMut(u64) -> i32,
     ids: std::ops::Range<u64>,
     mut make: impl FnMut(u64) -> R,
 ) -> Result<()> {
     for id in ids {
         let outgoing = make(id).into();
         let key = id.to_string();
-        let mut record: BaseRecord<'_, String, Vec<u8>> = BaseRecord::to(topic)
-            .key(&key)
-            .partition((id % partitions as u64) as i32);
+        let mut record: BaseRecord<'_, String, Vec<u8>> =
+            BaseRecord::to(topic).key(&key).partition(partition(id));
         if let Some(value) = &outgoing.value {
             record = record.payload(value);
         }
@@ -328,4 +372,31 @@ pub fn read_all(servers: &str, topic: &str, partitions: i32) -> Result<Vec<RawRe
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(mut partition: impl FnMut(u64) -> i32, ids: u64) -> Vec<u32> {
+        let mut counts = vec![0u32; 12];
+        for id in 0..ids {
+            counts[partition(id) as usize] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn one_hot_sends_its_share_to_partition_0_and_spreads_the_rest_evenly() {
+        let c = counts(one_hot(12, 40), 12_000);
+        assert_eq!(c[0], 4_800);
+        // 7,200 over 11 partitions: 654 or 655 each.
+        assert!(c[1..].iter().all(|&n| n == 654 || n == 655), "{c:?}");
+        assert_eq!(c.iter().sum::<u32>(), 12_000);
+    }
+
+    #[test]
+    fn round_robin_gives_every_partition_the_same_share() {
+        assert_eq!(counts(round_robin(12), 1_200), vec![100; 12]);
+    }
 }
