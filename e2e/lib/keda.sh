@@ -146,7 +146,7 @@ _keda_up() {
         KUBECONFIG=$kc WATCH_NAMESPACE="" POD_NAMESPACE=$KEDA_NAMESPACE \
             KEDA_CLUSTER_OBJECT_NAMESPACE=$KEDA_NAMESPACE \
             start_daemon "$KEDA_STATE_DIR" keda-adapter "$dir/bin/adapter" \
-            --kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
+            --lister-kubeconfig="$kc" --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
             --bind-address="$MILLPOND_HOST_IP" --secure-port="$KEDA_ADAPTER_PORT" \
             --cert-dir="$certs" --tls-cert-file="$certs/tls.crt" --tls-private-key-file="$certs/tls.key" \
             --metrics-service-address="127.0.0.1:$KEDA_GRPC_PORT" \
