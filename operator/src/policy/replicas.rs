@@ -108,6 +108,14 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         }
     }
     let sink_bound = input.limited.limit == Limit::SinkBound;
+    let step = Step {
+        spec,
+        state,
+        now_ms,
+        partitions: p,
+        cap,
+        current,
+    };
     let (replicas, why) = if want > current && spec.size(input.relaxed, cap, p) > current {
         match &input.tuned.spent {
             _ if sink_bound && input.tuned.growing => (
@@ -115,13 +123,12 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
                 format!("{why}; hold at {current}: tuning first, the limits grow"),
             ),
             Some(spent) if sink_bound && !spent.is_empty() => {
-                let why = format!("{why}; {spent}, so more pods");
-                scale_up(spec, state, now_ms, p, cap, current, why)
+                scale_up(step, format!("{why}; {spent}, so more pods"))
             }
-            _ => scale_up(spec, state, now_ms, p, cap, current, why),
+            _ => scale_up(step, why),
         }
     } else if want < current {
-        scale_down(spec, state, now_ms, p, cap, current, want, why)
+        scale_down(step, want, why)
     } else {
         (current, format!("{why}; hold at {current}"))
     };
@@ -132,16 +139,22 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
     }
 }
 
-/// Up to what the scale-up window wanted, at most `maxScaleUpStep` pods.
-fn scale_up(
-    spec: &PolicySpec,
-    state: &PolicyState,
+/// What a change of the count is weighed with: the policy, its memory,
+/// now, the topic's partitions, a pod's capacity and the count now.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    spec: &'a PolicySpec,
+    state: &'a PolicyState,
     now_ms: u64,
     partitions: u32,
     cap: f64,
     current: u32,
-    why: String,
-) -> (u32, String) {
+}
+
+/// Up to what the scale-up window wanted, at most `maxScaleUpStep` pods.
+fn scale_up(step: Step, why: String) -> (u32, String) {
+    let (spec, state, now_ms) = (step.spec, step.state, step.now_ms);
+    let (partitions, cap, current) = (step.partitions, step.cap, step.current);
     // Every recommendation of the window wanted at least this many.
     let target = state
         .recommendations
@@ -170,17 +183,9 @@ fn scale_up(
 }
 
 /// Down to what the scale-down window needs, unless held.
-#[allow(clippy::too_many_arguments)]
-fn scale_down(
-    spec: &PolicySpec,
-    state: &PolicyState,
-    now_ms: u64,
-    partitions: u32,
-    cap: f64,
-    current: u32,
-    want: u32,
-    why: String,
-) -> (u32, String) {
+fn scale_down(step: Step, want: u32, why: String) -> (u32, String) {
+    let (spec, state, now_ms) = (step.spec, step.state, step.now_ms);
+    let (partitions, cap, current) = (step.partitions, step.cap, step.current);
     let window = spec.scale_down_stabilization_ms;
     let secs = window / 1000;
     // The lower count must carry the highest demand of the window with the
