@@ -9,17 +9,25 @@ use super::BuildContext;
 pub const UID: &str = "6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11";
 pub const TOKEN: &str = "admin-token-7f3a9c";
 
+/// `orders` in `pond` ([`UID`]) at `generation`, as the API server returns
+/// it, up to its spec.
+macro_rules! head {
+    ($generation:literal) => {
+        concat!(
+            "apiVersion: millpond.io/v1alpha1\nkind: MillpondConsumer\n",
+            "metadata: {name: orders, namespace: pond, ",
+            "uid: 6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11, generation: ",
+            $generation,
+            "}\n"
+        )
+    };
+}
+
 /// The smallest consumer with a file sink the operator runs, as read back
 /// from the API server: the sink writes onto its one volume.
-pub const MINIMAL: &str = r#"
-apiVersion: millpond.io/v1alpha1
-kind: MillpondConsumer
-metadata:
-  name: orders
-  namespace: pond
-  uid: 6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11
-  generation: 1
-spec:
+pub const MINIMAL: &str = concat!(
+    head!(1),
+    r#"spec:
   kafka:
     bootstrapServers: kafka-0.kafka:9092,kafka-1.kafka:9092
     topic: orders
@@ -28,21 +36,16 @@ spec:
   template:
     volumes:
     - {name: data, mountPath: /data, emptyDir: {}}
-"#;
+"#
+);
 
 /// The line of [`MINIMAL`] that declares its volume.
 pub const MINIMAL_VOLUME: &str = "    - {name: data, mountPath: /data, emptyDir: {}}\n";
 
 /// SASL over TLS with mutual TLS, an HTTP sink and every template override.
-pub const FULL: &str = r#"
-apiVersion: millpond.io/v1alpha1
-kind: MillpondConsumer
-metadata:
-  name: orders
-  namespace: pond
-  uid: 6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11
-  generation: 4
-spec:
+pub const FULL: &str = concat!(
+    head!(4),
+    r#"spec:
   kafka:
     bootstrapServers: kafka:9093
     topic: orders
@@ -86,7 +89,8 @@ spec:
     - {name: RUST_LOG, value: debug}
     - {name: FLUSH_BYTES, value: "1"}
     - {name: KAFKA_TOPIC, value: other}
-"#;
+"#
+);
 
 pub fn mpc(yaml: &str) -> MillpondConsumer {
     serde_yaml::from_str(yaml).expect("the fixture parses")
