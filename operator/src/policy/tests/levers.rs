@@ -43,13 +43,7 @@ fn sink_bound_pods_are_tuned_before_more_pods_are_added() {
     let d = behind(&s, s.start_limits, &pod(4_000.0, 1.0, 1.0, 0.4, 1.0));
     assert_eq!(d.limited.limit, Limit::SinkBound);
     assert_eq!(d.replicas, 2, "{}", d.reason);
-    assert!(
-        d.reason.contains(
-            "sink-bound: buffer 1.0× full, 2/2 writes busy, lag growing 24k/s: 3 partitions per pod to keep up and drain within 300s: 4 pods; hold at 2: tuning first, the limits grow"
-        ),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "sink-bound: buffer 1.0× full, 2/2 writes busy, lag growing 24k/s: 3 partitions per pod to keep up and drain within 300s: 4 pods; hold at 2: tuning first, the limits grow");
     assert_eq!(d.limits.max_in_flight, 3);
     assert!(d.limits.flush_bytes > s.start_limits.flush_bytes);
     let tuning = d.tuning.unwrap();
@@ -75,13 +69,7 @@ fn sink_bound_pods_get_more_pods_once_tuning_is_at_its_bounds() {
     assert_eq!(d.limited.limit, Limit::SinkBound);
     assert_eq!(d.limits, s.start_limits);
     assert_eq!(d.replicas, 4, "{}", d.reason);
-    assert!(
-        d.reason.contains(
-            "tuning is at its bounds (maxInFlight 2 of 2, flushBytes 512.0Ki of 512.0Ki allowed), so more pods; up 2 → 4"
-        ),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "tuning is at its bounds (maxInFlight 2 of 2, flushBytes 512.0Ki of 512.0Ki allowed), so more pods; up 2 → 4");
 }
 
 #[test]
@@ -94,13 +82,7 @@ fn consume_bound_pods_get_more_pods_not_larger_flushes() {
     assert_eq!(d.limits, s.start_limits, "{:?}", d.tuning);
     assert_eq!(d.tuning, None);
     assert_eq!(d.replicas, 4, "{}", d.reason);
-    assert!(
-        d.reason.contains(
-            "consume-bound: buffer 0.3× full, lag growing 24k/s, 2/2 pods busy: 3 partitions per pod to keep up and drain within 300s: 4 pods; up 2 → 4"
-        ),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "consume-bound: buffer 0.3× full, lag growing 24k/s, 2/2 pods busy: 3 partitions per pod to keep up and drain within 300s: 4 pods; up 2 → 4");
 }
 
 #[test]
@@ -124,12 +106,7 @@ fn idle_pods_give_pods_and_permits_back() {
     );
     assert_eq!(d.limited.limit, Limit::Idle);
     assert_eq!(d.replicas, 3, "{}", d.reason);
-    assert!(
-        d.reason
-            .contains("idle: buffer 0.1× full, no backlog, 0.2/4 writes busy"),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "idle: buffer 0.1× full, no backlog, 0.2/4 writes busy");
     assert_eq!(d.limits.max_in_flight, 3, "{:?}", d.tuning);
     assert!(d.tuning.unwrap().ends_with("maxInFlight 4 → 3"));
     // A permit fewer: the capacity learnt with four is scaled down with them.
@@ -151,9 +128,5 @@ fn pods_that_keep_up_hold() {
     );
     assert_eq!(d.limited.limit, Limit::KeepingUp);
     assert_eq!(d.replicas, 4, "{}", d.reason);
-    assert!(
-        d.reason.contains("keeping up: buffer 0.5× full"),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "keeping up: buffer 0.5× full");
 }

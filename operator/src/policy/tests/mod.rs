@@ -9,6 +9,12 @@ mod tune;
 
 const INTERVAL_MS: u64 = 15_000;
 
+/// Fails with the whole reason unless it says `text`.
+#[track_caller]
+fn assert_reason(d: &Decision, text: &str) {
+    assert!(d.reason.contains(text), "{}", d.reason);
+}
+
 fn budget(partitions: u32) -> BudgetPlan {
     plan(&BudgetRequest {
         budget: 256 << 20,
@@ -312,7 +318,7 @@ fn twelve_partitions_never_run_five_pods() {
     // pods; 5 would put 3 on the busiest pod too.
     let d = decision_for(&spec, 1, 1_000.0, 3_500.0);
     assert_eq!(d.replicas, 4, "{}", d.reason);
-    assert!(d.reason.contains("3 partitions per pod"), "{}", d.reason);
+    assert_reason(&d, "3 partitions per pod");
     for demand in (50..5_000).step_by(50) {
         let d = decision_for(&spec, 1, demand as f64, 3_500.0);
         assert!(
@@ -373,7 +379,7 @@ fn a_stuck_partition_is_reported_and_its_lag_left_out() {
         d = b.tick(100.0, 2_000.0, &[3]);
     }
     assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
-    assert!(d.reason.contains("stuck partitions [3]"), "{}", d.reason);
+    assert_reason(&d, "stuck partitions [3]");
     // A burst that lands only on the stuck partition does not scale.
     b.hw[3] += 10_000_000;
     let d = b.tick(100.0, 2_000.0, &[3]);

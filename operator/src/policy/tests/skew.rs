@@ -50,11 +50,9 @@ fn replicas_are_sized_for_the_busiest_pod_not_the_average() {
     // two others on one pod (11.2k/s): 2 per pod, 6 pods.
     let d = skewed(&spec_up_to_12(), 1, 8_000.0, 1_600.0);
     assert_eq!(d.replicas, 6, "{}", d.reason);
-    assert!(
-        d.reason
-            .contains("2 partitions per pod to keep up and drain within 300s: 6 pods; up 1 → 6"),
-        "{}",
-        d.reason
+    assert_reason(
+        &d,
+        "2 partitions per pod to keep up and drain within 300s: 6 pods; up 1 → 6",
     );
     assert!(d.hot_partitions.is_empty());
     assert_eq!(sizing::replicas_for(2_800.0, 10_000.0, 12), 4);
@@ -71,11 +69,9 @@ fn a_partition_that_needs_more_than_a_pod_is_named_and_does_not_push_to_the_maxi
             pods: 1.6
         }]
     );
-    assert!(
-        d.reason
-            .contains("partition 0 needs 1.6 pods: more pods cannot drain it faster"),
-        "{}",
-        d.reason
+    assert_reason(
+        &d,
+        "partition 0 needs 1.6 pods: more pods cannot drain it faster",
     );
     // The work the partitions can take is 10k + 24k: 4 pods (3 partitions
     // each; the two others on partition 0's pod get their 2.2k/s), not 12.
@@ -169,11 +165,7 @@ fn a_state_written_before_demand_was_kept_per_partition_still_holds_its_window()
     assert_eq!(d.replicas, 3, "{}", d.reason);
     let (d, _) = decide(&spec, &obs, &state, 15_000);
     assert_eq!(d.replicas, 4, "{}", d.reason);
-    assert!(
-        d.reason.contains("4 wanted within the last 300s"),
-        "{}",
-        d.reason
-    );
+    assert_reason(&d, "4 wanted within the last 300s");
     // What is written now keeps each partition's demand.
     assert!(next.recommendations.iter().all(|r| r.profile.is_some()));
 }
