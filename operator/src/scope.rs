@@ -38,6 +38,11 @@ use serde::de::DeserializeOwned;
 
 use crate::desired::MANAGED_BY;
 
+/// An object a watch stream can hand from task to task.
+pub trait Shared: Clone + fmt::Debug + Send + Sync + 'static {}
+
+impl<T: Clone + fmt::Debug + Send + Sync + 'static> Shared for T {}
+
 /// The namespaces whose objects the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -108,13 +113,7 @@ impl Scope {
         config: watcher::Config,
     ) -> BoxStream<'static, Result<Event<K>, watcher::Error>>
     where
-        K: Resource<Scope = NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + fmt::Debug
-            + Send
-            + Sync
-            + 'static,
+        K: Resource<Scope = NamespaceResourceScope> + DeserializeOwned + Shared,
         K::DynamicType: Default,
     {
         let mut apis = self.apis::<K>(client);
@@ -150,13 +149,7 @@ impl Scope {
         writer: Writer<K>,
     ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + fmt::Debug
-            + Send
-            + Sync
-            + 'static,
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Shared,
     {
         let managed = watcher::Config::default()
             .labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
