@@ -24,6 +24,10 @@ pub struct Sample {
     pub flush_bytes: u64,
     /// In-flight writes in force (`status.limits.maxInFlight`).
     pub max_in_flight: u32,
+    /// The fullest pod's buffer (`status.bufferFullness`: buffered bytes
+    /// over flushBytes; 1 and more while it waits on the sink).
+    #[serde(default)]
+    pub fullness: f64,
     /// Distinct records the sink acknowledged.
     pub delivered: u64,
     /// Records the sink acknowledged more than once.
@@ -114,8 +118,8 @@ pub fn summarize(samples: &[Sample]) -> Summary {
     }
 }
 
-/// The plot: lag and delivered records, replicas decided and ready, flush
-/// size and in-flight writes.
+/// The plot: lag and delivered records, replicas decided and ready, the
+/// fullest pod's buffer, flush size and in-flight writes.
 pub fn plot(title: &str, samples: &[Sample]) -> String {
     let series = |f: fn(&Sample) -> f64| samples.iter().map(|s| (s.t, f(s))).collect();
     let line = |color, f: fn(&Sample) -> f64, steps| Line {
@@ -140,6 +144,10 @@ pub fn plot(title: &str, samples: &[Sample]) -> String {
                 line(GREY, |s| s.ready as f64, true),
                 line(BLUE, |s| s.replicas as f64, true),
             ],
+        },
+        Panel {
+            title: "buffer fullness of the fullest pod".into(),
+            lines: vec![line(BLUE, |s| s.fullness, false)],
         },
         Panel {
             title: "flushBytes (KiB)".into(),
@@ -171,6 +179,7 @@ mod tests {
             lag,
             flush_bytes,
             max_in_flight: 2,
+            fullness: 0.5,
             delivered,
             duplicates: 0,
             reason: None,
@@ -234,11 +243,12 @@ mod tests {
         for title in [
             "lag (records)",
             "replicas: decided",
+            "buffer fullness of the fullest pod",
             "flushBytes (KiB)",
             "maxInFlight",
         ] {
             assert!(svg.contains(title), "{title}");
         }
-        assert_eq!(svg.matches("<polyline").count(), 6);
+        assert_eq!(svg.matches("<polyline").count(), 7);
     }
 }

@@ -68,6 +68,7 @@ record() {
                 replicas: ($m.status.replicas // 0), ready: ($m.status.readyReplicas // 0),
                 lag: ($m.status.lag.total // 0),
                 flushBytes: ($m.status.limits.flushBytes // 0), maxInFlight: ($m.status.limits.maxInFlight // 0),
+                fullness: ($m.status.bufferFullness // 0),
                 delivered: $s.unique, duplicates: $s.duplicates,
                 reason: ([$m.status.conditions[]? | select(.type == "Scaling") | .message][0]) }')
             echo "$line" >>"$SAMPLES"
