@@ -294,6 +294,12 @@ pub struct PartitionTrack {
     /// Consecutive intervals its committed offset stood still while it was
     /// assigned and lagging.
     pub still: u32,
+    /// Reported stuck at that decision.
+    #[serde(default)]
+    pub stuck: bool,
+    /// Consecutive intervals it moved since it was last reported stuck.
+    #[serde(default)]
+    pub moved: u32,
 }
 
 /// The demand behind one decision.

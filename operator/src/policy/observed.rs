@@ -8,10 +8,20 @@
 //! * produce rate = growth of the high watermark since the previous
 //!   decision (unknown on the first one);
 //! * a partition whose committed offset stands still for `stuckIntervals`
-//!   intervals while it is assigned and lagging is *stuck*; one whose offset
-//!   moved this interval is *moving* (its lag shows a pod busy).
+//!   intervals while it is assigned and lagging is *stuck*, and stays so
+//!   until it has moved for [`UNSTICK_INTERVALS`] intervals in a row; one
+//!   whose offset moved this interval is *moving* (its lag shows a pod busy);
+//! * the healthy lag's rate is summed per partition over the partitions
+//!   healthy now (records produced less records committed), so a partition
+//!   joining or leaving the stuck ones does not look like the lag growing
+//!   or draining.
 
-use super::{LagSummary, Observation, PartitionTrack, PolicySpec, PolicyState};
+use super::{
+    LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
+};
+
+/// Intervals a stuck partition must move in a row before its lag counts again.
+pub const UNSTICK_INTERVALS: u32 = 2;
 
 /// One partition over the interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +98,7 @@ pub fn partitions(
     dt: Option<f64>,
 ) -> Seen {
     let mut seen = Seen::default();
+    let mut healthy_change = 0i64;
     for p in &obs.partitions {
         let start = p
             .committed
@@ -102,7 +113,16 @@ pub fn partitions(
             }
             _ => 0,
         };
-        let stuck = still >= spec.stuck_intervals;
+        // A stuck partition stays stuck until it has moved for
+        // UNSTICK_INTERVALS in a row: one that a busy pod serves now and
+        // then (a hot partition beside it) would otherwise flip in and out
+        // of the demand, and the replicas with it.
+        let was_stuck = before.is_some_and(|b| b.stuck);
+        let moved = match before {
+            Some(b) if was_stuck && still == 0 => b.moved + 1,
+            _ => 0,
+        };
+        let stuck = still >= spec.stuck_intervals || (was_stuck && moved < UNSTICK_INTERVALS);
         let rate = match (before, dt) {
             (Some(b), Some(dt)) => Some((p.high_watermark - b.high_watermark).max(0) as f64 / dt),
             _ => None,
@@ -122,20 +142,47 @@ pub fn partitions(
             stuck,
             moving: !stuck && still == 0,
         });
+        if let Some(b) = before.filter(|_| !stuck) {
+            healthy_change += lag_change(p, b);
+        }
         seen.tracks.push(PartitionTrack {
             partition: p.partition,
             high_watermark: p.high_watermark,
             committed: p.committed,
             still,
+            stuck,
+            moved,
         });
     }
     if let Some(dt) = dt {
         if let Some(before) = prev.total_lag {
             seen.lag.rate_per_second = (seen.lag.total - before) as f64 / dt;
         }
-        if let Some(before) = prev.healthy_lag {
-            seen.healthy_lag_rate = Some((seen.lag.healthy - before) as f64 / dt);
+        if prev.healthy_lag.is_some() {
+            seen.healthy_lag_rate = Some(healthy_change as f64 / dt);
         }
     }
     seen
+}
+
+/// How a partition's lag moved since `before`: records produced less
+/// records committed. Summed over the partitions healthy now, it is how the
+/// healthy lag moved on the same partitions; the difference of two healthy
+/// totals is not when a partition joins or leaves the stuck ones between
+/// them (its whole lag would count as growth or as draining).
+fn lag_change(p: &PartitionObservation, before: &PartitionTrack) -> i64 {
+    let produced = p.high_watermark - before.high_watermark;
+    let committed = match (before.committed, p.committed) {
+        (Some(b), Some(c)) => c - b,
+        // The first commit: the lag was counted from where the group starts.
+        (None, Some(c)) => {
+            c - p
+                .uncommitted_start
+                .unwrap_or(p.log_start)
+                .max(p.log_start)
+                .min(c)
+        }
+        _ => 0,
+    };
+    produced - committed
 }

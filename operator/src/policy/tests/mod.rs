@@ -1,6 +1,7 @@
 use millpond_core::budget::{plan, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 
+use super::observed::UNSTICK_INTERVALS;
 use super::*;
 
 mod levers;
@@ -136,7 +137,7 @@ fn decision_for(spec: &PolicySpec, replicas: u32, produce: f64, capacity: f64) -
                 partition: p,
                 high_watermark: 0,
                 committed: Some(0),
-                still: 0,
+                ..PartitionTrack::default()
             })
             .collect(),
         capacity_per_pod: Some(capacity),
@@ -173,7 +174,7 @@ fn quiet(prev_lag: &[i64], capacity: f64) -> PolicyState {
                 partition: p as i32,
                 high_watermark: 1_000_000,
                 committed: Some(1_000_000 - prev_lag[p]),
-                still: 0,
+                ..PartitionTrack::default()
             })
             .collect(),
         capacity_per_pod: Some(capacity),
@@ -396,6 +397,55 @@ fn a_stuck_partition_is_reported_and_its_lag_left_out() {
     fresh.tick(100.0, 2_000.0, &[]);
     fresh.hw[3] += 10_000_000;
     assert_eq!(fresh.tick(100.0, 2_000.0, &[]).direction, Direction::Up);
+}
+
+#[test]
+fn a_stuck_partition_that_moves_once_stays_out_of_the_demand() {
+    // A partition a busy pod serves now and then (beside a hot one) must not
+    // flip in and out of the demand, and the replicas with it.
+    let mut b = Bench::new(spec());
+    b.tick(100.0, 2_000.0, &[]);
+    b.hw[3] += 500_000;
+    let mut d = b.tick(100.0, 2_000.0, &[3]);
+    for _ in 0..2 {
+        d = b.tick(100.0, 2_000.0, &[3]);
+    }
+    assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
+    let replicas = d.replicas;
+    // It moves once: still left out, nothing scales for its backlog.
+    let d = b.tick(100.0, 2_000.0, &[]);
+    assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
+    assert_eq!(d.replicas, replicas, "{}", d.reason);
+    // It keeps moving: its lag counts again.
+    let d = b.tick(100.0, 2_000.0, &[]);
+    assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
+    assert!(d.lag.healthy >= 400_000, "{:?}", d.lag);
+}
+
+#[test]
+fn a_partition_back_from_stuck_does_not_look_like_the_lag_growing() {
+    // Nothing is produced; partition 3 was stuck with a backlog and moves
+    // again. The healthy lag total jumps by its backlog, yet the lag only
+    // drains.
+    let mut b = Bench::new(spec());
+    b.hw[3] = 300_000;
+    b.tick(0.0, 2_000.0, &[]);
+    for _ in 0..3 {
+        b.tick(0.0, 2_000.0, &[3]);
+    }
+    let mut d = b.tick(0.0, 2_000.0, &[]);
+    for _ in 1..UNSTICK_INTERVALS {
+        assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
+        d = b.tick(0.0, 2_000.0, &[]);
+    }
+    // The decision that counts it again.
+    assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
+    let rate = d
+        .limited
+        .lag_rate
+        .expect("a second decision knows the rate");
+    assert!(rate < 0.0, "lag rate {rate}: {}", d.reason);
+    assert!(!d.reason.contains("lag growing"), "{}", d.reason);
 }
 
 #[test]
