@@ -9,6 +9,9 @@
 #   e2e/stack up && e2e/bench/keda.sh              # step skewed waves
 #   e2e/bench/keda.sh step                         # one workload
 #
+# BENCH_CONTENDERS="millpond" (or "keda") runs one side only; the report
+# reads the other side's samples from an earlier run in BENCH_OUT.
+#
 # Workloads (BENCH_RECORDS, default 1,000,000 records of 200 B, on a
 # 12-partition topic): `step` (all at once), `skewed` (all at once, 40 % on
 # partition 0), `waves` (half, then the other half BENCH_PAUSE_SECONDS,
@@ -41,6 +44,7 @@ RECORDS=${BENCH_RECORDS:-1000000}
 RUN_SECONDS=${BENCH_RUN_SECONDS:-900}
 PAUSE_SECONDS=${BENCH_PAUSE_SECONDS:-240}
 LAG_THRESHOLD=${BENCH_LAG_THRESHOLD:-30000}
+read -r -a CONTENDERS <<<"${BENCH_CONTENDERS:-keda millpond}"
 OUT=${BENCH_OUT:-target/bench-keda}
 PARTITIONS=12
 NAME=clicks
@@ -160,7 +164,7 @@ run() {
 }
 
 for workload in "${WORKLOADS[@]}"; do
-    for contender in keda millpond; do
+    for contender in "${CONTENDERS[@]}"; do
         run "$workload" "$contender"
     done
 done
