@@ -294,12 +294,9 @@ pub struct PartitionTrack {
     /// Consecutive intervals its committed offset stood still while it was
     /// assigned and lagging.
     pub still: u32,
-    /// Reported stuck at that decision.
-    #[serde(default)]
-    pub stuck: bool,
-    /// Consecutive intervals it moved since it was last reported stuck.
-    #[serde(default)]
-    pub moved: u32,
+    /// When it was first reported stuck, while it still is (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_since_ms: Option<u64>,
 }
 
 /// The demand behind one decision.
@@ -443,7 +440,7 @@ pub fn decide(
         .filter(|&t| now_ms > t)
         .map(|t| (now_ms - t) as f64 / 1e3);
     let partitions = (obs.partitions.len() as u32).max(1);
-    let seen = observed::partitions(spec, obs, prev, dt);
+    let seen = observed::partitions(spec, obs, prev, dt, now_ms);
     let busy: Vec<bool> = obs
         .pods
         .iter()
@@ -478,6 +475,7 @@ pub fn decide(
             relaxed: &d.relaxed,
             limited: &signals,
             tuned: &tuned,
+            newly_stuck: &seen.newly_stuck,
         },
     );
     let direction = record_scale(&mut state, obs.replicas, choice.replicas, now_ms);

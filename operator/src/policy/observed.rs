@@ -8,9 +8,12 @@
 //! * produce rate = growth of the high watermark since the previous
 //!   decision (unknown on the first one);
 //! * a partition whose committed offset stands still for `stuckIntervals`
-//!   intervals while it is assigned and lagging is *stuck*, and stays so
-//!   until it has moved for [`UNSTICK_INTERVALS`] intervals in a row; one
-//!   whose offset moved this interval is *moving* (its lag shows a pod busy);
+//!   intervals while it is assigned and lagging is *stuck*; one stuck for
+//!   less than the scale-down window is *newly stuck* (a partition that a
+//!   busy pod serves only now and then, beside a hot one, looks stuck for a
+//!   while: the replicas must not come down on its leaving the demand);
+//!   one whose offset moved this interval is *moving* (its lag shows a pod
+//!   busy);
 //! * the healthy lag's rate is summed per partition over the partitions
 //!   healthy now (records produced less records committed), so a partition
 //!   joining or leaving the stuck ones does not look like the lag growing
@@ -19,9 +22,6 @@
 use super::{
     LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
 };
-
-/// Intervals a stuck partition must move in a row before its lag counts again.
-pub const UNSTICK_INTERVALS: u32 = 2;
 
 /// One partition over the interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +49,8 @@ pub struct Seen {
     pub stuck: Vec<i32>,
     /// Their lag.
     pub stuck_lag: i64,
+    /// Stuck partitions first reported within the scale-down window.
+    pub newly_stuck: Vec<i32>,
     /// Change of the healthy partitions' lag per second.
     pub healthy_lag_rate: Option<f64>,
     /// What to remember of each partition.
@@ -96,6 +98,7 @@ pub fn partitions(
     obs: &Observation,
     prev: &PolicyState,
     dt: Option<f64>,
+    now_ms: u64,
 ) -> Seen {
     let mut seen = Seen::default();
     let mut healthy_change = 0i64;
@@ -113,23 +116,18 @@ pub fn partitions(
             }
             _ => 0,
         };
-        // A stuck partition stays stuck until it has moved for
-        // UNSTICK_INTERVALS in a row: one that a busy pod serves now and
-        // then (a hot partition beside it) would otherwise flip in and out
-        // of the demand, and the replicas with it.
-        let was_stuck = before.is_some_and(|b| b.stuck);
-        let moved = match before {
-            Some(b) if was_stuck && still == 0 => b.moved + 1,
-            _ => 0,
-        };
-        let stuck = still >= spec.stuck_intervals || (was_stuck && moved < UNSTICK_INTERVALS);
+        let stuck = still >= spec.stuck_intervals;
+        let stuck_since_ms = stuck.then(|| before.and_then(|b| b.stuck_since_ms).unwrap_or(now_ms));
         let rate = match (before, dt) {
             (Some(b), Some(dt)) => Some((p.high_watermark - b.high_watermark).max(0) as f64 / dt),
             _ => None,
         };
         seen.lag.total += lag;
         seen.lag.max_partition = seen.lag.max_partition.max(lag);
-        if stuck {
+        if let Some(since) = stuck_since_ms {
+            if now_ms.saturating_sub(since) < spec.scale_down_stabilization_ms.max(1) {
+                seen.newly_stuck.push(p.partition);
+            }
             seen.stuck.push(p.partition);
             seen.stuck_lag += lag;
         } else {
@@ -150,8 +148,7 @@ pub fn partitions(
             high_watermark: p.high_watermark,
             committed: p.committed,
             still,
-            stuck,
-            moved,
+            stuck_since_ms,
         });
     }
     if let Some(dt) = dt {

@@ -15,7 +15,9 @@
 //!    landing on the fewest pods with the same spread;
 //! 5. scale-down goes to the highest count wanted (with the tolerance to
 //!    spare) during `scaleDownStabilizationSeconds`, not within that window
-//!    after a scale-up, not while the produce rate climbs, at most
+//!    after a scale-up or after a partition was first reported stuck (its
+//!    backlog left the demand, but it may be a partition a busy pod serves
+//!    only now and then), not while the produce rate climbs, at most
 //!    `maxScaleDownStep` pods per decision.
 
 use super::limited::{Limit, Signals};
@@ -45,6 +47,8 @@ pub struct Input<'a> {
     pub limited: &'a Signals,
     /// This interval's tuning.
     pub tuned: &'a Tuned,
+    /// Partitions first reported stuck within the scale-down window.
+    pub newly_stuck: &'a [i32],
 }
 
 /// The count and why.
@@ -127,6 +131,11 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
             }
             _ => scale_up(step, why),
         }
+    } else if want < current && !input.newly_stuck.is_empty() {
+        let secs = spec.scale_down_stabilization_ms / 1000;
+        let stuck = input.newly_stuck;
+        let why = format!("{why}; hold at {current}: partitions {stuck:?} stuck less than {secs}s, their backlog may still need the pods");
+        (current, why)
     } else if want < current {
         scale_down(step, want, why)
     } else {

@@ -1,7 +1,6 @@
 use millpond_core::budget::{plan, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 
-use super::observed::UNSTICK_INTERVALS;
 use super::*;
 
 mod levers;
@@ -400,26 +399,48 @@ fn a_stuck_partition_is_reported_and_its_lag_left_out() {
 }
 
 #[test]
-fn a_stuck_partition_that_moves_once_stays_out_of_the_demand() {
-    // A partition a busy pod serves now and then (beside a hot one) must not
-    // flip in and out of the demand, and the replicas with it.
-    let mut b = Bench::new(spec());
-    b.tick(100.0, 2_000.0, &[]);
-    b.hw[3] += 500_000;
-    let mut d = b.tick(100.0, 2_000.0, &[3]);
-    for _ in 0..2 {
-        d = b.tick(100.0, 2_000.0, &[3]);
-    }
-    assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
-    let replicas = d.replicas;
-    // It moves once: still left out, nothing scales for its backlog.
-    let d = b.tick(100.0, 2_000.0, &[]);
-    assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
-    assert_eq!(d.replicas, replicas, "{}", d.reason);
-    // It keeps moving: its lag counts again.
-    let d = b.tick(100.0, 2_000.0, &[]);
-    assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
-    assert!(d.lag.healthy >= 400_000, "{:?}", d.lag);
+fn no_scale_down_for_a_scale_down_window_after_a_partition_is_first_stuck() {
+    // A partition a busy pod serves only now and then (beside a hot one)
+    // looks stuck for a while; the replicas must not come down on its
+    // backlog leaving the demand, and go back up when it moves again.
+    let spec = spec_with(
+        AutoscalingSpec {
+            scale_down_stabilization_seconds: 60,
+            ..AutoscalingSpec::default()
+        },
+        AutotuneSpec::default(),
+    );
+    let run = |freeze: bool| {
+        let mut b = Bench::new(spec.clone());
+        b.state = quiet(&[0; 12], 2_000.0);
+        b.hw = vec![1_000_000; 12];
+        b.committed = vec![1_000_000; 12];
+        b.replicas = 4;
+        b.hw[3] += 5_000;
+        let frozen: &[usize] = if freeze { &[3] } else { &[] };
+        (0..12)
+            .map(|_| {
+                let d = b.tick(100.0, 2_000.0, frozen);
+                b.replicas = d.replicas;
+                d
+            })
+            .collect::<Vec<_>>()
+    };
+    let frozen = run(true);
+    let stuck_at = frozen
+        .iter()
+        .position(|d| d.stuck_partitions == vec![3])
+        .expect("partition 3 is reported stuck");
+    assert_reason(&frozen[stuck_at], "partitions [3] stuck less than 60s");
+    // Without the stuck partition the idle pods go on coming down there.
+    let free = run(false);
+    assert!(free[stuck_at].replicas < frozen[stuck_at].replicas);
+    // With it nothing comes down for the next 60 s (four decisions), then
+    // the pods do.
+    let down = (stuck_at + 1..frozen.len())
+        .find(|&k| frozen[k].replicas < frozen[k - 1].replicas)
+        .expect("the pods come down after the window");
+    assert_eq!(down, stuck_at + 4, "{}", frozen[down].reason);
 }
 
 #[test]
@@ -433,12 +454,8 @@ fn a_partition_back_from_stuck_does_not_look_like_the_lag_growing() {
     for _ in 0..3 {
         b.tick(0.0, 2_000.0, &[3]);
     }
-    let mut d = b.tick(0.0, 2_000.0, &[]);
-    for _ in 1..UNSTICK_INTERVALS {
-        assert_eq!(d.stuck_partitions, vec![3], "{}", d.reason);
-        d = b.tick(0.0, 2_000.0, &[]);
-    }
     // The decision that counts it again.
+    let d = b.tick(0.0, 2_000.0, &[]);
     assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
     let rate = d
         .limited
