@@ -420,11 +420,11 @@ fn report(args: &ReportArgs) -> Result<()> {
             let path = dir.join(format!("keda-{}.svg", workload.name()));
             std::fs::write(&path, plot(workload, &judged, horizon))
                 .with_context(|| format!("writing {}", path.display()))?;
+            // Linked from a document beside the plots.
             let _ = writeln!(
                 out,
-                "![{} burst, KEDA and Millpond]({})\n",
-                workload.name(),
-                path.display()
+                "![{0} burst, KEDA and Millpond](keda-{0}.svg)\n",
+                workload.name()
             );
         }
     }
