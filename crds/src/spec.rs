@@ -484,7 +484,8 @@ pub struct AutoscalingSpec {
     pub scale_up_stabilization_seconds: i32,
 
     /// Seconds a lower replica count must be wanted without interruption
-    /// before scaling down.
+    /// before scaling down; scale-down also waits this long after a
+    /// scale-up, and after a partition is first reported stuck.
     #[serde(default = "default_scale_down_stabilization_seconds")]
     #[schemars(range(min = 0))]
     pub scale_down_stabilization_seconds: i32,
