@@ -3,7 +3,7 @@
 # e2e/bench/fleet.sh [COUNT]: COUNT (default 1000) MillpondConsumers on one
 # operator, on the real stack. A benchmark, not a test (e2e/test does not
 # run it); bounded: the measuring tool stops after BENCH_SECONDS (default
-# 900: at 1000 consumers the warm-up alone took 8 minutes here), it gives
+# 900; a whole run of 1000 took about 5 minutes on 2 cores), it gives
 # up waiting for other operators to leave the stack after
 # BENCH_WAIT_SECONDS (default 600), and everything it created is removed
 # at the end (its namespaces, the helm release, the topic).
