@@ -402,7 +402,7 @@ fn a_stuck_partition_is_reported_and_its_lag_left_out() {
 fn no_scale_down_for_a_scale_down_window_after_a_partition_is_first_stuck() {
     // A partition a busy pod serves only now and then (beside a hot one)
     // looks stuck for a while; the replicas must not come down on its
-    // backlog leaving the demand, and go back up when it moves again.
+    // backlog leaving the demand, only to go back up when it moves again.
     let spec = spec_with(
         AutoscalingSpec {
             scale_down_stabilization_seconds: 60,
