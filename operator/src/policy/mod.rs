@@ -475,7 +475,7 @@ pub fn decide(
             relaxed: &d.relaxed,
             limited: &signals,
             tuned: &tuned,
-            newly_stuck: &seen.newly_stuck,
+            stuck_since: &stuck_since(&seen.tracks),
         },
     );
     let direction = record_scale(&mut state, obs.replicas, choice.replicas, now_ms);
@@ -558,6 +558,14 @@ fn demand_of(
         hot,
         still_hot,
     }
+}
+
+/// Each stuck partition with the time it was first reported stuck.
+fn stuck_since(tracks: &[PartitionTrack]) -> Vec<(i32, u64)> {
+    tracks
+        .iter()
+        .filter_map(|t| t.stuck_since_ms.map(|since| (t.partition, since)))
+        .collect()
 }
 
 /// `partition 0 needs 1.6 pods: more pods cannot drain it faster; `, or nothing.

@@ -8,12 +8,9 @@
 //! * produce rate = growth of the high watermark since the previous
 //!   decision (unknown on the first one);
 //! * a partition whose committed offset stands still for `stuckIntervals`
-//!   intervals while it is assigned and lagging is *stuck*; one stuck for
-//!   less than the scale-down window is *newly stuck* (a partition that a
-//!   busy pod serves only now and then, beside a hot one, looks stuck for a
-//!   while: the replicas must not come down on its leaving the demand);
-//!   one whose offset moved this interval is *moving* (its lag shows a pod
-//!   busy);
+//!   intervals while it is assigned and lagging is *stuck* (since when is
+//!   remembered: scale-down waits a window after it); one whose offset
+//!   moved this interval is *moving* (its lag shows a pod busy);
 //! * the healthy lag's rate is summed per partition over the partitions
 //!   healthy now (records produced less records committed), so a partition
 //!   joining or leaving the stuck ones does not look like the lag growing
@@ -49,8 +46,6 @@ pub struct Seen {
     pub stuck: Vec<i32>,
     /// Their lag.
     pub stuck_lag: i64,
-    /// Stuck partitions first reported within the scale-down window.
-    pub newly_stuck: Vec<i32>,
     /// Change of the healthy partitions' lag per second.
     pub healthy_lag_rate: Option<f64>,
     /// What to remember of each partition.
@@ -105,8 +100,7 @@ pub fn partitions(
     for p in &obs.partitions {
         let start = p
             .committed
-            .or(p.uncommitted_start)
-            .unwrap_or(p.log_start)
+            .unwrap_or_else(|| uncommitted_start(p))
             .max(p.log_start);
         let lag = (p.high_watermark - start).max(0);
         let before = prev.partitions.iter().find(|t| t.partition == p.partition);
@@ -124,10 +118,7 @@ pub fn partitions(
         };
         seen.lag.total += lag;
         seen.lag.max_partition = seen.lag.max_partition.max(lag);
-        if let Some(since) = stuck_since_ms {
-            if now_ms.saturating_sub(since) < spec.scale_down_stabilization_ms.max(1) {
-                seen.newly_stuck.push(p.partition);
-            }
+        if stuck {
             seen.stuck.push(p.partition);
             seen.stuck_lag += lag;
         } else {
@@ -172,14 +163,14 @@ fn lag_change(p: &PartitionObservation, before: &PartitionTrack) -> i64 {
     let committed = match (before.committed, p.committed) {
         (Some(b), Some(c)) => c - b,
         // The first commit: the lag was counted from where the group starts.
-        (None, Some(c)) => {
-            c - p
-                .uncommitted_start
-                .unwrap_or(p.log_start)
-                .max(p.log_start)
-                .min(c)
-        }
+        (None, Some(c)) => c - uncommitted_start(p).min(c),
         _ => 0,
     };
     produced - committed
+}
+
+/// Where the group starts on a partition it has no commit for: where a pod
+/// took it (`latest`), else the log start.
+fn uncommitted_start(p: &PartitionObservation) -> i64 {
+    p.uncommitted_start.unwrap_or(p.log_start).max(p.log_start)
 }

@@ -47,8 +47,8 @@ pub struct Input<'a> {
     pub limited: &'a Signals,
     /// This interval's tuning.
     pub tuned: &'a Tuned,
-    /// Partitions first reported stuck within the scale-down window.
-    pub newly_stuck: &'a [i32],
+    /// Stuck partitions, with when each was first reported stuck (ms).
+    pub stuck_since: &'a [(i32, u64)],
 }
 
 /// The count and why.
@@ -119,6 +119,7 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         partitions: p,
         cap,
         current,
+        stuck_since: input.stuck_since,
     };
     let (replicas, why) = if want > current && spec.size(input.relaxed, cap, p) > current {
         match &input.tuned.spent {
@@ -131,11 +132,6 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
             }
             _ => scale_up(step, why),
         }
-    } else if want < current && !input.newly_stuck.is_empty() {
-        let secs = spec.scale_down_stabilization_ms / 1000;
-        let stuck = input.newly_stuck;
-        let why = format!("{why}; hold at {current}: partitions {stuck:?} stuck less than {secs}s, their backlog may still need the pods");
-        (current, why)
     } else if want < current {
         scale_down(step, want, why)
     } else {
@@ -158,6 +154,7 @@ struct Step<'a> {
     partitions: u32,
     cap: f64,
     current: u32,
+    stuck_since: &'a [(i32, u64)],
 }
 
 /// Up to what the scale-up window wanted, at most `maxScaleUpStep` pods.
@@ -221,6 +218,18 @@ fn scale_down(step: Step, want: u32, why: String) -> (u32, String) {
                 "{why}; hold at {current}: scaled up {}s ago (window {secs}s)",
                 (now_ms - up) / 1000
             ),
+        );
+    }
+    let stuck: Vec<i32> = step
+        .stuck_since
+        .iter()
+        .filter(|&&(_, since)| now_ms.saturating_sub(since) < window.max(1))
+        .map(|&(partition, _)| partition)
+        .collect();
+    if !stuck.is_empty() {
+        return (
+            current,
+            format!("{why}; hold at {current}: partitions {stuck:?} stuck less than {secs}s, their backlog may still need the pods"),
         );
     }
     if let Some(climb) = climbing(spec, state, now_ms) {
