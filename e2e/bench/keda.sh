@@ -70,11 +70,11 @@ if ! kubectl get apiservice v1beta1.external.metrics.k8s.io >/dev/null 2>&1; the
     e2e/stack up keda || exit 1
     started_keda=1
 fi
-keda_version=$(awk '$1 == "require" && $2 == "github.com/kedacore/keda/v2" { print $3 }' e2e/keda-build/go.mod)
+keda_version=$(source e2e/lib/keda.sh && keda_version)
 echo "# KEDA $keda_version, lagThreshold $LAG_THRESHOLD; $RECORDS records a workload; samples in $OUT"
 
 # The consumer image and the chart's operator: the same as a user's.
-image=docker.io/millpond/consumer:$(awk '$1 == "appVersion:" { gsub(/"/, "", $2); print $2 }' charts/millpond-operator/Chart.yaml)
+image=$(source e2e/lib/images.sh && echo "$IMAGE_CONSUMER")
 install_operator "$OPERATOR_NS" "$RELEASE" 15
 
 # A fresh sink for each run: its counts are the run's.

@@ -83,11 +83,10 @@ _keda_pki() {
 }
 
 _keda_running() { daemon_running "$KEDA_STATE_DIR" "$1"; }
-_keda_kubectl() { _k8s_kubectl "$@"; }
 
 _keda_operator_ready() { curl -fsS "http://127.0.0.1:$KEDA_OPERATOR_PROBE_PORT/readyz" >/dev/null 2>&1; }
 _keda_apiservice_available() {
-    [[ $(_keda_kubectl get apiservice "$KEDA_APISERVICE" \
+    [[ $(_k8s_kubectl get apiservice "$KEDA_APISERVICE" \
         -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null) == True ]]
 }
 
@@ -96,7 +95,7 @@ _keda_apiservice_available() {
 _keda_register() {
     local ca
     ca=$(base64 -w0 <"$KEDA_STATE_DIR/certs/ca.crt")
-    _keda_kubectl apply --server-side --force-conflicts -f - >/dev/null <<EOF || return 1
+    _k8s_kubectl apply --server-side --force-conflicts -f - >/dev/null <<EOF || return 1
 apiVersion: v1
 kind: Service
 metadata: {name: keda-metrics-apiserver, namespace: $KEDA_NAMESPACE}
@@ -125,10 +124,10 @@ _keda_up() {
     dir=$(_keda_dir)
     mkdir -p "$KEDA_STATE_DIR"
     _keda_pki
-    _keda_kubectl apply --server-side --force-conflicts -f "$dir/crds" >/dev/null ||
+    _k8s_kubectl apply --server-side --force-conflicts -f "$dir/crds" >/dev/null ||
         _keda_die "cannot install KEDA's CRDs"
-    _keda_kubectl create namespace "$KEDA_NAMESPACE" --dry-run=client -o yaml |
-        _keda_kubectl apply -f - >/dev/null
+    _k8s_kubectl create namespace "$KEDA_NAMESPACE" --dry-run=client -o yaml |
+        _k8s_kubectl apply -f - >/dev/null
     if ! _keda_running keda-operator; then
         # Cluster-wide (WATCH_NAMESPACE empty), as KEDA's chart installs it.
         KUBECONFIG=$kc WATCH_NAMESPACE="" POD_NAMESPACE=$KEDA_NAMESPACE \
@@ -163,8 +162,8 @@ _keda_down() {
     # An APIService left without its server breaks discovery for every
     # client of the API server: it goes first.
     if _k8s_running kube-apiserver; then
-        _keda_kubectl delete apiservice "$KEDA_APISERVICE" --ignore-not-found --timeout=30s >/dev/null 2>&1
-        _keda_kubectl delete namespace "$KEDA_NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1
+        _k8s_kubectl delete apiservice "$KEDA_APISERVICE" --ignore-not-found --timeout=30s >/dev/null 2>&1
+        _k8s_kubectl delete namespace "$KEDA_NAMESPACE" --ignore-not-found --wait=false >/dev/null 2>&1
     fi
     for name in keda-adapter keda-operator; do
         stop_daemon "$KEDA_STATE_DIR" "$name" 15
