@@ -120,12 +120,16 @@ impl Scope {
         if apis.len() == 1 {
             // One watcher: its events are already what a store expects.
             let api = apis.pop().expect("one Api");
-            return watcher::watcher(api, config).default_backoff().boxed();
+            return watcher::watcher(api, config)
+                .default_backoff()
+                .modify(trim)
+                .boxed();
         }
         let namespaced = apis.into_iter().map(|api| {
             let ns = api.namespace().unwrap_or_default().to_string();
             watcher::watcher(api, config.clone())
                 .default_backoff()
+                .modify(trim)
                 .map(move |event| (ns.clone(), event))
                 .boxed()
         });
@@ -154,6 +158,22 @@ impl Scope {
         let managed = watcher::Config::default()
             .labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
         reflector(writer, self.watch(client, managed)).touched_objects()
+    }
+}
+
+/// The annotation `kubectl apply` (client-side) keeps a copy of the object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what the operator never reads from a watched object before a store
+/// keeps it: `metadata.managedFields` (every object the operator applies
+/// carries a record of each field's manager, often larger than the fields
+/// themselves) and `kubectl apply`'s copy of the whole object. With a
+/// thousand consumers this is most of what the watch caches would hold.
+fn trim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
     }
 }
 
@@ -224,6 +244,34 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
+
+    #[test]
+    fn a_cached_object_keeps_its_fields_but_not_their_managers() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let mut cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("orders-limits".into()),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                annotations: Some(BTreeMap::from([
+                    (LAST_APPLIED.to_string(), "{}".to_string()),
+                    ("millpond.io/keep".to_string(), "1".to_string()),
+                ])),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([("A".to_string(), "1".to_string())])),
+            ..ConfigMap::default()
+        };
+        trim(&mut cm);
+        assert_eq!(cm.metadata.managed_fields, None);
+        assert_eq!(
+            cm.metadata.annotations,
+            Some(BTreeMap::from([(
+                "millpond.io/keep".to_string(),
+                "1".to_string()
+            )]))
+        );
+        assert_eq!(cm.data.unwrap()["A"], "1");
+    }
 
     #[test]
     fn a_list_of_namespaces_is_read_and_an_empty_one_is_the_cluster() {
