@@ -5,13 +5,17 @@
 //! Nothing is written when nothing changed. An owned object is applied only
 //! when the watch cache's copy differs from the desired one in a field the
 //! operator sets ([`covers`]); a hand edit of such a field is therefore put
-//! back, a field set by someone else is left alone. The admin Secret is not
+//! back, a field set by someone else is left alone. The cache lags the
+//! operator's own writes: an apply is not repeated while the cache still
+//! shows the version that apply replaced ([`Pending`], as Kubernetes'
+//! controllers keep "expectations"). The admin Secret is not
 //! watched (the operator never lists Secrets): it is applied when what the
 //! operator last applied differs. The decision record on the Deployment is
 //! rewritten only when the decision differs in more than its times
 //! ([`Decided::timeless`]), so a steady consumer costs no writes.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -66,10 +70,10 @@ pub async fn owned(
         .await?;
     }
     let c = &ctx.cache;
-    apply_changed(client, &c.config_maps, mpc, &want.limits).await?;
-    apply_changed(client, &c.services, mpc, &want.metrics_service).await?;
-    apply_changed(client, &c.deployments, mpc, &want.deployment).await?;
-    apply_changed(client, &c.pdbs, mpc, &want.pdb).await?;
+    apply_changed(ctx, &c.config_maps, mpc, &want.limits).await?;
+    apply_changed(ctx, &c.services, mpc, &want.metrics_service).await?;
+    apply_changed(ctx, &c.deployments, mpc, &want.deployment).await?;
+    apply_changed(ctx, &c.pdbs, mpc, &want.pdb).await?;
     let mut memories = ctx.memory.lock().await;
     let mem = memory_of(&mut memories, mpc);
     mem.applied_secret = Some(secret);
@@ -96,9 +100,10 @@ async fn admin_token(ctx: &Context, mpc: &MillpondConsumer) -> Result<String, Er
     Ok(token)
 }
 
-/// Applies `want` unless `cached`'s copy already has every field it sets.
+/// Applies `want` unless `cached`'s copy already has every field it sets,
+/// or the operator applied the same `want` and the cache has not caught up.
 async fn apply_changed<K>(
-    client: &kube::Client,
+    ctx: &Context,
     cached: &Store<K>,
     mpc: &MillpondConsumer,
     want: &K,
@@ -112,13 +117,100 @@ where
         + 'static,
 {
     let name = want.meta().name.clone().unwrap_or_default();
-    if let Some(live) = cache::get(cached, mpc, &name) {
-        if covers(&serde_json::to_value(&live)?, &serde_json::to_value(want)?) {
-            return Ok(());
+    let key = format!("{}/{name}", K::kind(&()));
+    let want_json = serde_json::to_value(want)?;
+    let live = match cache::get(cached, mpc, &name) {
+        Some(live) => {
+            let version = live.meta().resource_version.clone();
+            Some((serde_json::to_value(&live)?, version))
         }
+        None => None,
+    };
+    let now = Instant::now();
+    let skip = {
+        let mut memories = ctx.memory.lock().await;
+        let pending = &mut memory_of(&mut memories, mpc).pending;
+        let live = live
+            .as_ref()
+            .map(|(json, version)| (json, version.as_deref()));
+        match needs_apply(live, &want_json, pending.get(&key), now) {
+            Need::Nothing => {
+                pending.remove(&key);
+                true
+            }
+            Need::Wait => true,
+            Need::Apply => false,
+        }
+    };
+    if skip {
+        return Ok(());
     }
     let ns = mpc.namespace().unwrap_or_default();
-    apply(&Api::namespaced(client.clone(), &ns), want).await
+    apply(&Api::namespaced(ctx.client.clone(), &ns), want).await?;
+    let applied = Pending {
+        want: digest(&want_json),
+        replaced: live.and_then(|(_, version)| version),
+        expires: now + ctx.settings.interval,
+    };
+    memory_of(&mut *ctx.memory.lock().await, mpc)
+        .pending
+        .insert(key, applied);
+    Ok(())
+}
+
+/// An apply the watch cache may not show yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// Digest of the object applied.
+    want: u64,
+    /// The resourceVersion the cache showed before (`None`: no object).
+    replaced: Option<String>,
+    /// After this the cache is not waited for any more (an object deleted
+    /// right after the operator created it looks like one the cache has
+    /// not seen yet).
+    expires: Instant,
+}
+
+/// What [`apply_changed`] does with one object.
+#[derive(Debug, PartialEq)]
+enum Need {
+    /// The cached copy has every field: nothing (and nothing pending).
+    Nothing,
+    /// The cache still shows what the operator's last apply of the same
+    /// object replaced: the write is in, the watch has not brought it.
+    Wait,
+    Apply,
+}
+
+/// Decides for an object whose cached copy is `live` (its JSON and
+/// resourceVersion), given the last apply still `pending`.
+fn needs_apply(
+    live: Option<(&Value, Option<&str>)>,
+    want: &Value,
+    pending: Option<&Pending>,
+    now: Instant,
+) -> Need {
+    if let Some((json, _)) = live {
+        if covers(json, want) {
+            return Need::Nothing;
+        }
+    }
+    let version = live.and_then(|(_, v)| v);
+    match pending {
+        Some(p)
+            if p.want == digest(want) && p.replaced.as_deref() == version && now < p.expires =>
+        {
+            Need::Wait
+        }
+        _ => Need::Apply,
+    }
+}
+
+fn digest(value: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 async fn apply<K>(api: &Api<K>, obj: &K) -> Result<(), Error>
@@ -283,6 +375,74 @@ mod tests {
             "template": {"spec": {"containers": [{"name": "c", "imagePullPolicy": "IfNotPresent"}]}}},
             "status": {"readyReplicas": 3}});
         assert!(covers(&live, &want), "defaults and status are not ours");
+    }
+
+    fn pending(want: &Value, replaced: Option<&str>, expires: Instant) -> Pending {
+        Pending {
+            want: digest(want),
+            replaced: replaced.map(String::from),
+            expires,
+        }
+    }
+
+    #[test]
+    fn an_apply_is_not_repeated_until_the_cache_shows_it() {
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_secs(15);
+        let old = json!({"metadata": {"annotations": {"state": "1"}}});
+        let want = json!({"metadata": {"annotations": {"state": "2"}}});
+        let applied = pending(&want, Some("41"), later);
+        assert_eq!(
+            needs_apply(Some((&old, Some("41"))), &want, Some(&applied), now),
+            Need::Wait,
+            "the cache still shows the version the apply replaced"
+        );
+        assert_eq!(
+            needs_apply(Some((&want, Some("42"))), &want, Some(&applied), now),
+            Need::Nothing
+        );
+        assert_eq!(
+            needs_apply(Some((&old, Some("43"))), &want, Some(&applied), now),
+            Need::Apply,
+            "changed again after the apply (a hand edit)"
+        );
+        let other = json!({"metadata": {"annotations": {"state": "3"}}});
+        assert_eq!(
+            needs_apply(Some((&old, Some("41"))), &other, Some(&applied), now),
+            Need::Apply,
+            "a new decision"
+        );
+        assert_eq!(
+            needs_apply(None, &want, Some(&applied), now),
+            Need::Apply,
+            "deleted"
+        );
+        assert_eq!(
+            needs_apply(Some((&old, Some("41"))), &want, Some(&applied), later),
+            Need::Apply,
+            "waited an interval: the cache is not waited for any more"
+        );
+        assert_eq!(
+            needs_apply(Some((&old, Some("41"))), &want, None, now),
+            Need::Apply
+        );
+    }
+
+    #[test]
+    fn a_created_object_is_waited_for_until_it_expires() {
+        let now = Instant::now();
+        let want = json!({"spec": {"replicas": 0}});
+        let created = pending(&want, None, now + std::time::Duration::from_secs(15));
+        assert_eq!(needs_apply(None, &want, Some(&created), now), Need::Wait);
+        assert_eq!(
+            needs_apply(
+                None,
+                &want,
+                Some(&created),
+                now + std::time::Duration::from_secs(15)
+            ),
+            Need::Apply
+        );
     }
 
     #[test]

@@ -158,6 +158,9 @@ struct Memory {
     admin_token: Option<String>,
     /// The admin Secret as last applied.
     applied_secret: Option<Value>,
+    /// Applies of owned objects the watch cache may not show yet, by
+    /// `Kind/name`.
+    pending: BTreeMap<String, apply::Pending>,
 }
 
 /// Shared by every reconciliation.
