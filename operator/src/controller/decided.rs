@@ -61,11 +61,19 @@ impl Decided {
 
     /// The record without its times: two decisions that differ only in
     /// when they were taken are the same to a leader resuming from them.
+    /// A window of recommendations that are all alike is one of them: every
+    /// window the policy takes over it (with the new recommendation, which
+    /// it always holds) gives the same demand however many it keeps, so a
+    /// steady consumer's record does not change as its window fills.
     pub fn timeless(&self) -> Decided {
         let mut d = self.clone();
         d.policy.at_ms = None;
         for r in &mut d.policy.recommendations {
             r.at_ms = 0;
+        }
+        let recs = &mut d.policy.recommendations;
+        if recs.windows(2).all(|pair| pair[0] == pair[1]) {
+            recs.truncate(1);
         }
         d
     }
@@ -166,6 +174,32 @@ mod tests {
         assert_eq!(
             Decided::parse(Some(&"{not json".to_string())),
             Decided::default()
+        );
+    }
+
+    #[test]
+    fn a_steady_window_filling_up_is_the_same_record() {
+        use crate::policy::Recommendation;
+        let rec = |at_ms: u64, demand: f64| Recommendation {
+            at_ms,
+            demand,
+            ..Recommendation::default()
+        };
+        let with = |recs: Vec<Recommendation>| {
+            let mut d = decided_at(recs.last().map_or(0, |r| r.at_ms));
+            d.policy.recommendations = recs;
+            d
+        };
+        let steady = with(vec![rec(15_000, 0.0), rec(30_000, 0.0)]);
+        let longer = with(vec![rec(15_000, 0.0), rec(30_000, 0.0), rec(45_000, 0.0)]);
+        assert_eq!(steady.timeless(), longer.timeless());
+        let moved = with(vec![rec(15_000, 0.0), rec(30_000, 0.0), rec(45_000, 9.0)]);
+        assert_ne!(steady.timeless(), moved.timeless());
+        let back = with(vec![rec(15_000, 9.0), rec(30_000, 0.0), rec(45_000, 0.0)]);
+        assert_ne!(
+            with(vec![rec(15_000, 9.0), rec(30_000, 0.0)]).timeless(),
+            back.timeless(),
+            "how long a different demand stays in the window matters"
         );
     }
 
