@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::runtime::{predicates, reflector, watcher, Controller, PredicateConfig, WatchStreamExt};
 use kube::Api;
 use millpond_crds::MillpondConsumer;
 use millpond_operator::controller::{self, Context, Settings};
@@ -57,6 +57,10 @@ struct Args {
     /// This replica's identity in the election (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "millpond-operator")]
     pod_name: String,
+    /// Reconciliations running at once, over all MillpondConsumers (each
+    /// one's Kafka reads and pod scrapes have their own deadlines).
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     /// Namespaces whose MillpondConsumers to run, comma separated; empty:
     /// every namespace. With a list the operator watches and needs
     /// permissions only in those namespaces.
@@ -126,11 +130,16 @@ async fn main() -> anyhow::Result<()> {
             })?;
     }
     // One store of the consumers of every watched namespace (Context reads
-    // it), fed by the merged watchers of the scope.
+    // it), fed by the merged watchers of the scope. Only a new generation
+    // (a spec change) reconciles at once: the operator's own status writes
+    // do not, the interval's requeue refreshes the status.
     let (consumers, writer) = reflector::store();
-    let changed =
-        reflector(writer, scope.watch(&client, watcher::Config::default())).applied_objects();
-    let controller = Controller::for_stream(changed, consumers);
+    let changed = reflector(writer, scope.watch(&client, watcher::Config::default()))
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let controller = Controller::for_stream(changed, consumers).with_config(
+        kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles),
+    );
     let store = controller.store();
     let (controller, cache) = controller::cache::watch_owned(controller, &client, &scope);
     let ctx = Arc::new(Context::new(
