@@ -3,7 +3,7 @@
 # e2e/bench/fleet.sh [COUNT]: COUNT (default 1000) MillpondConsumers on one
 # operator, on the real stack. A benchmark, not a test (e2e/test does not
 # run it); bounded: the measuring tool stops after BENCH_SECONDS (default
-# 900; a whole run of 1000 took about 5 minutes on 2 cores), it gives
+# 900; a whole run of 1000 takes about 8 minutes on 2 cores), it gives
 # up waiting for other operators to leave the stack after
 # BENCH_WAIT_SECONDS (default 600), and everything it created is removed
 # at the end (its namespaces, the helm release, the topic).
@@ -16,8 +16,9 @@
 # each with its own group on that topic, paused at 0 replicas (no pods),
 # created by concurrent server-side applies. `millpond-fleet-bench` then
 # measures one interval without consumers (the background), the warm-up
-# until every consumer was observed, and BENCH_INTERVALS (default 5) steady
-# intervals, and prints a Markdown report: operator memory, reconcile
+# until every consumer was observed, BENCH_SETTLE_SECONDS (default 300, the
+# consumers' scale-down window, in which their decision records still grow)
+# of settling, and BENCH_INTERVALS (default 5) steady intervals, and prints a Markdown report: operator memory, reconcile
 # duration, status freshness, API and Kafka requests per interval.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
@@ -29,6 +30,7 @@ require_stack KAFKA_BOOTSTRAP_SERVERS
 COUNT=${1:-1000}
 SECONDS_MAX=${BENCH_SECONDS:-900}
 INTERVALS=${BENCH_INTERVALS:-5}
+SETTLE=${BENCH_SETTLE_SECONDS:-300}
 INTERVAL=15
 NS="millpond-bench-fleet-$$"
 OPERATOR_NS="millpond-bench-fleet-operator-$$"
@@ -95,7 +97,7 @@ echo
 timeout $((SECONDS_MAX + 180)) target/release/millpond-fleet-bench \
     --count "$COUNT" --namespace "$NS" --operator-namespace "$OPERATOR_NS" \
     --release "$RELEASE" --topic "$TOPIC" --interval-seconds "$INTERVAL" \
-    --steady-intervals "$INTERVALS" --max-seconds "$SECONDS_MAX"
+    --steady-intervals "$INTERVALS" --settle-seconds "$SETTLE" --max-seconds "$SECONDS_MAX"
 status=$?
 if ((status != 0)); then
     echo "fleet: the benchmark failed ($status); the operator's last log lines:" >&2

@@ -72,9 +72,14 @@ struct Args {
     /// The operator's INTERVAL_SECONDS.
     #[arg(long, default_value_t = 15)]
     interval_seconds: u64,
-    /// Intervals measured after the warm-up.
+    /// Intervals measured after the warm-up and the settling.
     #[arg(long, default_value_t = 5)]
     steady_intervals: u32,
+    /// Seconds between the warm-up and the steady intervals: the consumers'
+    /// scale-down window (default 300 s), in which each decision record
+    /// still grows by one recommendation every interval.
+    #[arg(long, default_value_t = 300)]
+    settle_seconds: u64,
     /// The whole run stops after this long.
     #[arg(long, default_value_t = 600)]
     max_seconds: u64,
@@ -169,8 +174,9 @@ async fn main() -> Result<()> {
 
     // Warm-up: until every consumer has been observed once, leaving time for
     // the steady intervals.
+    let settle = Duration::from_secs(args.settle_seconds);
     let warmup_deadline = deadline
-        .checked_sub(interval * args.steady_intervals + Duration::from_secs(30))
+        .checked_sub(interval * args.steady_intervals + settle + Duration::from_secs(30))
         .unwrap_or(deadline)
         .max(Instant::now());
     let mut told = Instant::now();
@@ -203,9 +209,22 @@ async fn main() -> Result<()> {
         ),
     );
 
-    // Steady intervals.
     let warm = bench.snapshot_retrying().await?;
     report.warmup = Some(Delta::between(&idle, &warm));
+    // Settling: until each consumer's window of recommendations is full.
+    if !settle.is_zero() {
+        progress(started, &format!("settling for {} s", settle.as_secs()));
+        bench.sample_until(Instant::now() + settle).await;
+    }
+    let warm = if settle.is_zero() {
+        warm
+    } else {
+        let settled = bench.snapshot_retrying().await?;
+        report.settling = Some(Delta::between(&warm, &settled));
+        settled
+    };
+
+    // Steady intervals.
     {
         let mut f = fleet.lock().unwrap();
         f.gaps.clear();
@@ -1225,6 +1244,7 @@ struct Report {
     first_observations: FirstObservations,
     baseline: Option<Delta>,
     warmup: Option<Delta>,
+    settling: Option<Delta>,
     steady: Option<Delta>,
     intervals: Vec<Delta>,
     memory: BTreeMap<String, Memory>,
@@ -1241,6 +1261,19 @@ struct Report {
 }
 
 impl Report {
+    /// The phases of the run, in order (settling only when there was one).
+    fn phases(&self) -> Vec<(&'static str, &Option<Delta>)> {
+        let mut phases = vec![
+            ("no consumers", &self.baseline),
+            ("creation and warm-up", &self.warmup),
+        ];
+        if self.settling.is_some() {
+            phases.push(("settling", &self.settling));
+        }
+        phases.push(("steady", &self.steady));
+        phases
+    }
+
     fn render(&self, args: &Args) -> String {
         let mut out = String::new();
         let n = args.count;
@@ -1248,8 +1281,8 @@ impl Report {
         let _ = writeln!(out, "## {n} MillpondConsumers on one operator\n");
         let _ = writeln!(
             out,
-            "Paused at 0 replicas (no pods), one topic, a group each; interval {} s; {} steady intervals. Created in {:.1} s ({} server-side applies at once); whole run {:.0} s.\n",
-            args.interval_seconds, args.steady_intervals, self.create_seconds, args.concurrency, self.whole_seconds
+            "Paused at 0 replicas (no pods), one topic, a group each; interval {} s; {} steady intervals, after {} s of settling (a scale-down window) from the end of the warm-up. Created in {:.1} s ({} server-side applies at once); whole run {:.0} s.\n",
+            args.interval_seconds, args.steady_intervals, args.settle_seconds, self.create_seconds, args.concurrency, self.whole_seconds
         );
 
         let mut images: Vec<&str> = self
@@ -1343,11 +1376,7 @@ impl Report {
         let _ = writeln!(out, "Per interval ({} s): totals of the phase divided by its length in intervals. Reconcile quantiles from the histogram's bucket deltas (linear inside a bucket; `>` when in the +Inf bucket).\n", args.interval_seconds);
         let _ = writeln!(out, "| phase | length | reconciles / interval | reconcile p50 | reconcile p99 | Kafka requests / interval | Kafka clients | API reads / interval | API writes / interval | API non-2xx |");
         let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
-        for (phase, d) in [
-            ("no consumers", &self.baseline),
-            ("creation and warm-up", &self.warmup),
-            ("steady", &self.steady),
-        ] {
+        for (phase, d) in self.phases() {
             let Some(d) = d else { continue };
             let phase = if d.leader_changed {
                 format!("{phase} (the lease changed hands)")
@@ -1371,13 +1400,8 @@ impl Report {
             );
         }
 
-        let phases = [
-            ("no consumers", &self.baseline),
-            ("creation and warm-up", &self.warmup),
-            ("steady", &self.steady),
-        ];
         let mut failures = Vec::new();
-        for (phase, d) in &phases {
+        for (phase, d) in self.phases() {
             let Some(d) = d else { continue };
             let per = interval / d.seconds.max(1e-9);
             let mut top: Vec<_> = d.api_failures.iter().collect();
@@ -1411,11 +1435,17 @@ impl Report {
 "
         );
         let _ = writeln!(out, "From /proc (user and system time of each process group, threads included), beside the whole machine's busy time; `rest` is everything else on the machine (the node's containerd and shims, this benchmark, other sessions' work).\n");
+        let phases = self.phases();
         let _ = writeln!(
             out,
-            "| process | no consumers | creation and warm-up | steady |"
+            "| process | {} |",
+            phases
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|");
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(phases.len()));
         let mut groups: Vec<&str> = CPU_GROUPS.iter().map(|(_, g)| *g).collect();
         groups.dedup();
         let cell = |d: &Option<Delta>, g: &str| {
@@ -1423,14 +1453,15 @@ impl Report {
                 .and_then(|d| d.cores.get(g))
                 .map_or("n/a".into(), |c| format!("{c:.2}"))
         };
+        let row = |f: &dyn Fn(&Option<Delta>) -> String| {
+            phases
+                .iter()
+                .map(|(_, d)| f(d))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
         for g in &groups {
-            let _ = writeln!(
-                out,
-                "| {g} | {} | {} | {} |",
-                cell(&self.baseline, g),
-                cell(&self.warmup, g),
-                cell(&self.steady, g)
-            );
+            let _ = writeln!(out, "| {g} | {} |", row(&|d| cell(d, g)));
         }
         let rest = |d: &Option<Delta>| {
             d.as_ref().map_or("n/a".into(), |d| {
@@ -1439,20 +1470,12 @@ impl Report {
                 format!("{:.2}", (all - named).max(0.0))
             })
         };
+        let _ = writeln!(out, "| rest | {} |", row(&rest));
         let _ = writeln!(
             out,
-            "| rest | {} | {} | {} |",
-            rest(&self.baseline),
-            rest(&self.warmup),
-            rest(&self.steady)
-        );
-        let _ = writeln!(
-            out,
-            "| **whole machine** ({} cores) | {} | {} | {} |",
+            "| **whole machine** ({} cores) | {} |",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cell(&self.baseline, "all"),
-            cell(&self.warmup, "all"),
-            cell(&self.steady, "all")
+            row(&|d| cell(d, "all"))
         );
 
         // Each steady interval.
