@@ -9,8 +9,8 @@
 //! operator's own writes: an apply is not repeated while the cache still
 //! shows the version that apply replaced ([`Pending`], as Kubernetes'
 //! controllers keep "expectations"). The admin Secret is not
-//! watched (the operator never lists Secrets): it is applied when what the
-//! operator last applied differs. The decision record on the Deployment is
+//! watched (the operator never lists Secrets): it is applied when it differs
+//! from what the operator last applied, or read when it took the token. The decision record on the Deployment is
 //! rewritten only when the decision differs in more than its times
 //! ([`Decided::timeless`]), so a steady consumer costs no writes.
 
@@ -62,7 +62,7 @@ pub async fn owned(
         .insert(STATE_ANNOTATION.into(), record.clone());
     let client = &ctx.client;
     let secret = serde_json::to_value(&want.admin_secret)?;
-    if secret_applied.as_ref() != Some(&secret) {
+    if !secret_applied.is_some_and(|known| covers(&known, &secret)) {
         apply(
             &Api::<Secret>::namespaced(client.clone(), &ns),
             &want.admin_secret,
@@ -92,11 +92,20 @@ async fn admin_token(ctx: &Context, mpc: &MillpondConsumer) -> Result<String, Er
     }
     let secrets: Api<Secret> =
         Api::namespaced(ctx.client.clone(), &mpc.namespace().unwrap_or_default());
-    let token = match secrets.get_opt(&desired::admin_secret_name(mpc)).await? {
-        Some(s) => desired::admin_token_of(&s).unwrap_or_else(new_token),
-        None => new_token(),
-    };
-    memory_of(&mut *ctx.memory.lock().await, mpc).admin_token = Some(token.clone());
+    let live = secrets.get_opt(&desired::admin_secret_name(mpc)).await?;
+    let token = live
+        .as_ref()
+        .and_then(desired::admin_token_of)
+        .unwrap_or_else(new_token);
+    let mut memories = ctx.memory.lock().await;
+    let mem = memory_of(&mut memories, mpc);
+    mem.admin_token = Some(token.clone());
+    mem.applied_secret = live
+        .map(|mut s| {
+            s.metadata.managed_fields = None;
+            serde_json::to_value(&s)
+        })
+        .transpose()?;
     Ok(token)
 }
 

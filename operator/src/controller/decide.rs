@@ -76,9 +76,15 @@ pub fn decide(
         .clone()
         .or_else(|| mpc.status.as_ref()?.limits.clone());
     let observation = observation(spec, seen, from, previous_limits.as_ref());
-    let (decision, state) = policy::decide(spec, &observation, &last.policy, now_ms);
-    let replicas =
-        super::paused_replicas(mpc, Some(seen.partitions())).unwrap_or(decision.replicas);
+    let (mut decision, state) = policy::decide(spec, &observation, &last.policy, now_ms);
+    let paused = super::paused_replicas(mpc, Some(seen.partitions()));
+    let replicas = paused.unwrap_or(decision.replicas);
+    if spec.paused {
+        decision.reason += &match paused {
+            Some(n) => format!(": {n} replicas as spec.replicas asks"),
+            None => format!(": keeping {replicas} replicas"),
+        };
+    }
     let limits_spec = &mpc.spec.limits;
     let mut limits = CurrentLimits {
         flush_bytes: decision.limits.flush_bytes as i64,
@@ -204,5 +210,33 @@ mod tests {
         assert_eq!(plan.decided.replicas, Some(1));
         assert_eq!(plan.decided.spec_generation, Some(1));
         assert_eq!(plan.buffer_fullness, None, "no pod scraped");
+    }
+
+    #[test]
+    fn a_paused_consumer_runs_and_reports_the_count_spec_replicas_asks() {
+        let paused = |replicas: &str| {
+            edit(
+                MINIMAL,
+                "  sink:\n",
+                &format!("  {replicas}autoscaling: {{paused: true}}\n  sink:\n"),
+            )
+        };
+        let m = paused("replicas: 0\n  ");
+        let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
+        let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), 1, 1_000_000);
+        assert_eq!((plan.from, plan.replicas), (1, 0));
+        assert!(
+            plan.decision.reason.ends_with("paused: 0 replicas as spec.replicas asks"),
+            "{}",
+            plan.decision.reason
+        );
+        let m = paused("");
+        let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), 3, 1_000_000);
+        assert_eq!(plan.replicas, 3);
+        assert!(
+            plan.decision.reason.ends_with("paused: keeping 3 replicas"),
+            "{}",
+            plan.decision.reason
+        );
     }
 }

@@ -156,7 +156,7 @@ struct Memory {
     checkpoint: Option<(Decided, String)>,
     /// The pods' admin token.
     admin_token: Option<String>,
-    /// The admin Secret as last applied.
+    /// The admin Secret as last applied or read.
     applied_secret: Option<Value>,
     /// Applies of owned objects the watch cache may not show yet, by
     /// `Kind/name`.

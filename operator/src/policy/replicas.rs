@@ -72,7 +72,8 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         at_max: false,
     };
     if spec.paused {
-        return choice(current, format!("paused: keeping {current} replicas"));
+        // The count is the controller's: spec.replicas, or the last one.
+        return choice(current, "paused".to_string());
     }
     if current > upper {
         let to = sizing::fewest_with_same_spread(p, upper).max(lower);
