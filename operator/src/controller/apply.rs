@@ -8,11 +8,12 @@
 //! back, a field set by someone else is left alone. The cache lags the
 //! operator's own writes: an apply is not repeated while the cache still
 //! shows the version that apply replaced ([`Pending`], as Kubernetes'
-//! controllers keep "expectations"). The admin Secret is not
-//! watched (the operator never lists Secrets): it is applied when it differs
-//! from what the operator last applied, or read when it took the token. The decision record on the Deployment is
-//! rewritten only when the decision differs in more than its times
-//! ([`Decided::timeless`]), so a steady consumer costs no writes.
+//! controllers keep "expectations"). The admin Secret is not watched (the
+//! operator never lists Secrets): it is applied when it differs from what
+//! the operator last applied, or read when it took the token. The decision
+//! record on the Deployment is rewritten only when the decision differs in
+//! more than its times ([`Decided::timeless`]), so a steady consumer costs
+//! no writes.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

@@ -223,15 +223,31 @@ mod tests {
         };
         let m = paused("replicas: 0\n  ");
         let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
-        let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), 1, 1_000_000);
+        let plan = decide(
+            &m,
+            &spec,
+            &seen(4, 8_000),
+            &Decided::default(),
+            1,
+            1_000_000,
+        );
         assert_eq!((plan.from, plan.replicas), (1, 0));
         assert!(
-            plan.decision.reason.ends_with("paused: 0 replicas as spec.replicas asks"),
+            plan.decision
+                .reason
+                .ends_with("paused: 0 replicas as spec.replicas asks"),
             "{}",
             plan.decision.reason
         );
         let m = paused("");
-        let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), 3, 1_000_000);
+        let plan = decide(
+            &m,
+            &spec,
+            &seen(4, 8_000),
+            &Decided::default(),
+            3,
+            1_000_000,
+        );
         assert_eq!(plan.replicas, 3);
         assert!(
             plan.decision.reason.ends_with("paused: keeping 3 replicas"),

@@ -420,7 +420,14 @@ unsafe fn group_offsets_of(
             rd::rd_kafka_event_error_string(event),
         )));
     }
+    // NULL when the event is of another type.
     let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event);
+    if result.is_null() {
+        return Err(GroupOffsetsError::Refused(format!(
+            "unexpected answer (event type {})",
+            rd::rd_kafka_event_type(event)
+        )));
+    }
     let mut count = 0usize;
     let groups = rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count);
     if groups.is_null() || count == 0 {
