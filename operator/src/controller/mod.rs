@@ -258,6 +258,7 @@ async fn steps(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Stop> {
     let valid = validate::validate(mpc)?;
     let last = last_decided(ctx, mpc).await?;
     let interval_ms = ctx.settings.interval.as_millis() as u64;
+    let begun = tokio::time::Instant::now();
     let now = Timestamp::now();
     let now_ms = now.as_millisecond() as u64;
     if !last.due(now_ms, interval_ms, mpc.metadata.generation) {
@@ -279,7 +280,11 @@ async fn steps(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Stop> {
     apply::publish(ctx, mpc, status::events(&plan, &pods_behind.0)).await;
     remember(ctx, mpc, plan.decided.clone()).await;
     record(ctx, mpc, &plan);
-    Ok(Action::requeue(ctx.settings.interval))
+    // The next decision an interval after this one began, not after it
+    // ended: observations stay an interval apart however long this took.
+    Ok(Action::requeue(
+        ctx.settings.interval.saturating_sub(begun.elapsed()),
+    ))
 }
 
 /// A `Degraded` reason: in the status, the last decision kept.

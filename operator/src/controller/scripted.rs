@@ -59,6 +59,22 @@ impl KafkaOffsets for ScriptedKafka {
     }
 }
 
+/// Kafka answering as scripted after a while.
+struct SlowKafka(ScriptedKafka, Duration);
+
+impl KafkaOffsets for SlowKafka {
+    fn offsets(
+        &self,
+        target: KafkaTarget,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<PartitionOffsets>, KafkaObserveError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.1).await;
+            self.0.offsets(target, timeout).await
+        })
+    }
+}
+
 fn not_found() -> (StatusCode, Value) {
     let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "reason": "NotFound", "code": 404, "message": "not found"});
@@ -86,7 +102,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(mpc: &MillpondConsumer, kafka: ScriptedKafka) -> Self {
+    fn new(mpc: &MillpondConsumer, kafka: impl KafkaOffsets + 'static) -> Self {
         let script = Arc::new(Mutex::new(Script::default()));
         let mpc_json = serde_json::to_value(mpc).unwrap();
         let served = script.clone();
@@ -220,7 +236,7 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_first_reconcile_creates_every_object_and_reports_what_it_saw() {
     let mpc = edit(
         MINIMAL,
@@ -252,6 +268,21 @@ async fn a_first_reconcile_creates_every_object_and_reports_what_it_saw() {
     assert_eq!(status["status"]["limitedBy"], "Unknown", "no pod reported");
     assert!(status["status"]["hotPartitions"].is_null());
     assert_eq!(condition(&status, "Degraded")["status"], "False");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_decision_is_due_an_interval_after_this_one_began() {
+    let mpc = crate::desired::fixtures::mpc(MINIMAL);
+    let kafka = SlowKafka(
+        ScriptedKafka(Some(offsets(4, 100, 100))),
+        Duration::from_secs(2),
+    );
+    let h = Harness::new(&mpc, kafka);
+    assert_eq!(
+        h.reconcile(&mpc).await,
+        Action::requeue(Duration::from_secs(13)),
+        "Kafka took 2 s of the 15 s interval"
+    );
 }
 
 #[tokio::test]
