@@ -18,8 +18,9 @@
 # measures one interval without consumers (the background), the warm-up
 # until every consumer was observed, BENCH_SETTLE_SECONDS (default 300, the
 # consumers' scale-down window, in which their decision records still grow)
-# of settling, and BENCH_INTERVALS (default 5) steady intervals, and prints a Markdown report: operator memory, reconcile
-# duration, status freshness, API and Kafka requests per interval.
+# of settling, and BENCH_INTERVALS (default 5) steady intervals, and prints
+# a Markdown report: operator memory, reconcile duration, status freshness,
+# API and Kafka requests per interval.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
