@@ -214,45 +214,24 @@ mod tests {
 
     #[test]
     fn a_paused_consumer_runs_and_reports_the_count_spec_replicas_asks() {
-        let paused = |replicas: &str| {
-            edit(
+        let decided = |replicas: &str, from: u32| {
+            let m = edit(
                 MINIMAL,
                 "  sink:\n",
                 &format!("  {replicas}autoscaling: {{paused: true}}\n  sink:\n"),
-            )
+            );
+            let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
+            let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), from, 1);
+            (plan.replicas, plan.decision.reason)
         };
-        let m = paused("replicas: 0\n  ");
-        let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
-        let plan = decide(
-            &m,
-            &spec,
-            &seen(4, 8_000),
-            &Decided::default(),
-            1,
-            1_000_000,
-        );
-        assert_eq!((plan.from, plan.replicas), (1, 0));
+        let (replicas, reason) = decided("replicas: 0\n  ", 1);
+        assert_eq!(replicas, 0);
         assert!(
-            plan.decision
-                .reason
-                .ends_with("paused: 0 replicas as spec.replicas asks"),
-            "{}",
-            plan.decision.reason
+            reason.ends_with("paused: 0 replicas as spec.replicas asks"),
+            "{reason}"
         );
-        let m = paused("");
-        let plan = decide(
-            &m,
-            &spec,
-            &seen(4, 8_000),
-            &Decided::default(),
-            3,
-            1_000_000,
-        );
-        assert_eq!(plan.replicas, 3);
-        assert!(
-            plan.decision.reason.ends_with("paused: keeping 3 replicas"),
-            "{}",
-            plan.decision.reason
-        );
+        let (replicas, reason) = decided("", 3);
+        assert_eq!(replicas, 3, "no spec.replicas: the count stays");
+        assert!(reason.ends_with("paused: keeping 3 replicas"), "{reason}");
     }
 }
