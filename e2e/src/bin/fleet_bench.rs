@@ -212,13 +212,11 @@ async fn main() -> Result<()> {
     let warm = bench.snapshot_retrying().await?;
     report.warmup = Some(Delta::between(&idle, &warm));
     // Settling: until each consumer's window of recommendations is full.
-    if !settle.is_zero() {
-        progress(started, &format!("settling for {} s", settle.as_secs()));
-        bench.sample_until(Instant::now() + settle).await;
-    }
     let warm = if settle.is_zero() {
         warm
     } else {
+        progress(started, &format!("settling for {} s", settle.as_secs()));
+        bench.sample_until(Instant::now() + settle).await;
         let settled = bench.snapshot_retrying().await?;
         report.settling = Some(Delta::between(&warm, &settled));
         settled
