@@ -49,6 +49,9 @@ pub struct PartitionChunk {
     pub first_offset: i64,
     pub last_offset: i64,
     pub records: u64,
+    /// The offset of each record in `segments`, in order (8 bytes a record:
+    /// what lets a refused batch be split at any record).
+    pub offsets: Vec<i64>,
     /// NDJSON lines, one per record, in segments of about [`SEGMENT_BYTES`].
     pub segments: Vec<Vec<u8>>,
 }
@@ -62,6 +65,43 @@ impl PartitionChunk {
     /// The NDJSON lines as one contiguous buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         self.segments.concat()
+    }
+
+    /// The lines of this chunk, one per record (without their newline).
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.split(|b| *b == b'\n'))
+            .filter(|l| !l.is_empty())
+    }
+
+    /// Splits before record `at` (0 < at < records): the first part covers
+    /// the offsets up to that record, the second the rest of the range.
+    pub fn split(&self, at: usize) -> (PartitionChunk, PartitionChunk) {
+        let mut head = PartitionChunk::empty(self.partition, self.first_offset);
+        let mut tail = PartitionChunk::empty(self.partition, self.offsets[at]);
+        for (i, (line, offset)) in self.lines().zip(&self.offsets).enumerate() {
+            let part = if i < at { &mut head } else { &mut tail };
+            let segment = part.room_for(line.len() + 1);
+            segment.extend_from_slice(line);
+            segment.push(b'\n');
+            part.offsets.push(*offset);
+            part.records += 1;
+        }
+        head.last_offset = self.offsets[at] - 1;
+        tail.last_offset = self.last_offset;
+        (head, tail)
+    }
+
+    fn empty(partition: i32, offset: i64) -> Self {
+        PartitionChunk {
+            partition,
+            first_offset: offset,
+            last_offset: offset,
+            records: 0,
+            offsets: Vec::new(),
+            segments: Vec::new(),
+        }
     }
 
     /// A segment with room for `need` more bytes.
@@ -88,6 +128,14 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Offsets of the whole batch start to end: `(partition, first, last)`.
+    pub fn ranges(&self) -> Vec<(i32, i64, i64)> {
+        self.chunks
+            .iter()
+            .map(|c| (c.partition, c.first_offset, c.last_offset))
+            .collect()
+    }
+
     pub fn bytes(&self) -> u64 {
         self.chunks.iter().map(|c| c.bytes()).sum()
     }
@@ -132,13 +180,7 @@ impl Buffer {
     fn chunk(&mut self, partition: i32, offset: i64) -> &mut PartitionChunk {
         self.chunks
             .entry(partition)
-            .or_insert_with(|| PartitionChunk {
-                partition,
-                first_offset: offset,
-                last_offset: offset,
-                records: 0,
-                segments: Vec::new(),
-            })
+            .or_insert_with(|| PartitionChunk::empty(partition, offset))
     }
 
     /// Adds a record, or returns why it cannot be delivered (nothing is added).
@@ -172,6 +214,7 @@ impl Buffer {
         let len = (segment.len() - before) as u64;
         chunk.last_offset = offset;
         chunk.records += 1;
+        chunk.offsets.push(offset);
         self.bytes += len;
         self.first_at.get_or_insert(now);
         Ok(())
@@ -206,13 +249,18 @@ impl Buffer {
             .map(|first| interval.saturating_sub(now.duration_since(first)))
     }
 
+    /// A batch id never given before.
+    pub fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id - 1
+    }
+
     /// Takes everything buffered as one batch.
     pub fn take(&mut self, trigger: FlushTrigger) -> Option<Batch> {
         if self.chunks.is_empty() {
             return None;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.new_id();
         self.bytes = 0;
         self.first_at = None;
         Some(Batch {
@@ -297,6 +345,30 @@ mod tests {
             batch.chunks[0].last_offset, 2,
             "the poison offset is not committed"
         );
+    }
+
+    #[test]
+    fn a_chunk_splits_at_a_record_and_each_part_keeps_its_offsets() {
+        let t0 = Instant::now();
+        let mut buf = Buffer::new("t", false);
+        push(&mut buf, 0, 10, t0);
+        buf.skip(0, 11, t0); // a tombstone between two records
+        push(&mut buf, 0, 12, t0);
+        push(&mut buf, 0, 13, t0);
+        let chunk = buf.take(FlushTrigger::Size).unwrap().chunks.remove(0);
+        assert_eq!(chunk.offsets, vec![10, 12, 13]);
+        let (head, tail) = chunk.split(1);
+        assert_eq!(
+            (head.first_offset, head.last_offset, head.records),
+            (10, 11, 1)
+        );
+        assert_eq!(
+            (tail.first_offset, tail.last_offset, tail.records),
+            (12, 13, 2)
+        );
+        assert_eq!(head.to_vec(), b"{\"id\":1}\n");
+        assert_eq!(tail.lines().count(), 2);
+        assert_eq!(head.bytes() + tail.bytes(), chunk.bytes());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::budget::{self, BudgetPlan, BudgetRequest};
 use crate::kafka_config;
 use crate::limits::{validate_shape, Limits};
 use crate::quantity::clap_bytes;
+use crate::sink::retry::RetryPolicy;
 use crate::sink::{Backoff, HttpOptions, Sink};
 use crate::{Error, Result};
 
@@ -102,17 +103,25 @@ pub struct Args {
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 30_000)]
     pub http_timeout_ms: u64,
 
-    /// HTTP sink: retries of one batch before the process exits non-zero.
-    #[arg(long, env = "HTTP_MAX_RETRIES", default_value_t = 10)]
-    pub http_max_retries: u32,
+    /// A failed sink write is retried without end; with this set (milliseconds,
+    /// 0: never) the process gives up after failing this long and exits 1.
+    #[arg(long, env = "SINK_GIVE_UP_AFTER_MS", default_value_t = 0)]
+    pub sink_give_up_after_ms: u64,
 
-    /// HTTP sink: first retry delay (milliseconds); doubles per retry, with jitter.
-    #[arg(long, env = "HTTP_BACKOFF_BASE_MS", default_value_t = 200)]
-    pub http_backoff_base_ms: u64,
+    /// First retry delay of a failed sink write (milliseconds); doubles per
+    /// retry, with jitter.
+    #[arg(long, env = "SINK_BACKOFF_BASE_MS", default_value_t = 200)]
+    pub sink_backoff_base_ms: u64,
 
-    /// HTTP sink: longest retry delay (milliseconds).
-    #[arg(long, env = "HTTP_BACKOFF_CAP_MS", default_value_t = 30_000)]
-    pub http_backoff_cap_ms: u64,
+    /// Longest retry delay of a failed sink write (milliseconds).
+    #[arg(long, env = "SINK_BACKOFF_CAP_MS", default_value_t = 30_000)]
+    pub sink_backoff_cap_ms: u64,
+
+    /// How long a hand-off (partitions revoked, or shutdown) waits for the
+    /// sink to take what is buffered and in flight before it lets the
+    /// partitions go uncommitted (milliseconds).
+    #[arg(long, env = "HANDOFF_TIMEOUT_MS", default_value_t = 30_000)]
+    pub handoff_timeout_ms: u64,
 
     /// Give up at start when Kafka does not answer within this time (milliseconds).
     #[arg(long, env = "KAFKA_STARTUP_TIMEOUT_MS", default_value_t = 15_000)]
@@ -129,7 +138,7 @@ pub struct Settings {
     pub topic: String,
     pub group_id: String,
     pub kafka_properties: BTreeMap<String, String>,
-    pub sink: Sink,
+    pub sink: std::sync::Arc<Sink>,
     pub sink_metadata: bool,
     pub dead_letter_topic: Option<String>,
     /// What the memory budget must hold; the final plan needs the topic's
@@ -142,6 +151,8 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub startup_timeout: Duration,
     pub health_stall: Duration,
+    pub retry: RetryPolicy,
+    pub handoff_timeout: Duration,
 }
 
 impl Settings {
@@ -166,11 +177,14 @@ impl Settings {
 
         let http = HttpOptions {
             timeout: Duration::from_millis(args.http_timeout_ms),
-            max_retries: args.http_max_retries,
+        };
+        let retry = RetryPolicy {
             backoff: Backoff {
-                base: Duration::from_millis(args.http_backoff_base_ms),
-                cap: Duration::from_millis(args.http_backoff_cap_ms),
+                base: Duration::from_millis(args.sink_backoff_base_ms.max(1)),
+                cap: Duration::from_millis(args.sink_backoff_cap_ms.max(1)),
             },
+            give_up_after: (args.sink_give_up_after_ms > 0)
+                .then(|| Duration::from_millis(args.sink_give_up_after_ms)),
         };
         let sink = Sink::from_url(&args.sink_url, &http)?;
 
@@ -228,7 +242,7 @@ impl Settings {
             bootstrap_servers: args.bootstrap_servers,
             topic: args.topic,
             kafka_properties,
-            sink,
+            sink: std::sync::Arc::new(sink),
             sink_metadata: args.sink_metadata,
             dead_letter_topic: args.dead_letter_topic.filter(|t| !t.is_empty()),
             budget: request,
@@ -238,6 +252,8 @@ impl Settings {
             admin_token,
             startup_timeout: Duration::from_millis(args.startup_timeout_ms),
             health_stall: Duration::from_secs(args.health_stall_seconds),
+            retry,
+            handoff_timeout: Duration::from_millis(args.handoff_timeout_ms),
         })
     }
 

@@ -11,6 +11,7 @@
 
 pub mod buffer;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod kafka_config;
 pub mod limits;

@@ -1,5 +1,4 @@
-//! Limits that can change while the process runs, and the in-flight permits
-//! they size.
+//! Limits that can change while the process runs.
 //!
 //! The operator pushes new limits to every pod through the authenticated admin
 //! endpoint (see [`crate::server`]); a pod reports the generation it runs as
@@ -10,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::budget::BudgetPlan;
 use crate::{Error, Result};
@@ -136,42 +135,6 @@ impl LiveLimits {
     }
 }
 
-/// The semaphore on concurrent sink writes, resizable while permits are held.
-pub struct InFlight {
-    sem: Arc<Semaphore>,
-    size: std::sync::Mutex<u32>,
-}
-
-impl InFlight {
-    pub fn new(size: u32) -> Self {
-        InFlight {
-            sem: Arc::new(Semaphore::new(size as usize)),
-            size: std::sync::Mutex::new(size),
-        }
-    }
-
-    pub fn semaphore(&self) -> Arc<Semaphore> {
-        self.sem.clone()
-    }
-
-    /// Grows at once; shrinks as running writes return their permits.
-    pub fn resize(&self, runtime: &tokio::runtime::Handle, new_size: u32) {
-        let mut size = self.size.lock().expect("in-flight size lock");
-        if new_size > *size {
-            self.sem.add_permits((new_size - *size) as usize);
-        } else if new_size < *size {
-            let sem = self.sem.clone();
-            let excess = *size - new_size;
-            runtime.spawn(async move {
-                if let Ok(permits) = sem.acquire_many_owned(excess).await {
-                    permits.forget();
-                }
-            });
-        }
-        *size = new_size;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,22 +217,5 @@ mod tests {
             })
             .is_err());
         assert_eq!(live.current().generation, 5);
-    }
-
-    #[tokio::test]
-    async fn the_semaphore_follows_resizes() {
-        let inflight = InFlight::new(2);
-        let handle = tokio::runtime::Handle::current();
-        inflight.resize(&handle, 4);
-        assert_eq!(inflight.semaphore().available_permits(), 4);
-        inflight.resize(&handle, 1);
-        tokio::task::yield_now().await;
-        for _ in 0..10 {
-            if inflight.semaphore().available_permits() == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(inflight.semaphore().available_permits(), 1);
     }
 }

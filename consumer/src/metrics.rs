@@ -12,6 +12,13 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub buffer_fullness: Gauge,
+    pub buffer_fullness_seconds_total: prometheus::Counter,
+    pub sink_up: IntGauge,
+    pub sink_down_seconds: Gauge,
+    pub sink_last_success_seconds: Gauge,
+    pub sink_last_error: IntGaugeVec,
+    pub sink_retries_total: IntCounter,
+    pub sink_refused_records_total: IntCounter,
     pub buffer_bytes: IntGauge,
     pub consume_batch_size_current: IntGauge,
     pub backpressure_wait_seconds_total: prometheus::Counter,
@@ -61,6 +68,34 @@ impl Metrics {
             buffer_fullness: reg!(Gauge::new(
                 metric::BUFFER_FULLNESS,
                 "Buffered bytes divided by the flush size (may exceed 1.0)"
+            )),
+            buffer_fullness_seconds_total: reg!(prometheus::Counter::new(
+                metric::BUFFER_FULLNESS_SECONDS_TOTAL,
+                "Buffer fullness integrated over time: its increase over an interval divided by the interval is the mean fullness"
+            )),
+            sink_up: reg!(ig(
+                metric::SINK_UP,
+                "1 while the sink takes writes; 0 from a failed write until one succeeds"
+            )),
+            sink_down_seconds: reg!(Gauge::new(
+                metric::SINK_DOWN_SECONDS,
+                "Seconds since the first failed write of the current sink outage (0 while up)"
+            )),
+            sink_last_success_seconds: reg!(Gauge::new(
+                metric::SINK_LAST_SUCCESS_SECONDS,
+                "Unix time of the sink's last answer to a write"
+            )),
+            sink_last_error: reg!(IntGaugeVec::new(
+                Opts::new(metric::SINK_LAST_ERROR_INFO, "The sink's last error, in the label"),
+                &["error"]
+            )),
+            sink_retries_total: reg!(IntCounter::new(
+                metric::SINK_RETRIES_TOTAL,
+                "Failed sink writes that were retried"
+            )),
+            sink_refused_records_total: reg!(IntCounter::new(
+                metric::SINK_REFUSED_RECORDS_TOTAL,
+                "Records the sink refused, isolated and sent to the dead-letter topic"
             )),
             buffer_bytes: reg!(ig(
                 "millpond_buffer_bytes",
@@ -173,6 +208,14 @@ impl Metrics {
         self.max_in_flight_limit.set(limits.max_in_flight as i64);
         self.consume_batch_size_limit
             .set(limits.consume_batch_size as i64);
+    }
+
+    /// Keeps the sink's last error as the one series of
+    /// `millpond_sink_last_error_info` (cut to 300 characters).
+    pub fn set_sink_error(&self, error: &str) {
+        let shown: String = error.chars().take(300).collect();
+        self.sink_last_error.reset();
+        self.sink_last_error.with_label_values(&[&shown]).set(1);
     }
 
     /// Counts an error by its bounded label.

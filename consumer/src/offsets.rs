@@ -37,6 +37,26 @@ impl OffsetTracker {
         }
     }
 
+    /// Batch `old` was split into `parts` (in offset order): each partition's
+    /// entry for `old` becomes one entry per part that holds that partition.
+    pub fn split(&mut self, old: u64, parts: &[&Batch]) {
+        for (partition, track) in self.partitions.iter_mut() {
+            let Some(at) = track.pending.iter().position(|e| e.0 == old) else {
+                continue;
+            };
+            track.pending.remove(at);
+            let entries = parts.iter().flat_map(|b| {
+                b.chunks
+                    .iter()
+                    .filter(|c| c.partition == *partition)
+                    .map(|c| (b.id, c.last_offset + 1, false))
+            });
+            for (i, entry) in entries.enumerate() {
+                track.pending.insert(at + i, entry);
+            }
+        }
+    }
+
     /// The sink acknowledged a batch.
     pub fn acked(&mut self, batch_id: u64) {
         for track in self.partitions.values_mut() {
@@ -113,6 +133,7 @@ mod tests {
                     first_offset,
                     last_offset,
                     records: (last_offset - first_offset + 1) as u64,
+                    offsets: (first_offset..=last_offset).collect(),
                     segments: Vec::new(),
                 })
                 .collect(),

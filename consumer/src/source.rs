@@ -19,20 +19,21 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use crate::budget::{self, BudgetRequest};
-use crate::buffer::{adaptive_batch_size, Buffer, FlushTrigger};
+use crate::buffer::{adaptive_batch_size, Batch, FlushTrigger};
 use crate::config::Settings;
-use crate::limits::{InFlight, Limits, LiveLimits};
+use crate::delivery::{Action, Delivery, Knobs, Written};
+use crate::limits::{Limits, LiveLimits};
 use crate::metrics::Metrics;
-use crate::offsets::OffsetTracker;
 use crate::quantity::format_bytes;
+use crate::sink::retry::{self, RetryPolicy, SinkHealth};
 use crate::sink::Sink;
 use crate::{Error, Result};
 use millpond_kafka::connect_failure::{self as kafka_failure, FailureCapture};
@@ -79,126 +80,205 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
 }
 
-type Ack = (u64, Result<()>);
+type Ack = (u64, Written);
 
-/// State touched by both the loop and the rebalance callback.
+/// How long a paused loop waits in `poll` (it serves rebalances and keeps
+/// the group membership meanwhile).
+const PAUSED_POLL: Duration = Duration::from_millis(100);
+
+/// The delivery protocol and what carries out its actions: state touched by
+/// both the loop and the rebalance callback.
 struct Pipeline {
     topic: String,
-    buffer: Buffer,
-    tracker: OffsetTracker,
+    delivery: Delivery,
     acks_tx: mpsc::Sender<Ack>,
     acks_rx: mpsc::Receiver<Ack>,
     sink: Arc<Sink>,
-    inflight: InFlight,
+    retry: RetryPolicy,
+    sink_health: SinkHealth,
+    dead_letter: Option<DeadLetter>,
     runtime: Handle,
     shared: Shared,
-    limits: Limits,
+    consume_batch_size: usize,
+    handoff_timeout: Duration,
     assigned: BTreeSet<i32>,
-    /// First permanent sink error; nothing is dispatched after it.
-    failed: Option<Error>,
-    /// Batches handed to the sink whose result has not come back.
-    outstanding: usize,
+    /// Whether the assigned partitions are paused (a batch waits for a permit).
+    paused: bool,
+    /// What stopped delivery for good (a record nothing can take).
+    stopped: Option<Error>,
+    /// When the fullness was last integrated.
+    observed_at: Instant,
 }
 
 impl Pipeline {
-    /// Hands everything buffered to the sink, waiting for a permit if all are taken.
-    fn flush(&mut self, trigger: FlushTrigger) {
-        if self.failed.is_some() {
-            return;
-        }
-        let Some(batch) = self.buffer.take(trigger) else {
-            return;
-        };
-        let m = &self.shared.metrics;
-        m.buffer_bytes.set(0);
-        m.buffer_fullness.set(0.0);
-        let sem = self.inflight.semaphore();
-        let permit = match sem.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                m.backpressure_events_total.inc();
-                let waited = Instant::now();
-                let permit = loop {
-                    self.shared.health.turn();
-                    let attempt = self.runtime.block_on(async {
-                        tokio::time::timeout(Duration::from_secs(1), sem.clone().acquire_owned())
-                            .await
-                    });
-                    if let Ok(p) = attempt {
-                        break p.expect("semaphore is never closed");
+    fn set_limits(&mut self, limits: &Limits) {
+        self.delivery.set_knobs(knobs(limits));
+        self.consume_batch_size = limits.consume_batch_size;
+        self.shared.metrics.set_limits(limits);
+        tracing::info!(?limits, "limits changed");
+        self.carry_out();
+    }
+
+    /// Carries out what the delivery protocol asks for.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.delivery.next_action() {
+            match action {
+                Action::Write(batch) => self.write(batch),
+                Action::DeadLetter {
+                    batch,
+                    status,
+                    reason,
+                } => {
+                    if let Err(e) = self.dead_letter_refused(&batch, status, &reason) {
+                        self.stop(e);
                     }
-                };
-                m.backpressure_wait_seconds_total
-                    .inc_by(waited.elapsed().as_secs_f64());
-                permit
+                }
             }
-        };
-        m.flushes_total.with_label_values(&[trigger.as_str()]).inc();
+        }
+    }
+
+    /// Starts writing a batch on the runtime; the outcome comes back as an ack.
+    fn write(&self, batch: Arc<Batch>) {
+        let m = self.shared.metrics.clone();
+        m.flushes_total
+            .with_label_values(&[batch.trigger.as_str()])
+            .inc();
         m.bytes_total.inc_by(batch.bytes());
-        self.tracker.dispatched(&batch);
-        self.outstanding += 1;
-        let id = batch.id;
-        let records = batch.records();
-        let batch = Arc::new(batch);
-        let sink = self.sink.clone();
-        let tx = self.acks_tx.clone();
-        let metrics = self.shared.metrics.clone();
-        metrics.in_flight.inc();
+        m.in_flight.inc();
+        let (sink, tx, policy) = (self.sink.clone(), self.acks_tx.clone(), self.retry);
+        let health = self.sink_health.clone();
         self.runtime.spawn(async move {
             let started = Instant::now();
-            let result = sink.write(batch).await;
-            metrics
-                .flush_duration_seconds
+            let outcome = retry::write(&sink, batch.clone(), policy, &health).await;
+            m.flush_duration_seconds
                 .observe(started.elapsed().as_secs_f64());
-            metrics.in_flight.dec();
-            match &result {
-                Ok(()) => metrics.records_delivered_total.inc_by(records),
-                Err(e) => metrics.error(e.metric_label()),
+            m.in_flight.dec();
+            match &outcome {
+                Written::Done => m.records_delivered_total.inc_by(batch.records()),
+                Written::Refused { .. } => m.error("refused"),
+                Written::GaveUp(_) => m.error("sink"),
             }
-            drop(permit);
-            let _ = tx.send((id, result));
+            let _ = tx.send((batch.id, outcome));
         });
     }
 
-    fn handle_ack(&mut self, (id, result): Ack) {
-        self.outstanding -= 1;
-        match result {
-            Ok(()) => self.tracker.acked(id),
-            Err(e) => {
-                tracing::error!(batch = id, error = %e, "sink write failed permanently; nothing past it will be committed");
-                self.failed.get_or_insert(e);
-            }
+    /// Sends the one record of a batch the sink refused to the dead-letter
+    /// topic, or says why the consumer must stop.
+    fn dead_letter_refused(
+        &mut self,
+        batch: &Batch,
+        status: Option<u16>,
+        reason: &str,
+    ) -> Result<()> {
+        let chunk = batch
+            .chunks
+            .iter()
+            .find(|c| c.records == 1)
+            .expect("a refused batch of one record");
+        let (partition, offset) = (chunk.partition, chunk.offsets[0]);
+        let line = chunk.lines().next().unwrap_or_default();
+        let Some(dlq) = &self.dead_letter else {
+            return Err(Error::Poison {
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                reason: format!(
+                    "the sink refused it: {reason} (set DEAD_LETTER_TOPIC to divert such records)"
+                ),
+            });
+        };
+        let record = Source {
+            topic: &self.topic,
+            partition,
+            offset,
+            key: None,
+            value: Some(line),
+        };
+        dlq.send(
+            &self.runtime,
+            &record,
+            &format!("the sink refused it: {reason}"),
+            status,
+        )?;
+        self.shared.metrics.sink_refused_records_total.inc();
+        self.shared.metrics.dead_letter_total.inc();
+        self.delivery.dead_lettered(batch.id);
+        Ok(())
+    }
+
+    /// Stops the loop: what was cut before is still written, nothing past
+    /// `e` is committed; the first error is the one reported.
+    fn stop(&mut self, e: Error) {
+        tracing::error!(error = %e, "stopping; nothing past it will be committed");
+        self.stopped.get_or_insert(e);
+    }
+
+    fn acked(&mut self, (id, outcome): Ack) {
+        if let Written::GaveUp(why) = &outcome {
+            tracing::error!(batch = id, error = %why, "the sink stayed down past SINK_GIVE_UP_AFTER_MS; nothing past it will be committed");
         }
+        self.delivery.written(id, outcome);
+        self.carry_out();
     }
 
     /// Takes the acknowledgements that already arrived.
     fn drain_acks(&mut self) {
         while let Ok(ack) = self.acks_rx.try_recv() {
-            self.handle_ack(ack);
+            self.acked(ack);
         }
     }
 
-    /// Blocks until no batch holding records of `partitions` is in flight, or,
-    /// after a permanent sink error, until every other write came back.
-    fn wait_for(&mut self, partitions: Option<&[i32]>) {
-        self.drain_acks();
-        while self.tracker.unacked(partitions) > 0 {
-            // A failed batch never acks.
-            if self.failed.is_some() && self.outstanding == 0 {
-                break;
+    /// Waits until no batch holding records of `partitions` (all when `None`)
+    /// is unwritten, delivery stopped, or `timeout` passed. True when
+    /// everything was written.
+    fn wait_for(&mut self, partitions: Option<&[i32]>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain_acks();
+            if self.delivery.unacked(partitions) == 0 {
+                return true;
+            }
+            let idle = self.delivery.writing() == 0
+                && (self.delivery.waiting() == 0 || self.delivery.halted().is_some());
+            let ended = self.delivery.halted().is_some() || self.stopped.is_some();
+            if (ended && idle) || Instant::now() >= deadline {
+                return false;
             }
             self.shared.health.turn();
-            match self.acks_rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(ack) => self.handle_ack(ack),
+            self.observe();
+            match self.acks_rx.recv_timeout(PAUSED_POLL) {
+                Ok(ack) => self.acked(ack),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
             }
         }
     }
 
-    /// Commits every partition whose acknowledged position moved.
+    /// Hands `partitions` off (revoked, or the process stops): cuts what is
+    /// buffered, waits for the writes, commits, and forgets them. When the
+    /// sink does not take them within the hand-off time they go uncommitted:
+    /// the next owner reads them again.
+    fn hand_off<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        partitions: &[i32],
+        trigger: FlushTrigger,
+    ) {
+        self.delivery.hand_off(trigger);
+        self.carry_out();
+        let done = self.wait_for(Some(partitions), self.handoff_timeout);
+        self.commit(consumer);
+        if done {
+            self.delivery.forget(partitions);
+        } else {
+            tracing::warn!(?partitions, timeout_s = self.handoff_timeout.as_secs(), "the sink did not take the partitions' records within the hand-off time (HANDOFF_TIMEOUT_MS); letting them go uncommitted, the next owner reads them again");
+            self.delivery.abandon(partitions);
+        }
+    }
+
+    /// Commits every partition whose written position moved.
     fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
-        let offsets = self.tracker.to_commit();
+        let offsets = self.delivery.to_commit();
         if offsets.is_empty() {
             return;
         }
@@ -210,8 +290,8 @@ impl Pipeline {
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
-                self.tracker.committed(&offsets);
-                for (p, o) in self.tracker.committed_offsets() {
+                self.delivery.committed(&offsets);
+                for (p, o) in self.delivery.committed_offsets() {
                     self.shared
                         .metrics
                         .committed_offset
@@ -227,6 +307,89 @@ impl Pipeline {
         }
     }
 
+    /// Publishes the buffer's state: pending bytes, fullness (and its
+    /// integral over time), the sink's health.
+    fn observe(&mut self) {
+        let m = &self.shared.metrics;
+        let fullness = self.delivery.fullness();
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.observed_at).as_secs_f64();
+        m.buffer_fullness_seconds_total.inc_by(fullness * elapsed);
+        if self.paused {
+            m.backpressure_wait_seconds_total.inc_by(elapsed);
+        }
+        self.observed_at = now;
+        m.buffer_fullness.set(fullness);
+        m.buffer_bytes.set(self.delivery.pending_bytes() as i64);
+        self.sink_health.refresh();
+    }
+
+    /// Pauses or resumes every assigned partition.
+    fn pause<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, pause: bool) {
+        if pause == self.paused {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in &self.assigned {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let result = if pause {
+            consumer.pause(&tpl)
+        } else {
+            consumer.resume(&tpl)
+        };
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                if pause {
+                    self.shared.metrics.backpressure_events_total.inc();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming partitions failed"),
+        }
+    }
+
+    /// Adds one consumed record, or diverts it when it cannot be delivered.
+    fn take<M: Message>(&mut self, msg: &M, now: Instant) -> Result<()> {
+        let m = &self.shared.metrics;
+        m.records_total.inc();
+        if msg.payload().is_none() {
+            // A tombstone (null value) deletes its key in a compacted
+            // topic: there is nothing to write. Committed past, counted.
+            self.delivery.skip(msg.partition(), msg.offset(), now);
+            m.records_skipped_total
+                .with_label_values(&["tombstone"])
+                .inc();
+            return Ok(());
+        }
+        let pushed = self.delivery.push(
+            msg.partition(),
+            msg.offset(),
+            msg.timestamp().to_millis(),
+            msg.payload(),
+            now,
+        );
+        let Err(rejected) = pushed else {
+            return Ok(());
+        };
+        m.error("poison");
+        let Some(dlq) = &self.dead_letter else {
+            return Err(Error::Poison {
+                topic: msg.topic().to_string(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+                reason: format!(
+                    "{} (set DEAD_LETTER_TOPIC to divert such records)",
+                    rejected.0
+                ),
+            });
+        };
+        dlq.send(&self.runtime, &Source::of(msg), &rejected.0, None)?;
+        self.delivery.skip(msg.partition(), msg.offset(), now);
+        m.dead_letter_total.inc();
+        Ok(())
+    }
+
     fn set_assigned(&mut self) {
         self.shared
             .health
@@ -236,6 +399,15 @@ impl Pipeline {
             .metrics
             .assigned_partitions
             .set(self.assigned.len() as i64);
+    }
+}
+
+/// The protocol's view of the limits.
+fn knobs(limits: &Limits) -> Knobs {
+    Knobs {
+        flush_bytes: limits.flush_bytes,
+        flush_interval: limits.flush_interval(),
+        max_in_flight: limits.max_in_flight,
     }
 }
 
@@ -301,18 +473,11 @@ impl ConsumerContext for LoopContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let revoked: Vec<i32> = tpl
-                    .elements_for_topic(&self.topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
+                let revoked = partitions_of(tpl, &self.topic);
                 let started = Instant::now();
                 let mut p = lock(&self.pipeline);
-                p.flush(FlushTrigger::Revoke);
-                p.wait_for(Some(&revoked));
-                p.commit(consumer);
+                p.hand_off(consumer, &revoked, FlushTrigger::Revoke);
                 for part in &revoked {
-                    p.tracker.forget(*part);
                     p.assigned.remove(part);
                     self.shared.metrics.forget_partition(*part);
                 }
@@ -328,41 +493,93 @@ impl ConsumerContext for LoopContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let added: Vec<i32> = tpl
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
+            let added = partitions_of(tpl, &self.topic);
             let mut p = lock(&self.pipeline);
             p.assigned.extend(added.iter().copied());
             p.set_assigned();
+            if p.paused {
+                // Partitions given while the loop waits for a permit wait too.
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
+                }
+            }
             tracing::info!(?added, assigned = ?p.assigned, "partitions assigned");
         }
     }
 }
 
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
 /// Connects, checks the topic, and runs the loop until shutdown or a
 /// permanent error. Returns after the final commit.
 pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
-    // The worst case has every partition assigned here: plan for all of them.
-    let partitions = {
-        let mut config = ClientConfig::new();
-        for (k, v) in settings.metadata_properties() {
-            config.set(k, v);
-        }
-        let probe: BaseConsumer<FailureCapture> = config
-            .create_with_context(FailureCapture::default())
-            .map_err(|e| Error::kafka("creating the metadata client", e))?;
-        check_topic(
-            &probe,
-            &settings.kafka_properties,
-            &settings.bootstrap_servers,
-            &settings.topic,
-            settings.startup_timeout,
-        )?
+    let plan = plan_for_topic(&settings)?;
+    let mut config = ClientConfig::new();
+    for (k, v) in settings.consumer_properties(&plan) {
+        config.set(k, v);
+    }
+    shared
+        .limits
+        .rebase(plan, settings.budget.flush_bytes.is_none());
+    shared.health.broker_up.store(true, Ordering::Relaxed);
+
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(
+        settings_parts(&settings)?,
+        &shared,
+        &runtime,
+    )));
+    let context = LoopContext {
+        pipeline: pipeline.clone(),
+        shared: shared.clone(),
+        topic: settings.topic.clone(),
     };
+    let consumer: BaseConsumer<LoopContext> = config
+        .create_with_context(context)
+        .map_err(|e| Error::kafka("creating the consumer", e))?;
+    consumer
+        .subscribe(&[&settings.topic])
+        .map_err(|e| Error::kafka(format!("subscribing to {}", settings.topic), e))?;
+    tracing::info!(topic = %settings.topic, group = %settings.group_id, "subscribed");
+
+    let outcome = consume(&consumer, &pipeline, &shared);
+    lock(&pipeline).finish(&consumer, &outcome);
+    // Closing revokes what is still assigned (with nothing left to wait for).
+    drop(consumer);
+    tracing::info!("consumer closed");
+    let mut p = lock(&pipeline);
+    if let Some(e) = p.stopped.take() {
+        return Err(e);
+    }
+    match p.delivery.halted() {
+        Some(why) if outcome.is_ok() => Err(Error::Sink(why.to_string())),
+        _ => outcome,
+    }
+}
+
+/// The memory plan for every partition of the topic assigned here (the
+/// worst case), once Kafka told how many there are.
+fn plan_for_topic(settings: &Settings) -> Result<budget::BudgetPlan> {
+    let mut config = ClientConfig::new();
+    for (k, v) in settings.metadata_properties() {
+        config.set(k, v);
+    }
+    let probe: BaseConsumer<FailureCapture> = config
+        .create_with_context(FailureCapture::default())
+        .map_err(|e| Error::kafka("creating the metadata client", e))?;
+    let partitions = check_topic(
+        &probe,
+        &settings.kafka_properties,
+        &settings.bootstrap_servers,
+        &settings.topic,
+        settings.startup_timeout,
+    )?;
     let plan = budget::plan(&BudgetRequest {
         partitions,
         ..settings.budget.clone()
@@ -377,91 +594,84 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         flush_bytes = %format_bytes(plan.flush_bytes),
         "memory budget planned for every partition assigned"
     );
-    let mut config = ClientConfig::new();
-    for (k, v) in settings.consumer_properties(&plan) {
-        config.set(k, v);
-    }
-    shared
-        .limits
-        .rebase(plan, settings.budget.flush_bytes.is_none());
-    shared.health.broker_up.store(true, Ordering::Relaxed);
+    Ok(plan)
+}
 
+/// What the pipeline takes from the settings.
+struct Parts {
+    topic: String,
+    sink_metadata: bool,
+    sink: Arc<Sink>,
+    retry: RetryPolicy,
+    dead_letter: Option<DeadLetter>,
+    handoff_timeout: Duration,
+}
+
+fn settings_parts(settings: &Settings) -> Result<Parts> {
     let dead_letter = match &settings.dead_letter_topic {
-        Some(topic) => Some(DeadLetter::new(&settings, topic.clone())?),
+        Some(topic) => Some(DeadLetter::new(settings, topic.clone())?),
         None => None,
     };
-    let limits = shared.limits.current();
-    let (acks_tx, acks_rx) = mpsc::channel();
-    let pipeline = Arc::new(Mutex::new(Pipeline {
+    Ok(Parts {
         topic: settings.topic.clone(),
-        buffer: Buffer::new(&settings.topic, settings.sink_metadata),
-        tracker: OffsetTracker::default(),
-        acks_tx,
-        acks_rx,
-        sink: Arc::new(settings.sink),
-        inflight: InFlight::new(limits.max_in_flight),
-        runtime: runtime.clone(),
-        shared: shared.clone(),
-        limits: limits.clone(),
-        assigned: BTreeSet::new(),
-        failed: None,
-        outstanding: 0,
-    }));
-    let context = LoopContext {
-        pipeline: pipeline.clone(),
-        shared: shared.clone(),
-        topic: settings.topic.clone(),
-    };
-    let consumer: BaseConsumer<LoopContext> = config
-        .create_with_context(context)
-        .map_err(|e| Error::kafka("creating the consumer", e))?;
+        sink_metadata: settings.sink_metadata,
+        sink: settings.sink.clone(),
+        retry: settings.retry,
+        dead_letter,
+        handoff_timeout: settings.handoff_timeout,
+    })
+}
 
-    consumer
-        .subscribe(&[&settings.topic])
-        .map_err(|e| Error::kafka(format!("subscribing to {}", settings.topic), e))?;
-    tracing::info!(topic = %settings.topic, group = %settings.group_id, "subscribed");
-
-    let outcome = consume(
-        &consumer,
-        &pipeline,
-        &shared,
-        dead_letter.as_ref(),
-        &runtime,
-    );
-
-    // Final hand-off: flush, wait, commit; then close (which revokes with an empty buffer).
-    {
-        let mut p = lock(&pipeline);
-        if outcome.is_ok() || matches!(outcome, Err(Error::Poison { .. })) {
-            p.flush(FlushTrigger::Shutdown);
+impl Pipeline {
+    fn new(parts: Parts, shared: &Shared, runtime: &Handle) -> Self {
+        let limits = shared.limits.current();
+        let (acks_tx, acks_rx) = mpsc::channel();
+        Pipeline {
+            delivery: Delivery::new(&parts.topic, parts.sink_metadata, knobs(&limits)),
+            topic: parts.topic,
+            acks_tx,
+            acks_rx,
+            sink: parts.sink,
+            retry: parts.retry,
+            sink_health: SinkHealth::new(shared.metrics.clone()),
+            dead_letter: parts.dead_letter,
+            runtime: runtime.clone(),
+            shared: shared.clone(),
+            consume_batch_size: limits.consume_batch_size,
+            handoff_timeout: parts.handoff_timeout,
+            assigned: BTreeSet::new(),
+            paused: false,
+            stopped: None,
+            observed_at: Instant::now(),
         }
-        p.wait_for(None);
-        p.commit(&consumer);
     }
-    // Closing revokes what is still assigned; the failure stays recorded until
-    // then so the revocation does not wait for a batch that will never ack.
-    drop(consumer);
-    tracing::info!("consumer closed");
-    let failed = lock(&pipeline).failed.take();
-    match failed {
-        Some(e) => Err(e),
-        None => outcome,
+
+    /// The final hand-off: everything assigned is flushed (unless a batch
+    /// could not be read), written, committed; what the sink did not take
+    /// within the hand-off time stays uncommitted.
+    fn finish<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, outcome: &Result<()>) {
+        let all: Vec<i32> = self.assigned.iter().copied().collect();
+        if matches!(outcome, Err(Error::Unreadable { .. })) {
+            self.wait_for(None, self.handoff_timeout);
+            self.commit(consumer);
+            self.delivery.abandon(&all);
+        } else {
+            self.hand_off(consumer, &all, FlushTrigger::Shutdown);
+        }
     }
 }
 
-/// The loop proper. Returns on shutdown or after a permanent sink error (kept
-/// in the pipeline), or with the error that stopped it.
+/// The loop proper: returns on shutdown, when delivery stopped (the pipeline
+/// says why), or with the error that stopped it.
 fn consume(
     consumer: &BaseConsumer<LoopContext>,
     pipeline: &Mutex<Pipeline>,
     shared: &Shared,
-    dead_letter: Option<&DeadLetter>,
-    runtime: &Handle,
 ) -> Result<()> {
     let mut limits_rx = shared.limits.subscribe();
-    let m = &shared.metrics;
-    m.set_limits(&limits_rx.borrow_and_update().clone());
-    let mut limits = shared.limits.current();
+    shared
+        .metrics
+        .set_limits(&limits_rx.borrow_and_update().clone());
     loop {
         shared.health.turn();
         if shared.shutdown.load(Ordering::Relaxed) {
@@ -469,114 +679,107 @@ fn consume(
             return Ok(());
         }
         if limits_rx.has_changed().unwrap_or(false) {
-            limits = limits_rx.borrow_and_update().clone();
-            let mut p = lock(pipeline);
-            p.inflight.resize(runtime, limits.max_in_flight);
-            p.limits = limits.clone();
-            m.set_limits(&limits);
-            tracing::info!(?limits, "limits changed");
+            let limits = limits_rx.borrow_and_update().clone();
+            lock(pipeline).set_limits(&limits);
         }
-
-        let (batch_size, poll_timeout) = {
-            let mut p = lock(pipeline);
-            p.drain_acks();
-            if p.failed.is_some() {
-                // `run` waits for the other writes, commits what is safe and reports it.
-                return Ok(());
-            }
-            p.commit(consumer);
-            let fullness = p.buffer.fullness(limits.flush_bytes);
-            m.buffer_fullness.set(fullness);
-            let size = adaptive_batch_size(limits.consume_batch_size, fullness);
-            m.consume_batch_size_current.set(size as i64);
-            let timeout = p
-                .buffer
-                .time_left(Instant::now(), limits.flush_interval())
-                .map_or(Duration::from_millis(100), |t| {
-                    t.min(Duration::from_millis(100))
-                });
-            (size, timeout)
+        let Some((batch_size, timeout)) = lock(pipeline).turn(consumer) else {
+            return Ok(());
         };
-
-        // One clock reading per turn, taken when the first record arrives:
-        // it only dates the buffer's first record for the flush interval.
-        let mut turn_started = None;
-        for n in 0..batch_size {
-            let timeout = if n == 0 { poll_timeout } else { Duration::ZERO };
-            let Some(polled) = consumer.poll(timeout) else {
-                break;
-            };
-            let msg = match polled {
-                Ok(msg) => msg,
-                Err(e) => {
-                    let code = e.rdkafka_error_code();
-                    if let Some(why) = code.and_then(crate::error::unreadable_batch) {
-                        return Err(Error::Unreadable {
-                            topic: lock(pipeline).topic.clone(),
-                            code: code.expect("matched above"),
-                            why,
-                        });
-                    }
-                    m.error("kafka");
-                    tracing::warn!(error = %e, "poll error");
-                    break;
-                }
-            };
-            m.records_total.inc();
-            let now = *turn_started.get_or_insert_with(Instant::now);
-            let mut p = lock(pipeline);
-            if msg.payload().is_none() {
-                // A tombstone (null value) deletes its key in a compacted
-                // topic: there is nothing to write. Committed past, counted.
-                p.buffer.skip(msg.partition(), msg.offset(), now);
-                m.records_skipped_total
-                    .with_label_values(&["tombstone"])
-                    .inc();
-                continue;
-            }
-            let pushed = p.buffer.push(
-                msg.partition(),
-                msg.offset(),
-                msg.timestamp().to_millis(),
-                msg.payload(),
-                now,
-            );
-            if let Err(rejected) = pushed {
-                m.error("poison");
-                match dead_letter {
-                    Some(dlq) => {
-                        dlq.send(runtime, &msg, &rejected.0)?;
-                        p.buffer.skip(msg.partition(), msg.offset(), now);
-                        m.dead_letter_total.inc();
-                    }
-                    None => {
-                        return Err(Error::Poison {
-                            topic: msg.topic().to_string(),
-                            partition: msg.partition(),
-                            offset: msg.offset(),
-                            reason: format!(
-                                "{} (set DEAD_LETTER_TOPIC to divert such records)",
-                                rejected.0
-                            ),
-                        });
-                    }
-                }
-            }
-            if p.buffer.bytes() >= limits.flush_bytes {
-                break;
-            }
+        if batch_size > 0 {
+            poll_records(consumer, pipeline, batch_size, timeout)?;
+        } else if let Some(polled) = consumer.poll(PAUSED_POLL) {
+            // Paused: `poll` serves rebalances; a record fetched before the
+            // pause still counts.
+            take_polled(consumer, pipeline, polled)?;
         }
-
         let mut p = lock(pipeline);
-        m.buffer_bytes.set(p.buffer.bytes() as i64);
-        m.buffer_fullness.set(p.buffer.fullness(limits.flush_bytes));
-        if let Some(trigger) =
-            p.buffer
-                .due(Instant::now(), limits.flush_bytes, limits.flush_interval())
-        {
-            p.flush(trigger);
+        p.delivery.tick(Instant::now());
+        p.carry_out();
+    }
+}
+
+impl Pipeline {
+    /// The start of a loop turn: acknowledgements, commits, metrics, pause
+    /// or resume. Returns how many records to pull (0 while paused) and how
+    /// long to wait for the first, or `None` once delivery stopped.
+    fn turn<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Option<(usize, Duration)> {
+        self.drain_acks();
+        self.commit(consumer);
+        self.observe();
+        if self.delivery.halted().is_some() || self.stopped.is_some() {
+            return None;
+        }
+        let accepting = self.delivery.accepting();
+        self.pause(consumer, !accepting);
+        if !accepting {
+            return Some((0, PAUSED_POLL));
+        }
+        let size = adaptive_batch_size(self.consume_batch_size, self.delivery.fullness());
+        self.shared
+            .metrics
+            .consume_batch_size_current
+            .set(size as i64);
+        let timeout = self
+            .delivery
+            .time_left(Instant::now())
+            .map_or(PAUSED_POLL, |t| t.min(PAUSED_POLL));
+        Some((size, timeout))
+    }
+}
+
+/// Pulls up to `batch_size` records, stopping early when a batch waits for a
+/// permit.
+fn poll_records(
+    consumer: &BaseConsumer<LoopContext>,
+    pipeline: &Mutex<Pipeline>,
+    batch_size: usize,
+    first_timeout: Duration,
+) -> Result<()> {
+    for n in 0..batch_size {
+        let timeout = if n == 0 {
+            first_timeout
+        } else {
+            Duration::ZERO
+        };
+        let Some(polled) = consumer.poll(timeout) else {
+            break;
+        };
+        if !take_polled(consumer, pipeline, polled)? {
+            break;
         }
     }
+    Ok(())
+}
+
+/// Hands one polled record to the pipeline. False when the loop should
+/// stop pulling this turn (a poll error, or a batch waits for a permit).
+fn take_polled(
+    consumer: &BaseConsumer<LoopContext>,
+    pipeline: &Mutex<Pipeline>,
+    polled: KafkaResult<BorrowedMessage<'_>>,
+) -> Result<bool> {
+    let msg = match polled {
+        Ok(msg) => msg,
+        Err(e) => {
+            let code = e.rdkafka_error_code();
+            if let Some(why) = code.and_then(crate::error::unreadable_batch) {
+                return Err(Error::Unreadable {
+                    topic: consumer.context().topic.clone(),
+                    code: code.expect("matched above"),
+                    why,
+                });
+            }
+            consumer.context().shared.metrics.error("kafka");
+            tracing::warn!(error = %e, "poll error");
+            return Ok(false);
+        }
+    };
+    let mut p = lock(pipeline);
+    p.take(&msg, Instant::now())?;
+    Ok(p.delivery.accepting())
 }
 
 /// Fails fast, with a message a person can act on, when Kafka cannot be
@@ -612,6 +815,27 @@ fn check_topic(
     }
 }
 
+/// A record as the dead-letter topic gets it.
+struct Source<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+impl<'a> Source<'a> {
+    fn of<M: Message>(msg: &'a M) -> Self {
+        Source {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            value: msg.payload(),
+        }
+    }
+}
+
 /// Producer for records the sink cannot take.
 struct DeadLetter {
     topic: String,
@@ -634,18 +858,27 @@ impl DeadLetter {
         Ok(DeadLetter { topic, producer })
     }
 
-    /// Sends one record and waits for Kafka to acknowledge it.
-    fn send<M: Message>(&self, runtime: &Handle, msg: &M, reason: &str) -> Result<()> {
-        let partition = msg.partition().to_string();
-        let offset = msg.offset().to_string();
-        let headers = OwnedHeaders::new()
+    /// Sends one record and waits for Kafka to acknowledge it. Headers say
+    /// why (`millpond.error`), where it came from (`millpond.source.*`) and,
+    /// for a record the sink refused, the sink's status (`millpond.sink.status`).
+    fn send(
+        &self,
+        runtime: &Handle,
+        msg: &Source<'_>,
+        reason: &str,
+        status: Option<u16>,
+    ) -> Result<()> {
+        let partition = msg.partition.to_string();
+        let offset = msg.offset.to_string();
+        let status = status.map(|s| s.to_string());
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "millpond.error",
                 value: Some(reason),
             })
             .insert(Header {
                 key: "millpond.source.topic",
-                value: Some(msg.topic()),
+                value: Some(msg.topic),
             })
             .insert(Header {
                 key: "millpond.source.partition",
@@ -655,27 +888,30 @@ impl DeadLetter {
                 key: "millpond.source.offset",
                 value: Some(&offset),
             });
+        if let Some(status) = &status {
+            headers = headers.insert(Header {
+                key: "millpond.sink.status",
+                value: Some(status),
+            });
+        }
         let mut record: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(&self.topic).headers(headers);
-        if let Some(k) = msg.key() {
+        if let Some(k) = msg.key {
             record = record.key(k);
         }
-        if let Some(v) = msg.payload() {
+        if let Some(v) = msg.value {
             record = record.payload(v);
         }
         let delivery = runtime.block_on(self.producer.send(record, Duration::from_secs(30)));
         match delivery {
             Ok(_) => {
-                tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), reason, dead_letter = %self.topic, "record sent to the dead-letter topic");
+                tracing::warn!(topic = msg.topic, partition = msg.partition, offset = msg.offset, reason, dead_letter = %self.topic, "record sent to the dead-letter topic");
                 Ok(())
             }
             Err((e, _)) => Err(Error::kafka(
                 format!(
                     "sending {}/{}@{} to dead-letter topic {}",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    self.topic
+                    msg.topic, msg.partition, msg.offset, self.topic
                 ),
                 e,
             )),

@@ -343,9 +343,8 @@ fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_reco
             ("KAFKA_TOPIC", topic.clone()),
             ("SINK_URL", endpoint.url()),
             ("FLUSH_BYTES", "256Ki".into()),
-            ("HTTP_BACKOFF_BASE_MS", "100".into()),
-            ("HTTP_BACKOFF_CAP_MS", "1000".into()),
-            ("HTTP_MAX_RETRIES", "40".into()),
+            ("SINK_BACKOFF_BASE_MS", "100".into()),
+            ("SINK_BACKOFF_CAP_MS", "1000".into()),
         ],
     );
     let mut samples = 0;
@@ -381,7 +380,8 @@ fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_reco
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
-fn http_sink_that_stays_down_ends_the_process_non_zero_without_commit_and_a_restart_delivers() {
+fn a_sink_down_past_the_give_up_time_ends_the_process_non_zero_without_commit_and_a_restart_delivers(
+) {
     let work = tempfile::tempdir().unwrap();
     let n = 5_000;
     let topic = topic("httpdown", 2);
@@ -392,16 +392,17 @@ fn http_sink_that_stays_down_ends_the_process_non_zero_without_commit_and_a_rest
         vec![
             ("KAFKA_TOPIC", topic.clone()),
             ("SINK_URL", url),
-            ("HTTP_BACKOFF_BASE_MS", "50".into()),
-            ("HTTP_BACKOFF_CAP_MS", "200".into()),
-            ("HTTP_MAX_RETRIES", "2".into()),
+            ("SINK_BACKOFF_BASE_MS", "50".into()),
+            ("SINK_BACKOFF_CAP_MS", "200".into()),
+            ("SINK_GIVE_UP_AFTER_MS", "2000".into()),
         ]
     };
     let mut c = Consumer::start(work.path(), "down", &env(endpoint.url()));
     let status = c.wait(Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "{}", c.log_text());
     assert!(
-        c.log_text().contains("giving up after 3 attempts"),
+        c.log_text()
+            .contains("HTTP 500 Internal Server Error; giving up after"),
         "{}",
         c.log_text()
     );

@@ -15,7 +15,8 @@ pub mod env {
     pub const SINK_METADATA: &str = "SINK_METADATA";
     pub const DEAD_LETTER_TOPIC: &str = "DEAD_LETTER_TOPIC";
     pub const HTTP_TIMEOUT_MS: &str = "HTTP_TIMEOUT_MS";
-    pub const HTTP_MAX_RETRIES: &str = "HTTP_MAX_RETRIES";
+    /// Give up on a failing sink write after this long (0: retry without end).
+    pub const SINK_GIVE_UP_AFTER_MS: &str = "SINK_GIVE_UP_AFTER_MS";
     pub const MEMORY_BUDGET: &str = "MEMORY_BUDGET";
     pub const METRICS_ADDR: &str = "METRICS_ADDR";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
@@ -36,7 +37,7 @@ pub mod env {
         SINK_METADATA,
         DEAD_LETTER_TOPIC,
         HTTP_TIMEOUT_MS,
-        HTTP_MAX_RETRIES,
+        SINK_GIVE_UP_AFTER_MS,
         MEMORY_BUDGET,
         METRICS_ADDR,
         ADMIN_TOKEN,
@@ -53,6 +54,22 @@ pub mod metric {
     pub const RECORDS_TOTAL: &str = "millpond_records_total";
     pub const RECORDS_DELIVERED_TOTAL: &str = "millpond_records_delivered_total";
     pub const BUFFER_FULLNESS: &str = "millpond_buffer_fullness";
+    /// The integral of the buffer fullness over time: its difference between
+    /// two scrapes divided by the seconds between them is the interval's mean
+    /// fullness (a point sample of the gauge misses a pod that waits on its sink).
+    pub const BUFFER_FULLNESS_SECONDS_TOTAL: &str = "millpond_buffer_fullness_seconds_total";
+    /// 1 while the sink takes writes, 0 from a failed write until one succeeds.
+    pub const SINK_UP: &str = "millpond_sink_up";
+    /// Unix time of the last write the sink acknowledged.
+    pub const SINK_LAST_SUCCESS_SECONDS: &str = "millpond_sink_last_success_timestamp_seconds";
+    /// Seconds since the sink's first failed write of the current outage (0 while up).
+    pub const SINK_DOWN_SECONDS: &str = "millpond_sink_down_seconds";
+    /// The sink's last error, in the label `error` (one series, value 1).
+    pub const SINK_LAST_ERROR_INFO: &str = "millpond_sink_last_error_info";
+    /// Failed sink writes that were retried.
+    pub const SINK_RETRIES_TOTAL: &str = "millpond_sink_retries_total";
+    /// Records the sink refused, isolated and sent to the dead-letter topic.
+    pub const SINK_REFUSED_RECORDS_TOTAL: &str = "millpond_sink_refused_records_total";
     pub const IN_FLIGHT_BATCHES: &str = "millpond_in_flight_batches";
     pub const LIMIT_MAX_IN_FLIGHT: &str = "millpond_limit_max_in_flight";
     pub const LIMIT_FLUSH_BYTES: &str = "millpond_limit_flush_bytes";

@@ -1,9 +1,11 @@
 //! The HTTP sink: each batch is one `POST` of NDJSON lines.
 //!
-//! 429, 5xx, timeouts and connection errors are retried with capped
-//! exponential backoff and jitter (honouring `Retry-After` on 429, within the
-//! cap). Any other answer, or running out of retries, is a permanent error: the
-//! process then stops without committing the batch.
+//! One call is one attempt ([`super::retry`] repeats it). 429, 5xx, 408,
+//! timeouts and connection errors mean the endpoint cannot take writes now;
+//! so do 401, 403, 404, 405 and 407, which say nothing about the records
+//! (wrong URL or credentials: fixed outside the pod, then the writes go on).
+//! Any other 4xx (400, 413, 422, ...) refuses the batch's content: the
+//! delivery protocol splits the batch to find the records it refuses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +15,15 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 use url::Url;
 
-use super::HttpOptions;
+use super::{HttpOptions, WriteError};
 use crate::buffer::Batch;
 use crate::{Error, Result};
 
+/// Longest part of an endpoint's answer kept in a refusal.
+const ANSWER_BYTES: usize = 1024;
+
 /// Capped exponential backoff with jitter.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
@@ -41,13 +46,6 @@ impl Backoff {
 pub struct HttpSink {
     url: Url,
     client: reqwest::Client,
-    options: HttpOptions,
-}
-
-enum Outcome {
-    Done,
-    Retry(String, Option<Duration>),
-    Fail(String),
 }
 
 impl HttpSink {
@@ -56,11 +54,7 @@ impl HttpSink {
             .timeout(options.timeout)
             .build()
             .map_err(|e| Error::Config(format!("building HTTP client: {e}")))?;
-        Ok(HttpSink {
-            url,
-            client,
-            options: options.clone(),
-        })
+        Ok(HttpSink { url, client })
     }
 
     pub fn describe(&self) -> String {
@@ -70,7 +64,9 @@ impl HttpSink {
         format!("http {shown}")
     }
 
-    pub async fn write(&self, batch: Arc<Batch>) -> Result<()> {
+    /// One `POST` of the batch, with its offset ranges in
+    /// `X-Millpond-Offsets` (`partition:first-last,...`) for deduplication.
+    pub async fn write(&self, batch: Arc<Batch>) -> std::result::Result<(), WriteError> {
         let mut body = Vec::with_capacity(batch.bytes() as usize);
         let mut ranges = Vec::new();
         for chunk in &batch.chunks {
@@ -85,65 +81,71 @@ impl HttpSink {
         if body.is_empty() {
             return Ok(());
         }
-        let body = bytes::Bytes::from(body);
         let offsets = HeaderValue::from_str(&ranges.join(","))
-            .map_err(|e| Error::Sink(format!("offset header: {e}")))?;
-        let mut attempt = 0;
-        loop {
-            let outcome = match self
-                .client
-                .post(self.url.clone())
-                .header(CONTENT_TYPE, "application/x-ndjson")
-                .header("X-Millpond-Topic", batch.topic.as_ref())
-                .header("X-Millpond-Offsets", offsets.clone())
-                .body(body.clone())
-                .send()
-                .await
-            {
-                Ok(resp) => classify(resp.status(), resp.headers().get(RETRY_AFTER)),
-                Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
-                    Outcome::Retry(format!("{e}"), None)
-                }
-                Err(e) => Outcome::Fail(format!("{e}")),
-            };
-            match outcome {
-                Outcome::Done => return Ok(()),
-                Outcome::Fail(why) => {
-                    return Err(Error::Sink(format!(
-                        "POST {}: {why} (not retryable)",
-                        self.describe()
-                    )))
-                }
-                Outcome::Retry(why, _) if attempt >= self.options.max_retries => {
-                    return Err(Error::Sink(format!(
-                        "POST {}: {why}, giving up after {} attempts",
-                        self.describe(),
-                        attempt + 1
-                    )))
-                }
-                Outcome::Retry(why, retry_after) => {
-                    let backoff = self.options.backoff.delay(attempt, &mut rand::rng());
-                    let delay = retry_after.map_or(backoff, |r| r.min(self.options.backoff.cap));
-                    tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, reason = %why, batch = batch.id, "sink write failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
+            .map_err(|e| WriteError::refused(None, format!("offset header: {e}")))?;
+        let sent = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .header("X-Millpond-Topic", batch.topic.as_ref())
+            .header("X-Millpond-Offsets", offsets)
+            .body(body)
+            .send()
+            .await;
+        let resp =
+            sent.map_err(|e| WriteError::unavailable(format!("POST {}: {e}", self.describe())))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
         }
-    }
-}
-
-fn classify(status: StatusCode, retry_after: Option<&HeaderValue>) -> Outcome {
-    if status.is_success() {
-        Outcome::Done
-    } else if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-        let after = retry_after
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        Outcome::Retry(format!("HTTP {status}"), after)
+        let answer = resp.text().await.unwrap_or_default();
+        Err(classify(status, retry_after, &self.describe(), &answer))
+    }
+}
+
+/// What a non-2xx answer means for the batch.
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    sink: &str,
+    answer: &str,
+) -> WriteError {
+    let mut answer = answer.trim().to_string();
+    if answer.len() > ANSWER_BYTES {
+        let mut cut = ANSWER_BYTES;
+        while !answer.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        answer.truncate(cut);
+    }
+    let said = if answer.is_empty() {
+        format!("POST {sink}: HTTP {status}")
     } else {
-        Outcome::Fail(format!("HTTP {status}"))
+        format!("POST {sink}: HTTP {status}: {answer}")
+    };
+    let about_the_endpoint = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+    );
+    if status.is_client_error() && !about_the_endpoint {
+        WriteError::refused(Some(status.as_u16()), said)
+    } else {
+        WriteError::Unavailable {
+            message: said,
+            retry_after,
+        }
     }
 }
 
@@ -166,20 +168,54 @@ mod tests {
     }
 
     #[test]
-    fn only_throttling_and_server_errors_are_retried() {
-        assert!(matches!(classify(StatusCode::OK, None), Outcome::Done));
-        assert!(matches!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, None),
-            Outcome::Retry(..)
-        ));
-        let after = HeaderValue::from_static("3");
-        assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, Some(&after)),
-            Outcome::Retry(_, Some(d)) if d == Duration::from_secs(3)
-        ));
-        assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, None),
-            Outcome::Fail(_)
-        ));
+    fn refusals_are_told_apart_from_an_endpoint_that_cannot_take_writes() {
+        let unavailable = |status| {
+            matches!(
+                classify(status, None, "http x", ""),
+                WriteError::Unavailable { .. }
+            )
+        };
+        for status in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::NOT_FOUND,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+        ] {
+            assert!(unavailable(status), "{status}");
+        }
+        assert_eq!(
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(Duration::from_secs(3)),
+                "http x",
+                ""
+            ),
+            WriteError::Unavailable {
+                message: "POST http x: HTTP 429 Too Many Requests".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ] {
+            assert_eq!(
+                classify(status, None, "http x", " field id is missing\n"),
+                WriteError::Refused {
+                    status: Some(status.as_u16()),
+                    message: format!("POST http x: HTTP {status}: field id is missing")
+                }
+            );
+        }
+        let long = "é".repeat(ANSWER_BYTES);
+        let WriteError::Refused { message, .. } =
+            classify(StatusCode::BAD_REQUEST, None, "http x", &long)
+        else {
+            panic!("a 400 refuses the batch")
+        };
+        assert!(message.len() <= ANSWER_BYTES + 40, "{}", message.len());
     }
 }

@@ -1,9 +1,15 @@
 //! Where batches go. A sink takes a whole [`Batch`] and returns only once it is
-//! durably written (file: fsynced and renamed; HTTP: a 2xx answer). Retries live
-//! inside the sink; an error returned from [`Sink::write`] is permanent.
+//! durably written (file: fsynced and renamed; HTTP: a 2xx answer).
+//!
+//! One call is one attempt. Its error says which of two things happened
+//! ([`WriteError`]): the sink cannot take writes now (retried by
+//! [`retry::write`] without end, or until the configured give-up time), or it
+//! refused what the batch holds (the delivery protocol splits the batch to
+//! find the records it refuses).
 
 mod file;
 mod http;
+pub mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +27,42 @@ pub use millpond_core::sink::memory_factor;
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub timeout: Duration,
-    pub max_retries: u32,
-    pub backoff: Backoff,
+}
+
+/// Why one attempt to write a batch failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// The sink cannot take writes now (down, overloaded, out of space): the
+    /// same batch is tried again later.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        /// How long the sink asked to wait (HTTP `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// The sink refused what the batch holds: the same batch would be refused
+    /// again. `status` is the sink's code (HTTP status), `message` its answer.
+    #[error("{message}")]
+    Refused {
+        status: Option<u16>,
+        message: String,
+    },
+}
+
+impl WriteError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        WriteError::Unavailable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn refused(status: Option<u16>, message: impl Into<String>) -> Self {
+        WriteError::Refused {
+            status,
+            message: message.into(),
+        }
+    }
 }
 
 /// A configured sink.
@@ -46,8 +86,8 @@ impl Sink {
         }
     }
 
-    /// Writes a batch; returns once the sink acknowledged all of it.
-    pub async fn write(&self, batch: Arc<Batch>) -> Result<()> {
+    /// One attempt to write a batch; `Ok` once the sink acknowledged all of it.
+    pub async fn write(&self, batch: Arc<Batch>) -> std::result::Result<(), WriteError> {
         match self {
             Sink::File(s) => s.write(batch).await,
             Sink::Http(s) => s.write(batch).await,
