@@ -80,7 +80,9 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
         field_ref("POD_IP", "status.podIP"),
         EnvVar {
             name: env::METRICS_ADDR.to_string(),
-            value: Some(format!("$(POD_IP):{METRICS_PORT}")),
+            // Every address: the operator scrapes the pod IP, and
+            // `kubectl port-forward` connects to the pod's loopback.
+            value: Some(format!("0.0.0.0:{METRICS_PORT}")),
             value_from: None,
         },
         plain(env::KAFKA_BOOTSTRAP_SERVERS, &kafka.bootstrap_servers),
@@ -115,7 +117,6 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
     if !sink.url.starts_with("file://") {
         let http = sink.http.clone().unwrap_or_default();
         env.push(plain(env::HTTP_TIMEOUT_MS, http.timeout_ms.to_string()));
-        env.push(plain(env::HTTP_MAX_RETRIES, http.max_retries.to_string()));
     }
     env.push(plain(env::MEMORY_BUDGET, &spec.resources.memory.0));
     env.push(secret_ref(
@@ -392,7 +393,7 @@ mod tests {
         );
         assert_eq!(env_value(c, "SINK_METADATA"), "false");
         assert_eq!(env_value(c, "MEMORY_BUDGET"), "256Mi");
-        assert_eq!(env_value(c, "METRICS_ADDR"), "$(POD_IP):9090");
+        assert_eq!(env_value(c, "METRICS_ADDR"), "0.0.0.0:9090");
         let pod_ip = env_var(c, "POD_IP").unwrap();
         assert_eq!(
             pod_ip
@@ -431,7 +432,6 @@ mod tests {
         assert_eq!(env_value(c, "SINK_METADATA"), "true");
         assert_eq!(env_value(c, "DEAD_LETTER_TOPIC"), "orders-dlq");
         assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "10000");
-        assert_eq!(env_value(c, "HTTP_MAX_RETRIES"), "5");
         assert_eq!(env_value(c, "MEMORY_BUDGET"), "512Mi");
         assert_eq!(
             env_value(c, "KAFKA_CONFIG"),
@@ -451,7 +451,6 @@ mod tests {
         let c = container(&d);
         assert_eq!(env_value(c, "SINK_URL"), "http://sink:8080/in");
         assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "30000");
-        assert_eq!(env_value(c, "HTTP_MAX_RETRIES"), "10");
     }
 
     #[test]
@@ -546,7 +545,7 @@ mod tests {
             config.contains("client.id=$(KAFKA_SASL_PASSWORD),"),
             "{config}"
         );
-        assert_eq!(env["METRICS_ADDR"], "10.0.0.7:9090");
+        assert_eq!(env["METRICS_ADDR"], "0.0.0.0:9090");
         assert_eq!(env["ADMIN_TOKEN"], TOKEN);
     }
 
