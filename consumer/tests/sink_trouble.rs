@@ -122,7 +122,7 @@ fn a_sink_down_past_the_poll_interval_holds_the_group_and_delivers_once_after() 
     );
     let (_, metrics) = c.get("/metrics").unwrap();
     assert!(
-        metrics.contains(r#"millpond_sink_last_error_info{error="POST http 127.0.0.1"#)
+        metrics.contains(r#"millpond_sink_last_error_info{error="POST http://127.0.0.1:"#)
             && metrics.contains(r#"HTTP 503 Service Unavailable: maintenance"} 1"#),
         "the last error names the endpoint and its answer:\n{metrics}"
     );

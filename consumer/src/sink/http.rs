@@ -58,10 +58,15 @@ impl HttpSink {
     }
 
     pub fn describe(&self) -> String {
+        format!("http {}", self.shown())
+    }
+
+    /// The endpoint's URL without credentials.
+    fn shown(&self) -> Url {
         let mut shown = self.url.clone();
         let _ = shown.set_password(None);
         let _ = shown.set_username("");
-        format!("http {shown}")
+        shown
     }
 
     /// One `POST` of the batch, with its offset ranges in
@@ -93,7 +98,7 @@ impl HttpSink {
             .send()
             .await;
         let resp =
-            sent.map_err(|e| WriteError::unavailable(format!("POST {}: {e}", self.describe())))?;
+            sent.map_err(|e| WriteError::unavailable(format!("POST {}: {e}", self.shown())))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -105,7 +110,7 @@ impl HttpSink {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let answer = resp.text().await.unwrap_or_default();
-        Err(classify(status, retry_after, &self.describe(), &answer))
+        Err(classify(status, retry_after, self.shown().as_str(), &answer))
     }
 }
 
@@ -171,7 +176,7 @@ mod tests {
     fn refusals_are_told_apart_from_an_endpoint_that_cannot_take_writes() {
         let unavailable = |status| {
             matches!(
-                classify(status, None, "http x", ""),
+                classify(status, None, "x", ""),
                 WriteError::Unavailable { .. }
             )
         };
@@ -189,11 +194,11 @@ mod tests {
             classify(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(Duration::from_secs(3)),
-                "http x",
+                "x",
                 ""
             ),
             WriteError::Unavailable {
-                message: "POST http x: HTTP 429 Too Many Requests".into(),
+                message: "POST x: HTTP 429 Too Many Requests".into(),
                 retry_after: Some(Duration::from_secs(3))
             }
         );
@@ -203,16 +208,16 @@ mod tests {
             StatusCode::UNPROCESSABLE_ENTITY,
         ] {
             assert_eq!(
-                classify(status, None, "http x", " field id is missing\n"),
+                classify(status, None, "x", " field id is missing\n"),
                 WriteError::Refused {
                     status: Some(status.as_u16()),
-                    message: format!("POST http x: HTTP {status}: field id is missing")
+                    message: format!("POST x: HTTP {status}: field id is missing")
                 }
             );
         }
         let long = "é".repeat(ANSWER_BYTES);
         let WriteError::Refused { message, .. } =
-            classify(StatusCode::BAD_REQUEST, None, "http x", &long)
+            classify(StatusCode::BAD_REQUEST, None, "x", &long)
         else {
             panic!("a 400 refuses the batch")
         };
