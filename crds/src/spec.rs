@@ -302,8 +302,13 @@ pub struct SinkSpec {
     #[serde(default)]
     pub metadata: bool,
 
-    /// Topic for records the sink cannot take (not a JSON object). Without it
-    /// such a record stops the consumer with an error naming its position.
+    /// Topic for records the sink cannot take: a value that is not a JSON
+    /// object, a record larger than the flush size, a record the sink
+    /// refuses (HTTP 400, 413, 422 and other permanent answers; the consumer
+    /// splits a refused batch until the refused records are isolated).
+    /// Each goes there with its position, the reason and the sink's answer
+    /// in `millpond.*` headers. Without it such a record stops the consumer
+    /// with an error naming its position (Degraded, reason PoisonRecord).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 1, max = 249),
@@ -311,7 +316,19 @@ pub struct SinkSpec {
     )]
     pub dead_letter_topic: Option<String>,
 
-    /// Request timeout and retries of an http(s):// sink.
+    /// A write the sink does not take (unreachable, HTTP 5xx or 429, a full
+    /// or read-only volume) is retried with capped exponential backoff while
+    /// the pod keeps its partitions and its place in the consumer group;
+    /// nothing is committed that the sink has not taken. Unset or 0: retry
+    /// without end (the operator reports Degraded, reason SinkUnavailable,
+    /// and holds the replicas). A number of seconds: after that long
+    /// without a successful write the pod exits non-zero and Kubernetes
+    /// restarts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub give_up_after_seconds: Option<i64>,
+
+    /// Request timeout of an http(s):// sink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSinkSpec>,
 }
@@ -329,7 +346,7 @@ pub enum SinkFormat {
     Parquet,
 }
 
-/// Timeout and retries of an HTTP sink.
+/// Request settings of an HTTP sink.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpSinkSpec {
@@ -338,28 +355,23 @@ pub struct HttpSinkSpec {
     #[schemars(range(min = 1))]
     pub timeout_ms: i64,
 
-    /// Retries of one batch before the pod exits non-zero (Kafka keeps the
-    /// data, nothing is committed, Kubernetes restarts the pod).
-    #[serde(default = "default_http_max_retries")]
-    #[schemars(range(min = 0))]
-    pub max_retries: i32,
+    /// Deprecated and ignored: a failing write is retried until it passes,
+    /// or for spec.sink.giveUpAfterSeconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i32>,
 }
 
 impl Default for HttpSinkSpec {
     fn default() -> Self {
         Self {
             timeout_ms: default_http_timeout_ms(),
-            max_retries: default_http_max_retries(),
+            max_retries: None,
         }
     }
 }
 
 fn default_http_timeout_ms() -> i64 {
     30_000
-}
-
-fn default_http_max_retries() -> i32 {
-    10
 }
 
 /// Memory and CPU of each consumer pod.

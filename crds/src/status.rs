@@ -38,8 +38,9 @@ pub struct MillpondConsumerStatus {
     /// Where the pods were limited at the last decision: `SinkBound` (full
     /// buffers, busy writes: the operator tunes flush size and in-flight
     /// writes first), `ConsumeBound` (busy pods, buffers not full: it adds
-    /// pods), `KeepingUp`, `Idle` (it gives pods and writes back) or
-    /// `Unknown` (no pod reported).
+    /// pods), `KeepingUp`, `Idle` (it gives pods and writes back),
+    /// `SinkDown` (a pod's sink takes no writes: replicas and limits hold)
+    /// or `Unknown` (no pod reported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limited_by: Option<String>,
 
@@ -208,6 +209,12 @@ pub mod condition {
         pub const METRICS_UNAVAILABLE: &str = "MetricsUnavailable";
         /// Some partitions do not advance (see status.stuckPartitions).
         pub const STUCK_PARTITIONS: &str = "StuckPartitions";
+        /// The sink takes no writes: the pods retry them, and the operator
+        /// holds the replicas and the limits until it does.
+        pub const SINK_UNAVAILABLE: &str = "SinkUnavailable";
+        /// A pod stopped at a record its sink cannot take and there is no
+        /// dead-letter topic (spec.sink.deadLetterTopic) to divert it to.
+        pub const POISON_RECORD: &str = "PoisonRecord";
         /// The backlog is above what maxReplicas can drain in time.
         pub const AT_MAX_REPLICAS: &str = "AtMaxReplicas";
         /// Nothing is wrong.

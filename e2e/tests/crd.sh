@@ -183,8 +183,11 @@ accepted secured <<'EOF'
     env: [{name: RUST_LOG, value: debug}]
 EOF
 
-check "the http sink gets its default retries" \
-    "10000 10" "$(kubectl get mpc secured -n "$NS" -o jsonpath='{.spec.sink.http.timeoutMs} {.spec.sink.http.maxRetries}')"
+refused "a negative giveUpAfterSeconds" \
+    'spec.sink.giveUpAfterSeconds: Invalid value: -1: spec.sink.giveUpAfterSeconds in body should be greater than or equal to 0' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "http://ingest.example.com/orders", giveUpAfterSeconds: -1}
+EOF
 
 # Quantities may be numbers, as Kubernetes' own are: unquoted in YAML (1e9
 # reaches the API server as the integer 1000000000).

@@ -114,6 +114,10 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
     if let Some(topic) = &sink.dead_letter_topic {
         env.push(plain(env::DEAD_LETTER_TOPIC, topic));
     }
+    if let Some(seconds) = sink.give_up_after_seconds.filter(|s| *s > 0) {
+        let ms = seconds.saturating_mul(1000).to_string();
+        env.push(plain(env::SINK_GIVE_UP_AFTER_MS, ms));
+    }
     if !sink.url.starts_with("file://") {
         let http = sink.http.clone().unwrap_or_default();
         env.push(plain(env::HTTP_TIMEOUT_MS, http.timeout_ms.to_string()));
@@ -432,6 +436,7 @@ mod tests {
         assert_eq!(env_value(c, "SINK_METADATA"), "true");
         assert_eq!(env_value(c, "DEAD_LETTER_TOPIC"), "orders-dlq");
         assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "10000");
+        assert_eq!(env_value(c, "SINK_GIVE_UP_AFTER_MS"), "600000");
         assert_eq!(env_value(c, "MEMORY_BUDGET"), "512Mi");
         assert_eq!(
             env_value(c, "KAFKA_CONFIG"),
@@ -451,6 +456,8 @@ mod tests {
         let c = container(&d);
         assert_eq!(env_value(c, "SINK_URL"), "http://sink:8080/in");
         assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "30000");
+        // Without giveUpAfterSeconds the pod retries without end.
+        assert!(env_var(c, "SINK_GIVE_UP_AFTER_MS").is_none());
     }
 
     #[test]

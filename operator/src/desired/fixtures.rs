@@ -65,7 +65,8 @@ pub const FULL: &str = concat!(
     url: https://ingest.example.com/orders
     metadata: true
     deadLetterTopic: orders-dlq
-    http: {timeoutMs: 10000, maxRetries: 5}
+    giveUpAfterSeconds: 600
+    http: {timeoutMs: 10000}
   resources:
     memory: 512Mi
     cpu: 500m
