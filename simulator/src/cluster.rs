@@ -379,6 +379,7 @@ impl Cluster {
                     in_flight_saturation: c.saturation / secs,
                     errors: 0,
                     backpressure_seconds: c.backpressure,
+                    ..PodSample::default()
                 }
             })
             .collect();
@@ -387,6 +388,7 @@ impl Cluster {
             pods,
             replicas: self.replicas(),
             limits: self.limits,
+            failing: vec![],
         }
     }
 }

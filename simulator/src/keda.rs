@@ -338,6 +338,7 @@ mod tests {
                 flush_bytes: 1 << 20,
                 max_in_flight: 2,
             },
+            failing: vec![],
         }
     }
 

@@ -144,6 +144,7 @@ fn observation(
             })
             .collect(),
         pods: pods.samples.clone(),
+        failing: pods.failing.clone(),
         replicas,
         limits: TunedLimits {
             flush_bytes: previous.map_or(spec.start_limits.flush_bytes, |l| l.flush_bytes as u64),

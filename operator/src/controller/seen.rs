@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::ResourceExt;
 use millpond_crds::MillpondConsumer;
@@ -56,8 +57,12 @@ pub struct PodsSeen {
     pub assigned: BTreeSet<i32>,
     /// See [`kafka::uncommitted_starts`].
     pub uncommitted_starts: BTreeMap<i32, i64>,
-    /// Pods that crash-loop, were OOM-killed or cannot pull their image.
+    /// Pods that crash-loop, were OOM-killed, stopped at a poison record
+    /// or cannot pull their image.
     pub troubles: Vec<PodTrouble>,
+    /// Pods that fail on their own (troubles that do not serve, pods not
+    /// ready for long), for the policy.
+    pub failing: Vec<policy::FailingPod>,
 }
 
 /// Observes `mpc`; `keeping` says, in a `Degraded` message, what stays as
@@ -133,12 +138,15 @@ async fn observe_pods(
         }))
         .await;
 
+    let now = Timestamp::now();
+    let troubles = pod_health::troubles(pods, now);
     let mut seen = PodsSeen {
         addresses: with_ip
             .iter()
             .map(|(p, ip)| (p.name_any(), ip.clone()))
             .collect(),
-        troubles: pod_health::troubles(pods),
+        failing: pod_health::failing(pods, &troubles, now),
+        troubles,
         ..PodsSeen::default()
     };
     let mut memories = ctx.memory.lock().await;
@@ -157,7 +165,10 @@ async fn observe_pods(
                 seen.generations
                     .push((pod.name_any(), ip.clone(), generation));
                 let previous = mem.scrapes.get(&pod.name_any());
-                seen.samples.push(pods::interval(previous, &m, seconds));
+                seen.samples.push(policy::PodSample {
+                    pod: pod.name_any(),
+                    ..pods::interval(previous, &m, seconds)
+                });
                 now_scraped.insert(pod.name_any(), m);
             }
             Err(e) => {

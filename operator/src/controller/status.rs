@@ -14,6 +14,7 @@ use super::seen::Seen;
 use crate::desired;
 use crate::observe::pod_health::{self, PodTrouble};
 use crate::observe::pods;
+use crate::policy::SinkOutage;
 
 /// The status after a decision: `ready` pods of the Deployment, and
 /// `pods_behind_limits` still on an older limits generation.
@@ -221,25 +222,65 @@ fn scaling_condition(mpc: &MillpondConsumer, plan: &Plan, now: &Time) -> Conditi
     )
 }
 
+/// `Degraded`, by what a person must act on first: a poison record (only
+/// a new spec or a moved offset gets the pods past it), the sink down,
+/// pods whose metrics cannot be read, stuck partitions.
 fn degraded_condition(seen: &Seen, plan: &Plan, now: &Time, generation: Option<i64>) -> Condition {
+    let (bad, why, message) = match degraded_reason(seen, plan) {
+        Some((why, message)) => (true, why, message),
+        None => (
+            false,
+            reason::AS_EXPECTED,
+            "all observations available".to_string(),
+        ),
+    };
+    condition(condition::DEGRADED, bad, why, message, generation, now)
+}
+
+fn degraded_reason(seen: &Seen, plan: &Plan) -> Option<(&'static str, String)> {
     let unscraped = &seen.pods.unscraped;
     let stuck = &plan.decision.stuck_partitions;
-    let (bad, why, message) = if !unscraped.is_empty() {
+    if let Some(message) = pod_health::poison_message(&seen.pods.troubles) {
+        Some((reason::POISON_RECORD, message))
+    } else if let Some(outage) = &plan.decision.limited.outage {
+        Some((reason::SINK_UNAVAILABLE, sink_message(outage, plan)))
+    } else if !unscraped.is_empty() {
         let message = pods::unscraped_message(unscraped, seen.pods.samples.len());
-        (true, reason::METRICS_UNAVAILABLE, message)
+        Some((reason::METRICS_UNAVAILABLE, message))
     } else if !stuck.is_empty() {
         let message = format!(
             "partitions {stuck:?} do not advance although they lag; their lag does not drive scaling: check the sink and the consumer logs"
         );
-        (true, reason::STUCK_PARTITIONS, message)
+        Some((reason::STUCK_PARTITIONS, message))
     } else {
-        (
-            false,
-            reason::AS_EXPECTED,
-            "all observations available".to_string(),
-        )
+        None
+    }
+}
+
+/// Longest sink error quoted in a condition.
+const ERROR_CHARS: usize = 400;
+
+/// `the sink is not taking writes: pods [a, b] failing for 95 s, last
+/// error: ...; holding 3 replicas: more pods cannot help while the sink is
+/// down`.
+fn sink_message(outage: &SinkOutage, plan: &Plan) -> String {
+    let mut error: String = outage.error.chars().take(ERROR_CHARS).collect();
+    if error.len() < outage.error.len() {
+        error.push('…');
+    }
+    let error = if error.is_empty() {
+        "none reported".to_string()
+    } else {
+        error
     };
-    condition(condition::DEGRADED, bad, why, message, generation, now)
+    let replicas = if plan.direction == Direction::Hold {
+        format!("holding {} replicas", plan.replicas)
+    } else {
+        format!("{} replicas as the spec's bounds ask", plan.replicas)
+    };
+    format!(
+        "the sink is not taking writes: {outage}, last error: {error}; {replicas}: more pods cannot help while the sink is down, and the pods retry their writes until it takes them"
+    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,9 @@ pub struct PodMetrics {
     pub records_total: f64,
     pub records_delivered_total: f64,
     pub buffer_fullness: f64,
+    /// The integral of the buffer fullness over time; `None` from a pod
+    /// that does not export it.
+    pub buffer_fullness_seconds_total: Option<f64>,
     pub in_flight: f64,
     pub max_in_flight: f64,
     pub flush_bytes: f64,
@@ -27,6 +30,13 @@ pub struct PodMetrics {
     pub assigned_partitions: f64,
     /// Partitions it reports lag for (its assignment).
     pub partitions: Vec<i32>,
+    /// 1 while its sink takes writes, 0 from a failed write until one
+    /// succeeds; `None` from a pod that does not export it (counted as up).
+    pub sink_up: Option<f64>,
+    /// Seconds since the first failed write of the current outage.
+    pub sink_down_seconds: f64,
+    /// The sink's last error, unescaped.
+    pub sink_last_error: String,
 }
 
 /// Reads the metrics the operator uses from the Prometheus text format.
@@ -44,6 +54,12 @@ pub fn parse(text: &str) -> PodMetrics {
             metric::RECORDS_TOTAL => s.records_total = value,
             metric::RECORDS_DELIVERED_TOTAL => s.records_delivered_total = value,
             metric::BUFFER_FULLNESS => s.buffer_fullness = value,
+            metric::BUFFER_FULLNESS_SECONDS_TOTAL => s.buffer_fullness_seconds_total = Some(value),
+            metric::SINK_UP => s.sink_up = Some(value),
+            metric::SINK_DOWN_SECONDS => s.sink_down_seconds = value,
+            metric::SINK_LAST_ERROR_INFO => {
+                s.sink_last_error = label(series, "error").unwrap_or_default()
+            }
             metric::IN_FLIGHT_BATCHES => s.in_flight = value,
             metric::LIMIT_MAX_IN_FLIGHT => s.max_in_flight = value,
             metric::LIMIT_FLUSH_BYTES => s.flush_bytes = value,
@@ -66,12 +82,7 @@ pub fn parse(text: &str) -> PodMetrics {
             metric::LIMITS_GENERATION => s.limits_generation = value,
             metric::ASSIGNED_PARTITIONS => s.assigned_partitions = value,
             metric::PARTITION_LAG => {
-                if let Some(p) = series
-                    .split("partition=\"")
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .and_then(|p| p.parse().ok())
-                {
+                if let Some(p) = label(series, "partition").and_then(|p| p.parse().ok()) {
                     s.partitions.push(p);
                 }
             }
@@ -82,9 +93,43 @@ pub fn parse(text: &str) -> PodMetrics {
     s
 }
 
+/// The value of label `name` of `series` (`name{a="x",b="y"}`), unescaped
+/// as the Prometheus text format escapes it (`\\`, `\"`, `\n`).
+fn label(series: &str, name: &str) -> Option<String> {
+    let (_, mut rest) = series.split_once('{')?;
+    loop {
+        let (key, after) = rest.split_once("=\"")?;
+        let (value, after) = quoted(after)?;
+        if key.trim_start_matches([',', ' ']) == name {
+            return Some(value);
+        }
+        rest = after;
+    }
+}
+
+/// The unescaped text up to the closing quote of a label value, and what
+/// follows that quote.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((value, &text[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            c => value.push(c),
+        }
+    }
+    None
+}
+
 /// One pod's behaviour between two scrapes `seconds` apart, as the policy
 /// reads it. Without a previous scrape (new pod) or after a counter reset
-/// (restarted pod) the interval is not a fair capacity sample.
+/// (restarted pod) the interval is not a fair capacity sample. The buffer
+/// fullness is the interval's mean ([`mean_fullness`]); a pod whose sink is
+/// down says since when and its last error.
 pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> policy::PodSample {
     let fair = prev.is_some_and(|p| {
         p.records_total <= cur.records_total
@@ -106,7 +151,7 @@ pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> po
         } else {
             0.0
         },
-        buffer_fullness: cur.buffer_fullness,
+        buffer_fullness: mean_fullness(prev.filter(|_| fair), cur, seconds),
         flushes: flushes as u64,
         size_flushes: delta(p.flushes_by_size, cur.flushes_by_size) as u64,
         flush_seconds: (flush_count > 0.0).then(|| flush_time / flush_count),
@@ -120,7 +165,32 @@ pub fn interval(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> po
             p.backpressure_wait_seconds_total,
             cur.backpressure_wait_seconds_total,
         ),
+        sink_down: sink_down(cur),
+        ..policy::PodSample::default()
     }
+}
+
+/// The buffer's mean fullness between the `prev` scrape and `cur`,
+/// `seconds` apart: the growth of its integral over the time. The gauge
+/// at `cur` without a fair previous scrape or without the integral (an
+/// older pod).
+fn mean_fullness(prev: Option<&PodMetrics>, cur: &PodMetrics, seconds: f64) -> f64 {
+    let before = prev.and_then(|p| p.buffer_fullness_seconds_total);
+    match (before, cur.buffer_fullness_seconds_total) {
+        (Some(a), Some(b)) if b >= a && seconds > 0.0 => (b - a) / seconds,
+        _ => cur.buffer_fullness,
+    }
+}
+
+/// The pod's sink outage, when it reports one; a pod that does not export
+/// `millpond_sink_up` counts as up.
+fn sink_down(m: &PodMetrics) -> Option<policy::SinkDown> {
+    m.sink_up
+        .is_some_and(|up| up < 0.5)
+        .then(|| policy::SinkDown {
+            seconds: m.sink_down_seconds,
+            error: m.sink_last_error.clone(),
+        })
 }
 
 /// Fetches and parses `http://<ip>:<port>/metrics` with a deadline.
@@ -250,5 +320,77 @@ millpond_partition_lag{partition="1"} 0
             ..Default::default()
         };
         assert!(!interval(Some(&after), &moved, 10.0).full_interval);
+    }
+
+    /// Two scrapes of a real consumer, recorded by `e2e/record-pod-metrics`.
+    fn recorded(situation: &str) -> (PodMetrics, PodMetrics) {
+        let text = |n| match (situation, n) {
+            ("sink-bound", 1) => include_str!("fixtures/sink-bound.1.prom"),
+            ("sink-bound", 2) => include_str!("fixtures/sink-bound.2.prom"),
+            ("sink-down", 1) => include_str!("fixtures/sink-down.1.prom"),
+            ("sink-down", 2) => include_str!("fixtures/sink-down.2.prom"),
+            _ => unreachable!(),
+        };
+        (parse(text(1)), parse(text(2)))
+    }
+
+    /// Both fixtures are recorded 15 s apart.
+    const RECORDED_INTERVAL: f64 = 15.0;
+
+    fn classified(situation: &str) -> (policy::PodSample, policy::Signals) {
+        let (before, after) = recorded(situation);
+        let sample = interval(Some(&before), &after, RECORDED_INTERVAL);
+        let obs = policy::Observation {
+            pods: vec![sample.clone()],
+            ..Default::default()
+        };
+        let signals = policy::limited::classify(&obs, &[true], Some(RECORDED_INTERVAL), None, None);
+        (sample, signals)
+    }
+
+    #[test]
+    fn a_real_pod_waiting_on_a_slow_sink_reads_as_full_and_sink_bound() {
+        let (sample, signals) = classified("sink-bound");
+        assert!(sample.full_interval);
+        assert!(sample.sink_down.is_none());
+        // The interval's mean, from the fullness-seconds counter.
+        assert!(
+            sample.buffer_fullness >= 0.7,
+            "mean fullness {}",
+            sample.buffer_fullness
+        );
+        assert_eq!(
+            signals.limit,
+            policy::Limit::SinkBound,
+            "{}",
+            signals.describe()
+        );
+    }
+
+    #[test]
+    fn a_real_pod_whose_sink_is_down_says_so_with_its_last_error() {
+        let (sample, signals) = classified("sink-down");
+        let down = sample.sink_down.as_ref().expect("the sink is down");
+        assert!(down.seconds >= 20.0, "{down:?}");
+        assert!(
+            down.error.starts_with("POST http://127.0.0.1:") && down.error.ends_with("/ingest)"),
+            "the error as the pod wrote it, unescaped: {}",
+            down.error
+        );
+        assert_eq!(
+            signals.limit,
+            policy::Limit::SinkDown,
+            "{}",
+            signals.describe()
+        );
+    }
+
+    #[test]
+    fn label_values_are_unescaped() {
+        let m = parse(
+            "millpond_sink_up 0\nmillpond_sink_last_error_info{error=\"a \\\"quoted\\\" path C:\\\\x\\nline\"} 1\n",
+        );
+        assert_eq!(m.sink_up, Some(0.0));
+        assert_eq!(m.sink_last_error, "a \"quoted\" path C:\\x\nline");
     }
 }

@@ -22,12 +22,17 @@
 //!   back;
 //! * otherwise the pods **keep up**.
 //!
+//! Before all of these: when any pod reports its sink down (it takes no
+//! writes; the pod retries them), the group is **sink down** ([`outage`]):
+//! no lever the operator holds helps.
+//!
 //! The group is sink-bound when any pod is (tuning applies to every pod, and
 //! a pod holding a hot partition may be the only one), else consume-bound
 //! when any pod is busy, else idle when every pod is, else keeping up. The
 //! figures in words (`buffer 1.0× full, 2/2 writes busy`) are the means over
 //! the pods that decided.
 
+use super::outage::{self, SinkOutage};
 use super::{human, Observation, PodSample};
 
 /// Mean buffer fullness at or above which the buffer counts as full.
@@ -62,6 +67,8 @@ pub enum Limit {
     ConsumeBound,
     /// Full buffers and busy permits: the sink's limits are the lever.
     SinkBound,
+    /// A pod's sink takes no writes: neither pods nor limits are a lever.
+    SinkDown,
 }
 
 impl Limit {
@@ -73,6 +80,7 @@ impl Limit {
             Limit::KeepingUp => "KeepingUp",
             Limit::ConsumeBound => "ConsumeBound",
             Limit::SinkBound => "SinkBound",
+            Limit::SinkDown => "SinkDown",
         }
     }
 
@@ -84,6 +92,7 @@ impl Limit {
             Limit::KeepingUp => "keeping up",
             Limit::ConsumeBound => "consume-bound",
             Limit::SinkBound => "sink-bound",
+            Limit::SinkDown => "sink down",
         }
     }
 }
@@ -109,6 +118,8 @@ pub struct Signals {
     pub pods: usize,
     /// Change of the healthy partitions' lag, records/s (unknown on the first decision).
     pub lag_rate: Option<f64>,
+    /// The pods whose sink is down, when the verdict is [`Limit::SinkDown`].
+    pub outage: Option<SinkOutage>,
 }
 
 impl Signals {
@@ -124,6 +135,10 @@ impl Signals {
         };
         let figures = match self.limit {
             Limit::Unknown => return self.limit.words().to_string(),
+            Limit::SinkDown => match &self.outage {
+                Some(outage) => outage.to_string(),
+                None => String::new(),
+            },
             Limit::SinkBound => format!("{buffer}, {writes}{lag}"),
             Limit::ConsumeBound => {
                 format!("{buffer}{lag}, {}/{} pods busy", self.busy_pods, self.pods)
@@ -217,7 +232,11 @@ pub fn classify(
         .collect();
     let busy_pods = pods.iter().filter(|(_, b)| *b).count();
     let sinking: Vec<_> = pods.iter().filter(|(p, _)| sink_bound(p, dt)).collect();
-    let (limit, deciding): (Limit, Vec<&(&PodSample, bool)>) = if pods.is_empty() {
+    let outage = outage::of(obs);
+    let (limit, deciding): (Limit, Vec<&(&PodSample, bool)>) = if outage.is_some() {
+        let down = pods.iter().filter(|(p, _)| p.sink_down.is_some()).collect();
+        (Limit::SinkDown, down)
+    } else if pods.is_empty() {
         (Limit::Unknown, vec![])
     } else if !sinking.is_empty() {
         (Limit::SinkBound, sinking)
@@ -244,6 +263,7 @@ pub fn classify(
         busy_pods,
         pods: pods.len(),
         lag_rate,
+        outage,
     }
 }
 
@@ -264,6 +284,7 @@ mod tests {
             in_flight_saturation: saturation,
             errors: 0,
             backpressure_seconds: backpressure * 15.0,
+            ..PodSample::default()
         }
     }
 

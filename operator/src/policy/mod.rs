@@ -9,7 +9,8 @@
 //!
 //! 1. per partition: lag, produce rate, stuck or not ([`observed`]); a
 //!    stuck partition is reported and left out of the demand (more pods
-//!    would not move it);
+//!    would not move it), and so is one that waits for pods failing on
+//!    their own (a crash loop, a poison record: [`FailingPod`]);
 //! 2. per partition, demand = its own produce rate + its backlog /
 //!    `targetDrainSeconds` (a hot partition is not an average one);
 //! 3. capacity per pod is learnt from the rates the pods' sinks
@@ -27,9 +28,14 @@
 //!    sink-bound pods get more pods only once tuning cannot make them
 //!    faster; rate-limited, stabilized scale-up and scale-down
 //!    ([`replicas`]).
+//!
+//! While a pod reports its sink down ([`outage`]) the pods are limited by
+//! nothing the operator moves: the replicas and the limits hold, and the
+//! capacity is not learnt from the outage (nor from the interval it ends in).
 
 pub mod limited;
 pub mod observed;
+pub mod outage;
 pub mod replicas;
 pub mod sizing;
 pub mod tune;
@@ -40,6 +46,7 @@ use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LagStatus, LimitsS
 use serde::{Deserialize, Serialize};
 
 pub use limited::{Limit, Signals};
+pub use outage::SinkOutage;
 pub use sizing::Demand;
 pub use tune::TuneState;
 
@@ -188,6 +195,9 @@ pub struct Observation {
     pub replicas: u32,
     /// Limits the pods run with now.
     pub limits: TunedLimits,
+    /// Pods that fail on their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<FailingPod>,
 }
 
 /// One partition, from Kafka.
@@ -215,6 +225,9 @@ pub struct PartitionObservation {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSample {
+    /// The pod's name, for reasons.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
     /// Partitions assigned to it (`millpond_partition_lag{partition}`).
     pub partitions: Vec<i32>,
     /// It ran with these partitions for the whole interval (no start, no
@@ -238,6 +251,38 @@ pub struct PodSample {
     pub errors: u64,
     /// Seconds the loop waited for an in-flight permit.
     pub backpressure_seconds: f64,
+    /// Its sink takes no writes (`millpond_sink_up` 0); `None` while it
+    /// does, or when the pod does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_down: Option<SinkDown>,
+}
+
+/// A pod's sink that takes no writes: the pod retries them without end.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkDown {
+    /// Seconds since the first failed write of the outage.
+    pub seconds: f64,
+    /// The sink's last error.
+    pub error: String,
+}
+
+/// A pod that fails on its own (a crash loop, a poison record, an image
+/// that cannot be pulled, not ready for long): the partitions it would
+/// hold wait for it, not for more pods.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailingPod {
+    /// The pod's name.
+    pub pod: String,
+    /// Why, in a few words (`CrashLoopBackOff`, `not ready for 300 s`).
+    pub why: String,
+}
+
+impl std::fmt::Display for FailingPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.pod, self.why)
+    }
 }
 
 /// What survives between decisions. Small and serializable, so the operator
@@ -270,7 +315,8 @@ pub struct PolicyState {
     /// Total lag at the previous decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_lag: Option<i64>,
-    /// Lag of the partitions that were not stuck, at the previous decision.
+    /// Lag of the partitions that drove the demand (neither stuck nor
+    /// waiting for failing pods), at the previous decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_lag: Option<i64>,
     /// Partitions sized as needing more than a pod at the previous decision.
@@ -279,6 +325,10 @@ pub struct PolicyState {
     /// Tuning's memory.
     #[serde(default)]
     pub tune: TuneState,
+    /// A pod reported its sink down at the previous decision: this
+    /// interval's errors, latency and rates still hold the outage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sink_was_down: bool,
 }
 
 /// A partition's offsets at the previous decision.
@@ -350,7 +400,8 @@ pub struct LagSummary {
     pub total: i64,
     /// The partition that lags most.
     pub max_partition: i64,
-    /// Partitions that are not stuck.
+    /// Partitions that drive the demand: neither stuck nor waiting for
+    /// failing pods.
     pub healthy: i64,
     /// Change of the total per second since the previous decision.
     pub rate_per_second: f64,
@@ -373,6 +424,9 @@ pub struct Decision {
     pub tuning: Option<String>,
     /// Partitions reported stuck.
     pub stuck_partitions: Vec<i32>,
+    /// Partitions with lag that no working pod holds while pods fail on
+    /// their own: their lag waits for those pods, not for more.
+    pub waiting_partitions: Vec<i32>,
     /// Lag figures.
     pub lag: LagSummary,
     /// Produce rate of the topic, records/s (unknown on the first decision).
@@ -446,7 +500,13 @@ pub fn decide(
         .iter()
         .map(|p| limited::busy(p, seen.moving_lag(&p.partitions), dt))
         .collect();
-    let (capacity, measured) = learn_capacity(obs, prev, &busy);
+    // An outage, and the interval it ends in, show nothing of capacity.
+    let outage = outage::of(obs).is_some() || prev.sink_was_down;
+    let (capacity, measured) = if outage {
+        (prev.capacity_per_pod, prev.capacity_measured)
+    } else {
+        learn_capacity(obs, prev, &busy)
+    };
     let signals = limited::classify(obs, &busy, dt, seen.healthy_lag_rate, capacity);
     let d = demand_of(spec, obs, prev, &seen, capacity, measured);
     let mut state = PolicyState {
@@ -461,8 +521,13 @@ pub fn decide(
         healthy_lag: Some(seen.lag.healthy),
         hot: d.still_hot,
         tune: TuneState::default(),
+        sink_was_down: signals.limit == Limit::SinkDown,
     };
-    let tuned = tune::tune(spec, obs, dt, &prev.tune, &signals);
+    let tuned = if prev.sink_was_down {
+        tune::held(spec, obs, &prev.tune)
+    } else {
+        tune::tune(spec, obs, dt, &prev.tune, &signals)
+    };
     let choice = replicas::choose(
         spec,
         &state,
@@ -476,6 +541,7 @@ pub fn decide(
             limited: &signals,
             tuned: &tuned,
             stuck_since: &stuck_since(&seen.tracks),
+            waiting: &seen.waiting,
         },
     );
     let direction = record_scale(&mut state, obs.replicas, choice.replicas, now_ms);
@@ -486,15 +552,18 @@ pub fn decide(
         replicas: choice.replicas,
         direction,
         reason: format!(
-            "{}; {}: {}{}",
+            "{}{}; {}: {}{}{}",
             context(&seen, d.produce, capacity, measured),
+            waiting_words(&seen, &obs.failing),
             signals.describe(),
             hot_words(&d.hot),
-            choice.why
+            choice.why,
+            outage_words(&signals, prev),
         ),
         limits: tuned.limits,
         tuning: tuned.why,
         stuck_partitions: seen.stuck.clone(),
+        waiting_partitions: seen.waiting.clone(),
         lag: seen.lag.clone(),
         produce_rate: seen.produce_known().then(|| seen.produce_total()),
         capacity_per_pod: capacity,
@@ -581,6 +650,32 @@ fn hot_words(hot: &[HotPartition]) -> String {
     )
 }
 
+/// `, partitions [3] left out (lag 5k): they wait for failing pods
+/// [orders-x (CrashLoopBackOff)], not for more pods`, or nothing.
+fn waiting_words(seen: &observed::Seen, failing: &[FailingPod]) -> String {
+    if seen.waiting.is_empty() {
+        return String::new();
+    }
+    let pods: Vec<String> = failing.iter().map(|f| f.to_string()).collect();
+    format!(
+        ", partitions {:?} left out (lag {}): they wait for failing pods [{}], not for more pods",
+        seen.waiting,
+        human(seen.waiting_lag as f64),
+        pods.join(", ")
+    )
+}
+
+/// Why the limits stayed, when the sink's outage kept them.
+fn outage_words(signals: &Signals, prev: &PolicyState) -> &'static str {
+    if signals.limit == Limit::SinkDown {
+        "; limits held: the sink's errors and latency say nothing of what it can take while it is down"
+    } else if prev.sink_was_down {
+        "; limits held this interval: the sink came back during it"
+    } else {
+        ""
+    }
+}
+
 /// The direction from `from` to `to` replicas, remembered in `state`.
 fn record_scale(state: &mut PolicyState, from: u32, to: u32, now_ms: u64) -> Direction {
     let direction = match to.cmp(&from) {
@@ -620,7 +715,7 @@ fn consumed(obs: &Observation) -> f64 {
 }
 
 /// Records/s each partition needs to keep up and drain its backlog within
-/// `drain_seconds`; stuck partitions need nothing. Without produce rates
+/// `drain_seconds`; stuck and waiting partitions need nothing. Without produce rates
 /// (first look) what the pods consume is spread evenly.
 fn demands(obs: &Observation, seen: &observed::Seen, drain_seconds: f64) -> Vec<f64> {
     let guess = consumed(obs) / seen.partitions.len().max(1) as f64;
@@ -628,7 +723,7 @@ fn demands(obs: &Observation, seen: &observed::Seen, drain_seconds: f64) -> Vec<
     seen.partitions
         .iter()
         .map(|p| {
-            if p.stuck {
+            if !p.counted() {
                 0.0
             } else {
                 let produce = if known { p.rate.unwrap_or(0.0) } else { guess };

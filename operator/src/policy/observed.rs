@@ -10,11 +10,22 @@
 //! * a partition whose committed offset stands still for `stuckIntervals`
 //!   intervals while it is assigned and lagging is *stuck* (since when is
 //!   remembered: scale-down waits a window after it); one whose offset
-//!   moved this interval is *moving* (its lag shows a pod busy);
+//!   moved this interval is *moving* (its lag shows a pod busy). Only an
+//!   interval a *settled* pod held it counts: a pod that ran the whole
+//!   interval with the same partitions (not one starting, restarted or
+//!   just handed partitions by a rebalance), whose sink takes writes and
+//!   that does not fail on its own. Another pod's trouble is not the
+//!   partition's;
+//! * while pods fail on their own ([`super::FailingPod`]: a crash loop, a
+//!   poison record, not ready for long), a lagging partition that no other
+//!   pod holds *waits* for them: its lag is left out of the demand like a
+//!   stuck partition's (more pods would not serve it), but it is not stuck;
 //! * the healthy lag's rate is summed per partition over the partitions
 //!   healthy now (records produced less records committed), so a partition
 //!   joining or leaving the stuck ones does not look like the lag growing
 //!   or draining.
+
+use std::collections::BTreeSet;
 
 use super::{
     LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
@@ -31,8 +42,18 @@ pub struct PartitionSeen {
     pub rate: Option<f64>,
     /// Left out of the demand: its offset stood still too long.
     pub stuck: bool,
-    /// Not stuck, and its committed offset did not stand still this interval.
+    /// Left out of the demand: it waits for pods that fail on their own.
+    pub waiting: bool,
+    /// Neither stuck nor waiting, and its committed offset did not stand
+    /// still this interval.
     pub moving: bool,
+}
+
+impl PartitionSeen {
+    /// Its lag drives the demand: neither stuck nor waiting.
+    pub fn counted(&self) -> bool {
+        !self.stuck && !self.waiting
+    }
 }
 
 /// Every partition over the interval.
@@ -46,6 +67,10 @@ pub struct Seen {
     pub stuck: Vec<i32>,
     /// Their lag.
     pub stuck_lag: i64,
+    /// Partitions that wait for failing pods.
+    pub waiting: Vec<i32>,
+    /// Their lag.
+    pub waiting_lag: i64,
     /// Change of the healthy partitions' lag per second.
     pub healthy_lag_rate: Option<f64>,
     /// What to remember of each partition.
@@ -58,11 +83,11 @@ impl Seen {
         !self.partitions.is_empty() && self.partitions.iter().all(|p| p.rate.is_some())
     }
 
-    /// Records/s produced on the partitions that are not stuck.
+    /// Records/s produced on the partitions whose lag drives the demand.
     pub fn produce_healthy(&self) -> f64 {
         self.partitions
             .iter()
-            .filter(|p| !p.stuck)
+            .filter(|p| p.counted())
             .filter_map(|p| p.rate)
             .sum()
     }
@@ -72,9 +97,9 @@ impl Seen {
         self.partitions.iter().filter_map(|p| p.rate).sum()
     }
 
-    /// Partitions that are not stuck.
+    /// Partitions whose lag drives the demand.
     pub fn healthy(&self) -> usize {
-        self.partitions.iter().filter(|p| !p.stuck).count()
+        self.partitions.iter().filter(|p| p.counted()).count()
     }
 
     /// Lag on `partitions` that moved this interval.
@@ -97,6 +122,7 @@ pub fn partitions(
 ) -> Seen {
     let mut seen = Seen::default();
     let mut healthy_change = 0i64;
+    let holders = Holders::of(obs);
     for p in &obs.partitions {
         let start = p
             .committed
@@ -104,10 +130,10 @@ pub fn partitions(
             .max(p.log_start);
         let lag = (p.high_watermark - start).max(0);
         let before = prev.partitions.iter().find(|t| t.partition == p.partition);
+        let waiting = lag > 0 && holders.waits(p.partition);
+        let counts_still = p.assigned && lag > 0 && !waiting && holders.settled(p.partition);
         let still = match before {
-            Some(b) if dt.is_some() && p.assigned && lag > 0 && b.committed == p.committed => {
-                b.still + 1
-            }
+            Some(b) if dt.is_some() && counts_still && b.committed == p.committed => b.still + 1,
             _ => 0,
         };
         let stuck = still >= spec.stuck_intervals;
@@ -121,6 +147,9 @@ pub fn partitions(
         if stuck {
             seen.stuck.push(p.partition);
             seen.stuck_lag += lag;
+        } else if waiting {
+            seen.waiting.push(p.partition);
+            seen.waiting_lag += lag;
         } else {
             seen.lag.healthy += lag;
         }
@@ -129,9 +158,10 @@ pub fn partitions(
             lag,
             rate,
             stuck,
-            moving: !stuck && still == 0,
+            waiting,
+            moving: !stuck && !waiting && still == 0,
         });
-        if let Some(b) = before.filter(|_| !stuck) {
+        if let Some(b) = before.filter(|_| !stuck && !waiting) {
             healthy_change += lag_change(p, b);
         }
         seen.tracks.push(PartitionTrack {
@@ -151,6 +181,49 @@ pub fn partitions(
         }
     }
     seen
+}
+
+/// Who holds the partitions, as the pods report them.
+struct Holders {
+    /// Pods fail on their own.
+    failing: bool,
+    /// Partitions a pod that does not fail holds.
+    served: BTreeSet<i32>,
+    /// Partitions a pod holds that is not settled (see the module docs).
+    unsettled: BTreeSet<i32>,
+}
+
+impl Holders {
+    fn of(obs: &Observation) -> Self {
+        let mut holders = Holders {
+            failing: !obs.failing.is_empty(),
+            served: BTreeSet::new(),
+            unsettled: BTreeSet::new(),
+        };
+        for pod in &obs.pods {
+            let failing = !pod.pod.is_empty() && obs.failing.iter().any(|f| f.pod == pod.pod);
+            let settled = pod.full_interval && pod.sink_down.is_none() && !failing;
+            for &p in &pod.partitions {
+                if !failing {
+                    holders.served.insert(p);
+                }
+                if !settled {
+                    holders.unsettled.insert(p);
+                }
+            }
+        }
+        holders
+    }
+
+    /// No pod that works holds `partition` while some pods fail.
+    fn waits(&self, partition: i32) -> bool {
+        self.failing && !self.served.contains(&partition)
+    }
+
+    /// No unsettled pod holds `partition`.
+    fn settled(&self, partition: i32) -> bool {
+        !self.unsettled.contains(&partition)
+    }
 }
 
 /// How a partition's lag moved since `before`: records produced less

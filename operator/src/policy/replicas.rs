@@ -1,7 +1,10 @@
 //! The replica count of one decision.
 //!
 //! 1. paused: keep the count; above `min(maxReplicas, partitions)` or below
-//!    `minReplicas`: back inside at once;
+//!    `minReplicas`: back inside at once; while a pod's sink is down: keep
+//!    the count, both ways (more pods cannot help; fewer would gain nothing
+//!    the outage shows, and the rebalance would move partitions whose
+//!    writes are being retried, to pods that would be short when it ends);
 //! 2. the count wanted is the fewest pods whose busiest pod keeps up with
 //!    the per-partition demand under Kafka's count-balanced assignment
 //!    ([`super::sizing`]), within the bounds;
@@ -17,8 +20,9 @@
 //!    spare) during `scaleDownStabilizationSeconds`, not within that window
 //!    after a scale-up or after a partition was first reported stuck (its
 //!    backlog left the demand, but it may be a partition a busy pod serves
-//!    only now and then), not while the produce rate climbs, at most
-//!    `maxScaleDownStep` pods per decision.
+//!    only now and then), not while partitions wait for failing pods (their
+//!    backlog needs the pods once they run), not while the produce rate
+//!    climbs, at most `maxScaleDownStep` pods per decision.
 
 use super::limited::{Limit, Signals};
 use super::sizing::{self, Demand};
@@ -49,6 +53,8 @@ pub struct Input<'a> {
     pub tuned: &'a Tuned,
     /// Stuck partitions, with when each was first reported stuck (ms).
     pub stuck_since: &'a [(i32, u64)],
+    /// Partitions that wait for failing pods.
+    pub waiting: &'a [i32],
 }
 
 /// The count and why.
@@ -90,6 +96,9 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         );
         return choice(lower, why);
     }
+    if input.limited.limit == Limit::SinkDown {
+        return choice(current, format!("hold at {current}: more pods cannot help while the sink is down, and a rebalance would move partitions whose writes are being retried"));
+    }
     let Some(cap) = input.capacity.filter(|c| *c > 0.0) else {
         return choice(
             current,
@@ -121,6 +130,7 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         cap,
         current,
         stuck_since: input.stuck_since,
+        waiting: input.waiting,
     };
     let (replicas, why) = if want > current && spec.size(input.relaxed, cap, p) > current {
         match &input.tuned.spent {
@@ -156,6 +166,7 @@ struct Step<'a> {
     cap: f64,
     current: u32,
     stuck_since: &'a [(i32, u64)],
+    waiting: &'a [i32],
 }
 
 /// Up to what the scale-up window wanted, at most `maxScaleUpStep` pods.
@@ -231,6 +242,12 @@ fn scale_down(step: Step, want: u32, why: String) -> (u32, String) {
         return (
             current,
             format!("{why}; hold at {current}: partitions {stuck:?} stuck less than {secs}s, their backlog may still need the pods"),
+        );
+    }
+    if !step.waiting.is_empty() {
+        return (
+            current,
+            format!("{why}; hold at {current}: partitions {:?} wait for failing pods, their backlog will need the pods once they run", step.waiting),
         );
     }
     if let Some(climb) = climbing(spec, state, now_ms) {

@@ -22,7 +22,10 @@
 //!   per interval, down to the permits the spec starts with, while at least
 //!   one stands unused;
 //! * whatever the verdict, both limits are halved when the sink's latency
-//!   rises by half or it returns errors, then held for a few intervals.
+//!   rises by half or it returns errors, then held for a few intervals;
+//! * except while the sink is down, and for the interval it comes back in
+//!   ([`held`]): its errors and latency then say nothing of what it can
+//!   take, so nothing grows, nothing is cut and nothing is learnt.
 //!
 //! "Flat" compares the mean flush duration with a reference learnt at the
 //! limits in force. A larger flush is expected to take at most
@@ -218,6 +221,51 @@ impl Step {
     }
 }
 
+impl Tuned {
+    /// The limits as they are (`why` when they had to move inside the
+    /// bounds), with `state` to keep.
+    fn kept(limits: TunedLimits, why: Option<String>, state: TuneState) -> Self {
+        Tuned {
+            limits,
+            why,
+            state,
+            growing: false,
+            spent: None,
+        }
+    }
+}
+
+/// `current` inside the bounds and the budget, and why it moved, if it did.
+fn inside(
+    current: TunedLimits,
+    bounds: &TuneBounds,
+    budget: &BudgetPlan,
+) -> (TunedLimits, Option<String>) {
+    let start = clamp(current, bounds, budget);
+    let why = (start != current).then(|| {
+        format!(
+            "limits moved inside the autotune bounds and the memory budget: {}",
+            changes(current, start)
+        )
+    });
+    (start, why)
+}
+
+/// No step while the sink is down, nor for the interval it comes back in:
+/// the limits stay (inside the bounds and the budget), and the latency
+/// reference and the memory of the last growth are not fed the outage.
+pub fn held(spec: &PolicySpec, obs: &Observation, prev: &TuneState) -> Tuned {
+    let Some(bounds) = spec.autotune.as_ref() else {
+        return Tuned::kept(obs.limits, None, TuneState::default());
+    };
+    let (limits, why) = inside(obs.limits, bounds, &spec.budget);
+    let state = TuneState {
+        grown_at_rate: None,
+        ..prev.clone()
+    };
+    Tuned::kept(limits, why, state)
+}
+
 /// One tuning step for the pods of `obs`, limited as `limited` says.
 pub fn tune(
     spec: &PolicySpec,
@@ -226,27 +274,17 @@ pub fn tune(
     prev: &TuneState,
     limited: &Signals,
 ) -> Tuned {
+    if limited.limit == Limit::SinkDown {
+        return held(spec, obs, prev);
+    }
     let current = obs.limits;
-    let kept = |limits, why, state| Tuned {
-        limits,
-        why,
-        state,
-        growing: false,
-        spent: None,
-    };
     let Some(bounds) = spec.autotune.as_ref() else {
-        return kept(current, None, TuneState::default());
+        return Tuned::kept(current, None, TuneState::default());
     };
     let budget = &spec.budget;
-    let start = clamp(current, bounds, budget);
-    let clamped = (start != current).then(|| {
-        format!(
-            "limits moved inside the autotune bounds and the memory budget: {}",
-            changes(current, start)
-        )
-    });
+    let (start, clamped) = inside(current, bounds, budget);
     let Some(s) = interval_seconds.and_then(|dt| signals(obs, dt)) else {
-        return kept(start, clamped, prev.clone());
+        return Tuned::kept(start, clamped, prev.clone());
     };
 
     // Expected duration of a flush of the current size.

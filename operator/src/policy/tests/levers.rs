@@ -17,6 +17,7 @@ fn pod(rate: f64, fullness: f64, saturation: f64, backpressure: f64, size_share:
         in_flight_saturation: saturation,
         errors: 0,
         backpressure_seconds: backpressure * 15.0,
+        ..PodSample::default()
     }
 }
 

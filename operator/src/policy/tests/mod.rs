@@ -4,6 +4,7 @@ use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 use super::*;
 
 mod levers;
+mod outage;
 mod skew;
 mod tune;
 
@@ -52,6 +53,10 @@ struct Bench {
     assigned: Vec<bool>,
     replicas: u32,
     limits: TunedLimits,
+    /// What every pod reports of its sink (`None`: it takes writes).
+    sink_down: Option<SinkDown>,
+    /// Pods failing on their own, by index (their partitions are not consumed).
+    failing: Vec<usize>,
 }
 
 impl Bench {
@@ -66,6 +71,8 @@ impl Bench {
             assigned: vec![true; 12],
             replicas: 1,
             limits,
+            sink_down: None,
+            failing: vec![],
         }
     }
 
@@ -87,7 +94,8 @@ impl Bench {
             let live: Vec<usize> = mine
                 .iter()
                 .copied()
-                .filter(|p| !frozen.contains(p))
+                .filter(|p| !frozen.contains(p) && !self.failing.contains(&i))
+                .filter(|_| self.sink_down.is_none())
                 .collect();
             for (k, &p) in live.iter().enumerate() {
                 let share = budget / (live.len() - k) as f64;
@@ -96,10 +104,15 @@ impl Bench {
                 budget -= got;
                 consumed += got;
             }
+            if self.failing.contains(&i) {
+                continue;
+            }
             pods.push(PodSample {
+                pod: format!("pod-{i}"),
                 partitions: mine.iter().map(|&p| p as i32).collect(),
                 full_interval: true,
                 delivered_rate: consumed / secs,
+                sink_down: self.sink_down.clone(),
                 ..PodSample::default()
             });
         }
@@ -117,6 +130,12 @@ impl Bench {
             pods,
             replicas: self.replicas,
             limits: self.limits,
+            failing: (self.failing.iter())
+                .map(|i| FailingPod {
+                    pod: format!("pod-{i}"),
+                    why: "CrashLoopBackOff".into(),
+                })
+                .collect(),
         };
         let (d, state) = decide(&self.spec, &obs, &self.state, self.now);
         self.state = state;
@@ -158,6 +177,7 @@ fn decision_for(spec: &PolicySpec, replicas: u32, produce: f64, capacity: f64) -
         pods: vec![],
         replicas,
         limits: spec.start_limits,
+        failing: vec![],
     };
     decide(spec, &obs, &state, INTERVAL_MS).0
 }
@@ -239,6 +259,7 @@ fn observation(
         pods,
         replicas,
         limits,
+        failing: vec![],
     }
 }
 
@@ -502,6 +523,7 @@ fn without_a_committed_offset_lag_counts_from_the_log_start() {
         pods: vec![],
         replicas: 1,
         limits: spec().start_limits,
+        failing: vec![],
     };
     let (d, _) = decide(&spec(), &obs, &PolicyState::default(), 0);
     assert_eq!(d.lag.total, 600);
@@ -534,6 +556,7 @@ fn with_latest_lag_counts_from_where_the_group_started_not_the_log_start() {
         pods: vec![],
         replicas: 1,
         limits: spec().start_limits,
+        failing: vec![],
     };
     let (d, _) = decide(&spec(), &obs, &PolicyState::default(), 0);
     assert_eq!(d.lag.total, 350);

@@ -25,9 +25,11 @@ fn tune_obs(
             in_flight_saturation: 0.5,
             errors,
             backpressure_seconds: backpressure * 15.0,
+            ..PodSample::default()
         }],
         replicas: 1,
         limits,
+        failing: vec![],
     }
 }
 
