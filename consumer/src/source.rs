@@ -83,8 +83,25 @@ pub struct Shared {
 type Ack = (u64, Written);
 
 /// How long a paused loop waits in `poll` (it serves rebalances and keeps
-/// the group membership meanwhile).
+/// the group membership meanwhile), and a blocked one for an acknowledgement
+/// between two looks at the shutdown flag.
 const PAUSED_POLL: Duration = Duration::from_millis(100);
+
+/// Longest wait for a permit before the partitions are paused. Pausing
+/// makes librdkafka drop what it prefetched for them (it fetches again on
+/// resume), so a sink that is merely slow is waited for without polling;
+/// only a long wait pauses, well within `max.poll.interval.ms`.
+const PAUSE_AFTER_MAX: Duration = Duration::from_secs(10);
+
+/// What the loop does in one turn.
+enum Step {
+    /// Pull up to this many records, waiting at most this long for the first.
+    Pull(usize, Duration),
+    /// A batch waits for a permit: wait for an acknowledgement.
+    WaitForSink,
+    /// The wait went on: the partitions are paused; poll for rebalances.
+    PollPaused,
+}
 
 /// The delivery protocol and what carries out its actions: state touched by
 /// both the loop and the rebalance callback.
@@ -102,8 +119,13 @@ struct Pipeline {
     consume_batch_size: usize,
     handoff_timeout: Duration,
     assigned: BTreeSet<i32>,
-    /// Whether the assigned partitions are paused (a batch waits for a permit).
+    /// Whether the assigned partitions are paused (a batch waited for a
+    /// permit longer than `pause_after`).
     paused: bool,
+    /// Since when a batch waits for a permit.
+    blocked_since: Option<Instant>,
+    /// See [`PAUSE_AFTER_MAX`].
+    pause_after: Duration,
     /// What stopped delivery for good (a record nothing can take).
     stopped: Option<Error>,
     /// When the fullness was last integrated.
@@ -314,8 +336,11 @@ impl Pipeline {
         let fullness = self.delivery.fullness();
         let now = Instant::now();
         let elapsed = now.duration_since(self.observed_at).as_secs_f64();
-        m.buffer_fullness_seconds_total.inc_by(fullness * elapsed);
-        if self.paused {
+        // The fullness moved somewhere between the two looks: the mean of both.
+        let before = m.buffer_fullness.get();
+        m.buffer_fullness_seconds_total
+            .inc_by((before + fullness) / 2.0 * elapsed);
+        if self.blocked_since.is_some() {
             m.backpressure_wait_seconds_total.inc_by(elapsed);
         }
         self.observed_at = now;
@@ -339,12 +364,7 @@ impl Pipeline {
             consumer.resume(&tpl)
         };
         match result {
-            Ok(()) => {
-                self.paused = pause;
-                if pause {
-                    self.shared.metrics.backpressure_events_total.inc();
-                }
-            }
+            Ok(()) => self.paused = pause,
             Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming partitions failed"),
         }
     }
@@ -531,7 +551,7 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
     shared.health.broker_up.store(true, Ordering::Relaxed);
 
     let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        settings_parts(&settings)?,
+        settings_parts(&settings, &config)?,
         &shared,
         &runtime,
     )));
@@ -605,9 +625,10 @@ struct Parts {
     retry: RetryPolicy,
     dead_letter: Option<DeadLetter>,
     handoff_timeout: Duration,
+    pause_after: Duration,
 }
 
-fn settings_parts(settings: &Settings) -> Result<Parts> {
+fn settings_parts(settings: &Settings, consumer: &ClientConfig) -> Result<Parts> {
     let dead_letter = match &settings.dead_letter_topic {
         Some(topic) => Some(DeadLetter::new(settings, topic.clone())?),
         None => None,
@@ -619,7 +640,18 @@ fn settings_parts(settings: &Settings) -> Result<Parts> {
         retry: settings.retry,
         dead_letter,
         handoff_timeout: settings.handoff_timeout,
+        pause_after: pause_after(consumer),
     })
+}
+
+/// A quarter of the consumer's `max.poll.interval.ms` (librdkafka's default
+/// 300 s when unset), at most [`PAUSE_AFTER_MAX`].
+fn pause_after(consumer: &ClientConfig) -> Duration {
+    let interval = consumer
+        .get("max.poll.interval.ms")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(300_000);
+    Duration::from_millis(interval / 4).min(PAUSE_AFTER_MAX)
 }
 
 impl Pipeline {
@@ -641,6 +673,8 @@ impl Pipeline {
             handoff_timeout: parts.handoff_timeout,
             assigned: BTreeSet::new(),
             paused: false,
+            blocked_since: None,
+            pause_after: parts.pause_after,
             stopped: None,
             observed_at: Instant::now(),
         }
@@ -682,15 +716,21 @@ fn consume(
             let limits = limits_rx.borrow_and_update().clone();
             lock(pipeline).set_limits(&limits);
         }
-        let Some((batch_size, timeout)) = lock(pipeline).turn(consumer) else {
+        let Some(step) = lock(pipeline).turn(consumer) else {
             return Ok(());
         };
-        if batch_size > 0 {
-            poll_records(consumer, pipeline, batch_size, timeout)?;
-        } else if let Some(polled) = consumer.poll(PAUSED_POLL) {
-            // Paused: `poll` serves rebalances; a record fetched before the
-            // pause still counts.
-            take_polled(consumer, pipeline, polled)?;
+        match step {
+            Step::Pull(batch_size, timeout) => {
+                poll_records(consumer, pipeline, batch_size, timeout)?;
+            }
+            Step::WaitForSink => lock(pipeline).wait_for_ack(),
+            Step::PollPaused => {
+                if let Some(polled) = consumer.poll(PAUSED_POLL) {
+                    // `poll` serves rebalances; a record fetched before
+                    // the pause still counts.
+                    take_polled(consumer, pipeline, polled)?;
+                }
+            }
         }
         let mut p = lock(pipeline);
         p.delivery.tick(Instant::now());
@@ -700,23 +740,29 @@ fn consume(
 
 impl Pipeline {
     /// The start of a loop turn: acknowledgements, commits, metrics, pause
-    /// or resume. Returns how many records to pull (0 while paused) and how
-    /// long to wait for the first, or `None` once delivery stopped.
-    fn turn<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Option<(usize, Duration)> {
+    /// or resume. Returns what the loop does next, or `None` once delivery
+    /// stopped.
+    fn turn<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Option<Step> {
         self.drain_acks();
         self.commit(consumer);
         self.observe();
         if self.delivery.halted().is_some() || self.stopped.is_some() {
             return None;
         }
-        let accepting = self.delivery.accepting();
-        self.pause(consumer, !accepting);
-        if !accepting {
-            return Some((0, PAUSED_POLL));
+        if !self.delivery.accepting() {
+            let now = Instant::now();
+            let since = *self.blocked_since.get_or_insert_with(|| {
+                self.shared.metrics.backpressure_events_total.inc();
+                now
+            });
+            if now.duration_since(since) < self.pause_after {
+                return Some(Step::WaitForSink);
+            }
+            self.pause(consumer, true);
+            return Some(Step::PollPaused);
         }
+        self.blocked_since = None;
+        self.pause(consumer, false);
         let size = adaptive_batch_size(self.consume_batch_size, self.delivery.fullness());
         self.shared
             .metrics
@@ -726,7 +772,14 @@ impl Pipeline {
             .delivery
             .time_left(Instant::now())
             .map_or(PAUSED_POLL, |t| t.min(PAUSED_POLL));
-        Some((size, timeout))
+        Some(Step::Pull(size, timeout))
+    }
+
+    /// Waits a little for one acknowledgement.
+    fn wait_for_ack(&mut self) {
+        if let Ok(ack) = self.acks_rx.recv_timeout(PAUSED_POLL) {
+            self.acked(ack);
+        }
     }
 }
 

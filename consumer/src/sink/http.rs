@@ -110,7 +110,12 @@ impl HttpSink {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let answer = resp.text().await.unwrap_or_default();
-        Err(classify(status, retry_after, self.shown().as_str(), &answer))
+        Err(classify(
+            status,
+            retry_after,
+            self.shown().as_str(),
+            &answer,
+        ))
     }
 }
 
