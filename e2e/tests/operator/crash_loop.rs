@@ -1,6 +1,7 @@
 //! A pod that crash-loops is reported in `Ready` with the kubelet's reason
 //! and the consumer's own exit message: a record that is not JSON and no
-//! dead-letter topic, so the consumer stops at it (exit 3).
+//! dead-letter topic, so the consumer stops at it (exit 3), and `Degraded`
+//! names the record (`PoisonRecord`).
 
 use std::time::Duration;
 
@@ -100,6 +101,16 @@ async fn a_crash_looping_pod_sets_ready_false_with_the_kubelets_reason_and_the_c
         )
     );
     assert!(restarts >= 1, "{}", ready.message);
+
+    // And the record it stops at, with where and why, and what to do.
+    let degraded = s.degraded("poisoned", "PoisonRecord").await;
+    let at = format!("pod {name} stopped at a record its sink cannot take, at {topic}/0@10: value is not a JSON object; ");
+    assert!(degraded.message.starts_with(&at), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("set spec.sink.deadLetterTopic"),
+        "{}",
+        degraded.message
+    );
 }
 
 /// The restart count a Ready message gives for `pod`.

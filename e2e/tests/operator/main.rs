@@ -18,6 +18,7 @@
 
 mod crash_loop;
 mod credentials;
+mod dead_sink;
 mod degraded;
 mod delivery;
 mod edits;
