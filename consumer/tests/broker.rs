@@ -7,10 +7,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use millpond_e2e::tls;
+use support::endpoint::Endpoint;
 use support::*;
 
 const N: u64 = 100_000;
@@ -230,101 +230,6 @@ fn a_second_consumer_joins_and_the_first_leaves_on_sigterm_without_loss() {
     assert_eq!(dups, 0, "a cooperative hand-off commits before letting go");
 }
 
-/// An HTTP endpoint that answers 500 until `healthy_at`, then accepts and
-/// records every id.
-/// Offset ranges `(first, last)` accepted, per partition.
-type Accepted = Arc<Mutex<BTreeMap<i32, Vec<(i64, i64)>>>>;
-
-struct FlakyEndpoint {
-    port: u16,
-    ids: Arc<Mutex<BTreeMap<u64, u32>>>,
-    /// Offset ranges accepted per partition (`X-Millpond-Offsets`).
-    ranges: Accepted,
-    failures: Arc<Mutex<u64>>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl FlakyEndpoint {
-    fn start(healthy_at: Instant) -> Self {
-        use axum::http::StatusCode;
-        let ids: Arc<Mutex<BTreeMap<u64, u32>>> = Default::default();
-        let ranges: Accepted = Default::default();
-        let failures: Arc<Mutex<u64>> = Default::default();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (ids2, ranges2, failures2) = (ids.clone(), ranges.clone(), failures.clone());
-        let app = axum::Router::new().route(
-            "/ingest",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                let (ids, ranges, failures) = (ids2.clone(), ranges2.clone(), failures2.clone());
-                async move {
-                    if Instant::now() < healthy_at {
-                        *failures.lock().unwrap() += 1;
-                        return StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    count_ids(&body, &mut ids.lock().unwrap());
-                    let offsets = headers
-                        .get("x-millpond-offsets")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    // `partition:first-last,...`
-                    for item in offsets.split(',').filter(|i| !i.is_empty()) {
-                        let (p, range) = item.split_once(':').expect("partition:first-last");
-                        let (first, last) = range.split_once('-').expect("first-last");
-                        ranges
-                            .lock()
-                            .unwrap()
-                            .entry(p.parse().unwrap())
-                            .or_default()
-                            .push((first.parse().unwrap(), last.parse().unwrap()));
-                    }
-                    StatusCode::OK
-                }
-            }),
-        );
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        FlakyEndpoint {
-            port,
-            ids,
-            ranges,
-            failures,
-            _runtime: runtime,
-        }
-    }
-
-    /// Per partition, the offset after the accepted records that start at
-    /// offset 0 without a gap: a commit may not pass it.
-    fn accepted_through(&self) -> BTreeMap<i32, i64> {
-        let ranges = self.ranges.lock().unwrap();
-        ranges
-            .iter()
-            .map(|(p, rs)| {
-                let mut rs = rs.clone();
-                rs.sort();
-                let mut next = 0;
-                for (first, last) in rs {
-                    if first > next {
-                        break;
-                    }
-                    next = next.max(last + 1);
-                }
-                (*p, next)
-            })
-            .collect()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ingest", self.port)
-    }
-
-    fn accepted(&self) -> u64 {
-        self.ids.lock().unwrap().values().map(|c| *c as u64).sum()
-    }
-}
-
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
 fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_recovery() {
@@ -333,7 +238,7 @@ fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_reco
     let topic = topic("http", 4);
     kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..n, RECORD).unwrap();
     let group = format!("millpond-{topic}");
-    let endpoint = FlakyEndpoint::start(Instant::now() + Duration::from_secs(8));
+    let endpoint = Endpoint::failing_until(Instant::now() + Duration::from_secs(8));
 
     // Retries outlast the outage inside one process.
     let mut c = Consumer::start(
@@ -363,10 +268,7 @@ fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_reco
         assert!(samples < 600, "not delivered in time:\n{}", c.log_text());
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        *endpoint.failures.lock().unwrap() > 0,
-        "the outage was exercised"
-    );
+    assert!(endpoint.refusals() > 0, "the outage was exercised");
     assert_all_present(&endpoint.ids.lock().unwrap(), n);
     let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 4).unwrap();
     wait_until(
@@ -387,7 +289,7 @@ fn a_sink_down_past_the_give_up_time_ends_the_process_non_zero_without_commit_an
     let topic = topic("httpdown", 2);
     kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..n, RECORD).unwrap();
     let group = format!("millpond-{topic}");
-    let endpoint = FlakyEndpoint::start(Instant::now() + Duration::from_secs(3600));
+    let endpoint = Endpoint::failing_until(Instant::now() + Duration::from_secs(3600));
     let env = |url: String| {
         vec![
             ("KAFKA_TOPIC", topic.clone()),
@@ -412,7 +314,7 @@ fn a_sink_down_past_the_give_up_time_ends_the_process_non_zero_without_commit_an
     );
 
     // Kubernetes would restart the pod; the data is still in Kafka.
-    let healthy = FlakyEndpoint::start(Instant::now());
+    let healthy = Endpoint::failing_until(Instant::now());
     let mut c = Consumer::start(work.path(), "restarted", &env(healthy.url()));
     wait_until(Duration::from_secs(60), "delivery after restart", || {
         healthy.accepted() >= n

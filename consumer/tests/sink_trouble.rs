@@ -9,67 +9,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use support::endpoint::Endpoint;
 use support::*;
 
 const RECORD: usize = 200;
-
-/// What the endpoint answers to one POST body.
-type Answer = dyn Fn(&str) -> (u16, String) + Send + Sync;
-
-/// An HTTP endpoint that counts the ids it accepted.
-struct Endpoint {
-    port: u16,
-    ids: Arc<Mutex<BTreeMap<u64, u32>>>,
-    refused: Arc<AtomicU64>,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Endpoint {
-    fn start(answer: Arc<Answer>) -> Self {
-        let ids: Arc<Mutex<BTreeMap<u64, u32>>> = Default::default();
-        let refused: Arc<AtomicU64> = Default::default();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (ids2, refused2) = (ids.clone(), refused.clone());
-        let app = axum::Router::new().route(
-            "/ingest",
-            axum::routing::post(move |body: String| {
-                let (ids, refused, answer) = (ids2.clone(), refused2.clone(), answer.clone());
-                async move {
-                    let (status, text) = answer(&body);
-                    if status == 200 {
-                        count_ids(&body, &mut ids.lock().unwrap());
-                    } else {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    (axum::http::StatusCode::from_u16(status).unwrap(), text)
-                }
-            }),
-        );
-        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Endpoint {
-            port,
-            ids,
-            refused,
-            _runtime: runtime,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ingest", self.port)
-    }
-
-    fn accepted(&self) -> u64 {
-        self.ids.lock().unwrap().values().map(|c| *c as u64).sum()
-    }
-}
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
@@ -245,7 +192,7 @@ fn one_record_the_sink_refuses_goes_to_the_dead_letter_topic_and_the_rest_is_del
     let others: BTreeMap<u64, u32> = (0..n).filter(|i| *i != bad).map(|i| (i, 1)).collect();
     let delivered: BTreeMap<u64, u32> = ids.into_iter().collect();
     assert_eq!(delivered, others, "every other record once");
-    assert!(endpoint.refused.load(Ordering::Relaxed) >= 2, "bisected");
+    assert!(endpoint.refusals() >= 2, "bisected");
     let dead = kafka::read_all(&servers, &dlq, 1).unwrap();
     assert_eq!(dead.len(), 1, "only the refused record");
     let value: serde_json::Value = serde_json::from_slice(&dead[0].0).unwrap();

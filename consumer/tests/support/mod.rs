@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 pub use millpond_e2e::kafka;
 
+pub mod endpoint;
+
 /// Reason given by every ignored broker test.
 pub const NEEDS_KAFKA: &str = "needs the local Kafka broker: run `e2e/test` (or `e2e/stack up kafka` and `cargo test -- --include-ignored`)";
 
