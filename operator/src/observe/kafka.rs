@@ -539,6 +539,26 @@ impl Observers {
         observer
     }
 
+    /// Closes the client of `target` after a read that found no broker: the next
+    /// observation connects anew. A client whose broker stopped answering
+    /// for a while (a paused or restarted broker) was seen to keep failing
+    /// its metadata requests after the broker was back.
+    fn forget(&self, target: &KafkaTarget) {
+        let key = (
+            target.bootstrap_servers.clone(),
+            connection_properties(target),
+        );
+        let gone = {
+            let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+            let gone = clients.remove(&key);
+            KAFKA_CLIENTS.set(clients.len() as i64);
+            gone
+        };
+        if gone.is_some() {
+            tracing::info!(servers = %key.0, "closed the Kafka client after a failed observation");
+        }
+    }
+
     /// [`Observer::read`] for `target` on a blocking thread, abandoned after
     /// `timeout` four times over (one per request) so a hung broker never
     /// hangs the reconciler.
@@ -551,9 +571,15 @@ impl Observers {
         let servers = target.bootstrap_servers.clone();
         let observers = self.clone();
         let read = tokio::task::spawn_blocking(move || {
-            observers
+            let result = observers
                 .client(&target)?
-                .read(&target.topic, &target.group, timeout)
+                .read(&target.topic, &target.group, timeout);
+            if let Err(KafkaObserveError::Connect { .. } | KafkaObserveError::Timeout { .. }) =
+                &result
+            {
+                observers.forget(&target);
+            }
+            result
         });
         match tokio::time::timeout(deadline, read).await {
             Ok(Ok(result)) => result,
