@@ -11,9 +11,10 @@
 //!
 //! * A batch cut from the buffer waits for one of `max_in_flight` permits.
 //!   While any batch waits the protocol does not accept records
-//!   ([`Delivery::accepting`]): the adapter pauses its partitions and keeps
-//!   polling, so it keeps its group membership. Fullness counts the waiting
-//!   bytes: a pod waiting on its sink is full, not empty.
+//!   ([`Delivery::accepting`]): the adapter waits for an acknowledgement,
+//!   and pauses its partitions and polls when the wait grows long, so it
+//!   keeps its group membership. Fullness counts the waiting bytes: a pod
+//!   waiting on its sink is full, not empty.
 //! * A batch the sink refuses ([`Written::Refused`]) is split in two, again
 //!   and again, until the refused records are alone; each goes to the
 //!   dead-letter topic with the sink's answer and the rest is delivered.

@@ -1,10 +1,13 @@
 //! The consume loop: librdkafka → buffer → sink → commit.
 //!
-//! The loop runs on its own thread with a [`BaseConsumer`]; sink writes run on
-//! the tokio runtime, each holding an in-flight permit. When every permit is
-//! taken the loop waits instead of polling (backpressure) while librdkafka's
-//! prefetch stays inside its budgeted bounds. Acknowledgements come back over a
-//! channel and move the commit position ([`OffsetTracker`]).
+//! The loop runs on its own thread with a [`BaseConsumer`] and feeds the
+//! delivery protocol ([`Delivery`], which does no I/O); sink writes run on
+//! the tokio runtime, each holding an in-flight permit, retried while the
+//! sink is down ([`retry`]). When a batch waits for a permit the loop waits
+//! for an acknowledgement instead of polling (backpressure) while
+//! librdkafka's prefetch stays inside its budgeted bounds; a long wait
+//! pauses the partitions and polls, so the group membership holds.
+//! Acknowledgements come back over a channel and move the commit position.
 //!
 //! On revocation (inside librdkafka's rebalance callback) and on shutdown the
 //! loop flushes, waits for the writes in flight, commits, and only then lets
