@@ -57,13 +57,30 @@ sink_stats() { curl -fsS "http://$SINK_ADDR/stats${1:-}"; }
 delivered() { sink_stats | jq -r .unique; }
 leader() { operator_leader "$NS" "$RELEASE"; }
 
-# One sample a line: the consumer's status and what the sink acknowledged.
+# The largest flush size and in-flight writes any running pod reports on
+# its own /metrics: `{"flushBytes": N, "maxInFlight": N}`.
+pods_levers() {
+    local ip
+    for ip in $(kubectl get pods -n "$NS" -l "app.kubernetes.io/instance=$NAME" \
+        --field-selector=status.phase=Running -o jsonpath='{.items[*].status.podIP}' 2>/dev/null); do
+        curl -fsS --max-time 2 "http://$ip:9090/metrics" 2>/dev/null
+    done | awk '$1 == "millpond_limit_flush_bytes" && $2 > f { f = $2 }
+                $1 == "millpond_limit_max_in_flight" && $2 > n { n = $2 }
+                END { printf "{\"flushBytes\": %d, \"maxInFlight\": %d}\n", f, n }'
+}
+
+# One sample a line: the consumer's status, the Deployment's replicas, the
+# limits the pods report and what the sink acknowledged.
 record() {
-    local start=$1 m s line
+    local start=$1 m s d p line
     printf '%6s %9s %6s %10s %10s %11s %10s\n' time replicas ready lag delivered flushBytes inFlight
     while :; do
-        if m=$(kubectl get mpc "$NAME" -n "$NS" -o json 2>/dev/null) && s=$(sink_stats 2>/dev/null); then
-            line=$(jq -cn --argjson m "$m" --argjson s "$s" --argjson t $(($(date +%s) - start)) '{
+        if m=$(kubectl get mpc "$NAME" -n "$NS" -o json 2>/dev/null) && s=$(sink_stats 2>/dev/null) &&
+            d=$(kubectl get deploy "$NAME" -n "$NS" -o jsonpath='{.spec.replicas}' 2>/dev/null); then
+            p=$(pods_levers)
+            line=$(jq -cn --argjson m "$m" --argjson s "$s" --argjson p "$p" --argjson d "${d:-0}" \
+                --argjson t $(($(date +%s) - start)) '{
+                deployment: $d, pods: $p,
                 t: $t,
                 replicas: ($m.status.replicas // 0), ready: ($m.status.readyReplicas // 0),
                 lag: ($m.status.lag.total // 0),
@@ -194,6 +211,21 @@ if ((flush_max > flush_first || inflight_max > inflight_first)); then
     pass "limits adapt: flushBytes $flush_first → up to $flush_max, maxInFlight $inflight_first → up to $inflight_max"
 else
     fail "limits adapt" "$summary"
+fi
+# Which lever moved first, from the Deployment and the pods' own metrics:
+# a sink-bound burst is answered with larger flushes or more writes in
+# flight before more pods.
+first_limits=$(jq -s 'map(select(.pods.flushBytes > 0)) | .[0].pods' "$SAMPLES")
+levers=$(jq -s --argjson f "$first_limits" '{
+    tuned: (map(select(.pods.flushBytes > $f.flushBytes or .pods.maxInFlight > $f.maxInFlight)) | .[0]),
+    added: (map(select(.deployment > 1)) | .[0]) }' "$SAMPLES")
+tuned_at=$(jq '.tuned.t // empty' <<<"$levers")
+added_at=$(jq '.added.t // empty' <<<"$levers")
+if [[ -n $tuned_at ]] && { [[ -z $added_at ]] || ((tuned_at < added_at)); }; then
+    pass "tuning first: the pods ran $(jq -c '.tuned.pods' <<<"$levers") at ${tuned_at}s (from $(jq -c . <<<"$first_limits")), the Deployment went above 1 replica at ${added_at:-no}s"
+else
+    fail "tuning first" "limits moved on the pods at ${tuned_at:-never}s, the Deployment went above 1 replica at ${added_at:-never}s" \
+        "$(jq -c '.added.reason' <<<"$levers")"
 fi
 ((flush_max <= 512 * 1024 && inflight_max <= 3)) && pass "and stay within the autotune bounds (512Ki, 3)" \
     || fail "limits within the autotune bounds" "$summary"
