@@ -522,11 +522,17 @@ impl ConsumerContext for LoopContext {
             let mut p = lock(&self.pipeline);
             p.assigned.extend(added.iter().copied());
             p.set_assigned();
-            if p.paused {
-                // Partitions given while the loop waits for a permit wait too.
-                if let Err(e) = consumer.pause(tpl) {
-                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
-                }
+            // Partitions given while the loop is paused wait too. Others are
+            // resumed: librdkafka keeps a partition paused across a revoke
+            // and a later assignment, so one revoked while paused would
+            // come back paused and never be read.
+            let result = if p.paused {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, paused = p.paused, "pausing or resuming newly assigned partitions failed");
             }
             tracing::info!(?added, assigned = ?p.assigned, "partitions assigned");
         }
