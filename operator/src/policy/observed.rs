@@ -13,9 +13,11 @@
 //!   moved this interval is *moving* (its lag shows a pod busy). Only an
 //!   interval a *settled* pod held it counts: a pod that ran the whole
 //!   interval with the same partitions (not one starting, restarted or
-//!   just handed partitions by a rebalance), whose sink takes writes and
-//!   that does not fail on its own. Another pod's trouble is not the
-//!   partition's;
+//!   just handed partitions by a rebalance), whose sink takes writes, that
+//!   does not fail on its own and that was not delivering at its limit (a
+//!   pod with every permit busy or a full buffer serves its partitions in
+//!   turn: one that waits its turn is not stuck, more pods would serve
+//!   it). Another pod's trouble is not the partition's;
 //! * while pods fail on their own ([`super::FailingPod`]: a crash loop, a
 //!   poison record, not ready for long), a lagging partition that no other
 //!   pod holds *waits* for them: its lag is left out of the demand like a
@@ -27,6 +29,7 @@
 
 use std::collections::BTreeSet;
 
+use super::limited::{FULL_BUFFER, SATURATED_IN_FLIGHT};
 use super::{
     LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
 };
@@ -191,6 +194,10 @@ struct Holders {
     served: BTreeSet<i32>,
     /// Partitions a pod holds that is not settled (see the module docs).
     unsettled: BTreeSet<i32>,
+    /// Partitions a pod holds that delivered at its limit this interval
+    /// (every permit busy, or its buffer full): one of them that did not
+    /// move waits its turn behind the others, more pods would serve it.
+    saturated: BTreeSet<i32>,
 }
 
 impl Holders {
@@ -199,11 +206,18 @@ impl Holders {
             failing: !obs.failing.is_empty(),
             served: BTreeSet::new(),
             unsettled: BTreeSet::new(),
+            saturated: BTreeSet::new(),
         };
         for pod in &obs.pods {
             let failing = !pod.pod.is_empty() && obs.failing.iter().any(|f| f.pod == pod.pod);
             let settled = pod.full_interval && pod.sink_down.is_none() && !failing;
+            let saturated = pod.delivered_rate > 0.0
+                && (pod.in_flight_saturation >= SATURATED_IN_FLIGHT
+                    || pod.buffer_fullness >= FULL_BUFFER);
             for &p in &pod.partitions {
+                if saturated {
+                    holders.saturated.insert(p);
+                }
                 if !failing {
                     holders.served.insert(p);
                 }
@@ -220,9 +234,10 @@ impl Holders {
         self.failing && !self.served.contains(&partition)
     }
 
-    /// No unsettled pod holds `partition`.
+    /// No unsettled pod holds `partition`, and the pod that does is not
+    /// delivering at its limit.
     fn settled(&self, partition: i32) -> bool {
-        !self.unsettled.contains(&partition)
+        !self.unsettled.contains(&partition) && !self.saturated.contains(&partition)
     }
 }
 

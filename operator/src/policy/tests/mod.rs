@@ -57,6 +57,8 @@ struct Bench {
     sink_down: Option<SinkDown>,
     /// Pods failing on their own, by index (their partitions are not consumed).
     failing: Vec<usize>,
+    /// Share of the permits every pod keeps busy.
+    saturation: f64,
 }
 
 impl Bench {
@@ -73,6 +75,7 @@ impl Bench {
             limits,
             sink_down: None,
             failing: vec![],
+            saturation: 0.0,
         }
     }
 
@@ -113,6 +116,7 @@ impl Bench {
                 full_interval: true,
                 delivered_rate: consumed / secs,
                 sink_down: self.sink_down.clone(),
+                in_flight_saturation: self.saturation,
                 ..PodSample::default()
             });
         }
@@ -261,6 +265,23 @@ fn observation(
         limits,
         failing: vec![],
     }
+}
+
+#[test]
+fn partitions_waiting_their_turn_on_pods_at_their_limit_are_not_stuck() {
+    let mut b = Bench::new(spec());
+    b.saturation = 1.0;
+    b.tick(100.0, 1_200.0, &[]);
+    // Every permit busy; 9, 10 and 11 wait behind the other partitions of
+    // their pods (up to 6 pods, each holds one that moves).
+    for _ in 0..6 {
+        if b.replicas > 6 {
+            break;
+        }
+        let d = b.tick(2_000.0, 1_000.0, &[9, 10, 11]);
+        assert!(d.stuck_partitions.is_empty(), "{}", d.reason);
+    }
+    assert!(b.replicas > 1, "their lag drives scale-up");
 }
 
 #[test]
