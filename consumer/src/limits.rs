@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::budget::BudgetPlan;
+use crate::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use crate::{Error, Result};
 
 /// The four knobs of the data path.
@@ -75,6 +75,26 @@ pub fn apply(current: &Limits, update: &LimitsUpdate, plan: &BudgetPlan) -> Resu
     Ok(next)
 }
 
+/// `limits` lowered until they fit `plan`: first the flush size, then the
+/// writes in flight. The plan always fits one minimal batch in flight.
+pub fn fit(limits: &Limits, plan: &BudgetPlan) -> Limits {
+    let mut fitted = limits.clone();
+    while plan
+        .check(fitted.flush_bytes, fitted.max_in_flight)
+        .is_err()
+    {
+        let largest = plan.max_flush_bytes(fitted.max_in_flight);
+        if largest >= MIN_FLUSH_BYTES && largest < fitted.flush_bytes {
+            fitted.flush_bytes = largest;
+        } else if fitted.max_in_flight > 1 {
+            fitted.max_in_flight -= 1;
+        } else {
+            break;
+        }
+    }
+    fitted
+}
+
 /// The limits in force, shared by the loop (reader) and the admin endpoint (writer).
 #[derive(Clone)]
 pub struct LiveLimits {
@@ -92,10 +112,17 @@ impl LiveLimits {
 
     /// Installs the final plan (once the partition count is known) and, unless
     /// the flush size was set explicitly, the flush size it derives.
+    /// Limits that no longer fit (a plan re-made for more partitions) are
+    /// lowered until they do.
     pub fn rebase(&self, plan: BudgetPlan, derived_flush_bytes: bool) {
         self.tx.send_modify(|current| {
             if derived_flush_bytes {
                 current.flush_bytes = plan.flush_bytes;
+            }
+            let fitted = fit(current, &plan);
+            if fitted != *current {
+                tracing::warn!(from = ?current, to = ?fitted, "the limits did not fit the new memory plan: lowered");
+                *current = fitted;
             }
         });
         *self.plan.write().expect("plan lock") = plan;
@@ -217,5 +244,36 @@ mod tests {
             })
             .is_err());
         assert_eq!(live.current().generation, 5);
+    }
+
+    #[test]
+    fn a_plan_for_more_partitions_lowers_limits_that_no_longer_fit() {
+        let live = setup();
+        let raised = live
+            .update(&LimitsUpdate {
+                generation: 1,
+                flush_bytes: Some(live.plan().max_flush_bytes(4)),
+                ..Default::default()
+            })
+            .unwrap();
+        let bigger = plan(&BudgetRequest {
+            budget: 256 << 20,
+            partitions: 64,
+            max_in_flight: 4,
+            flush_bytes: None,
+            // Set by the user, so each new partition's queue costs as much.
+            queued_max_messages_kbytes: Some(1024),
+            fetch_max_bytes: None,
+            max_partition_fetch_bytes: None,
+            sink_factor: 1.0,
+        })
+        .unwrap();
+        assert!(bigger.check(raised.flush_bytes, 4).is_err());
+        live.rebase(bigger.clone(), false);
+        let now = live.current();
+        assert_eq!(now.max_in_flight, 4);
+        assert_eq!(now.flush_bytes, bigger.max_flush_bytes(4));
+        assert!(bigger.check(now.flush_bytes, now.max_in_flight).is_ok());
+        assert_eq!(now.generation, 1);
     }
 }

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub prefetch_bytes: IntGauge,
     pub assigned_partitions: IntGauge,
     pub memory_budget_bytes: IntGauge,
+    pub planned_partitions: IntGauge,
+    pub prefetch_limit_bytes: IntGauge,
+    pub replans_total: IntCounter,
 }
 
 impl Metrics {
@@ -194,6 +197,18 @@ impl Metrics {
             memory_budget_bytes: reg!(ig(
                 "millpond_memory_budget_bytes",
                 "The memory budget in force"
+            )),
+            planned_partitions: reg!(ig(
+                "millpond_planned_partitions",
+                "Partitions the memory plan holds prefetch queues for"
+            )),
+            prefetch_limit_bytes: reg!(ig(
+                "millpond_prefetch_limit_bytes",
+                "Worst case of librdkafka's queues in the memory plan"
+            )),
+            replans_total: reg!(IntCounter::new(
+                "millpond_replans_total",
+                "Times the consumer handed off and re-planned its memory because partitions were added"
             )),
             registry,
         }

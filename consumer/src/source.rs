@@ -12,6 +12,13 @@
 //! On revocation (inside librdkafka's rebalance callback) and on shutdown the
 //! loop flushes, waits for the writes in flight, commits, and only then lets
 //! the partitions go.
+//!
+//! The memory plan covers the partitions the topic had at start, each with
+//! its own prefetch queue. When partitions are added and more than that many
+//! are assigned here, the new ones stay paused, the loop hands everything
+//! off as on shutdown, closes the consumer and starts again with a plan for
+//! the topic as it is now (librdkafka's queue sizes are fixed when the
+//! client is created).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -131,6 +138,11 @@ struct Pipeline {
     pause_after: Duration,
     /// What stopped delivery for good (a record nothing can take).
     stopped: Option<Error>,
+    /// Partitions the memory plan holds prefetch queues for.
+    planned_partitions: usize,
+    /// More partitions were assigned (this many) than the plan holds:
+    /// re-plan.
+    outgrown: Option<usize>,
     /// When the fullness was last integrated.
     observed_at: Instant,
 }
@@ -522,11 +534,20 @@ impl ConsumerContext for LoopContext {
             let mut p = lock(&self.pipeline);
             p.assigned.extend(added.iter().copied());
             p.set_assigned();
-            // Partitions given while the loop is paused wait too. Others are
-            // resumed: librdkafka keeps a partition paused across a revoke
-            // and a later assignment, so one revoked while paused would
-            // come back paused and never be read.
-            let result = if p.paused {
+            if p.assigned.len() > p.planned_partitions {
+                tracing::warn!(
+                    assigned = p.assigned.len(),
+                    planned = p.planned_partitions,
+                    "more partitions assigned than the memory plan holds (partitions were added to the topic): handing off and re-planning"
+                );
+                p.outgrown = Some(p.assigned.len());
+            }
+            // Partitions given while the loop is paused wait too, and so do
+            // those beyond the plan until it is re-made. Others are resumed:
+            // librdkafka keeps a partition paused across a revoke and a
+            // later assignment, so one revoked while paused would come back
+            // paused and never be read.
+            let result = if p.paused || p.outgrown.is_some() {
                 consumer.pause(tpl)
             } else {
                 consumer.resume(tpl)
@@ -546,24 +567,53 @@ fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
         .collect()
 }
 
+/// How one consumer's run ended.
+enum Ended {
+    /// Shutdown, or delivery stopped: the process ends.
+    Done,
+    /// More partitions were assigned (this many) than the plan holds;
+    /// everything was handed off and committed.
+    Outgrown(u32),
+}
+
 /// Connects, checks the topic, and runs the loop until shutdown or a
-/// permanent error. Returns after the final commit.
+/// permanent error, with a new consumer and memory plan whenever the topic
+/// outgrows the plan. Returns after the final commit.
 pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
-    let plan = plan_for_topic(&settings)?;
+    let mut at_least = 1;
+    loop {
+        let plan = plan_for_topic(&settings, at_least)?;
+        match run_planned(&settings, &shared, &runtime, plan)? {
+            Ended::Done => return Ok(()),
+            Ended::Outgrown(assigned) => {
+                shared.metrics.replans_total.inc();
+                at_least = assigned;
+            }
+        }
+    }
+}
+
+/// One consumer with one memory plan, from subscribe to close.
+fn run_planned(
+    settings: &Settings,
+    shared: &Shared,
+    runtime: &Handle,
+    plan: budget::BudgetPlan,
+) -> Result<Ended> {
     let mut config = ClientConfig::new();
     for (k, v) in settings.consumer_properties(&plan) {
         config.set(k, v);
     }
+    let parts = settings_parts(settings, &config, &plan)?;
+    let m = &shared.metrics;
+    m.planned_partitions.set(plan.partitions as i64);
+    m.prefetch_limit_bytes.set(plan.prefetch_bytes as i64);
     shared
         .limits
         .rebase(plan, settings.budget.flush_bytes.is_none());
     shared.health.broker_up.store(true, Ordering::Relaxed);
 
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        settings_parts(&settings, &config)?,
-        &shared,
-        &runtime,
-    )));
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(parts, shared, runtime)));
     let context = LoopContext {
         pipeline: pipeline.clone(),
         shared: shared.clone(),
@@ -577,7 +627,7 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
         .map_err(|e| Error::kafka(format!("subscribing to {}", settings.topic), e))?;
     tracing::info!(topic = %settings.topic, group = %settings.group_id, "subscribed");
 
-    let outcome = consume(&consumer, &pipeline, &shared);
+    let outcome = consume(&consumer, &pipeline, shared);
     lock(&pipeline).finish(&consumer, &outcome);
     // Closing revokes what is still assigned (with nothing left to wait for).
     drop(consumer);
@@ -586,15 +636,20 @@ pub fn run(settings: Settings, shared: Shared, runtime: Handle) -> Result<()> {
     if let Some(e) = p.stopped.take() {
         return Err(e);
     }
-    match p.delivery.halted() {
-        Some(why) if outcome.is_ok() => Err(Error::Sink(why.to_string())),
-        _ => outcome,
+    match (p.delivery.halted(), outcome, p.outgrown) {
+        (Some(why), Ok(()), _) => Err(Error::Sink(why.to_string())),
+        (_, Err(e), _) => Err(e),
+        (None, Ok(()), Some(assigned)) if !shared.shutdown.load(Ordering::Relaxed) => {
+            Ok(Ended::Outgrown(assigned as u32))
+        }
+        _ => Ok(Ended::Done),
     }
 }
 
 /// The memory plan for every partition of the topic assigned here (the
-/// worst case), once Kafka told how many there are.
-fn plan_for_topic(settings: &Settings) -> Result<budget::BudgetPlan> {
+/// worst case), once Kafka told how many there are; at least `at_least`
+/// (what was assigned, should the metadata lag behind).
+fn plan_for_topic(settings: &Settings, at_least: u32) -> Result<budget::BudgetPlan> {
     let mut config = ClientConfig::new();
     for (k, v) in settings.metadata_properties() {
         config.set(k, v);
@@ -608,7 +663,8 @@ fn plan_for_topic(settings: &Settings) -> Result<budget::BudgetPlan> {
         &settings.bootstrap_servers,
         &settings.topic,
         settings.startup_timeout,
-    )?;
+    )?
+    .max(at_least);
     let plan = budget::plan(&BudgetRequest {
         partitions,
         ..settings.budget.clone()
@@ -635,9 +691,14 @@ struct Parts {
     dead_letter: Option<DeadLetter>,
     handoff_timeout: Duration,
     pause_after: Duration,
+    planned_partitions: u32,
 }
 
-fn settings_parts(settings: &Settings, consumer: &ClientConfig) -> Result<Parts> {
+fn settings_parts(
+    settings: &Settings,
+    consumer: &ClientConfig,
+    plan: &budget::BudgetPlan,
+) -> Result<Parts> {
     let dead_letter = match &settings.dead_letter_topic {
         Some(topic) => Some(DeadLetter::new(settings, topic.clone())?),
         None => None,
@@ -650,6 +711,7 @@ fn settings_parts(settings: &Settings, consumer: &ClientConfig) -> Result<Parts>
         dead_letter,
         handoff_timeout: settings.handoff_timeout,
         pause_after: pause_after(consumer),
+        planned_partitions: plan.partitions,
     })
 }
 
@@ -685,6 +747,8 @@ impl Pipeline {
             blocked_since: None,
             pause_after: parts.pause_after,
             stopped: None,
+            planned_partitions: parts.planned_partitions as usize,
+            outgrown: None,
             observed_at: Instant::now(),
         }
     }
@@ -755,7 +819,7 @@ impl Pipeline {
         self.drain_acks();
         self.commit(consumer);
         self.observe();
-        if self.delivery.halted().is_some() || self.stopped.is_some() {
+        if self.delivery.halted().is_some() || self.stopped.is_some() || self.outgrown.is_some() {
             return None;
         }
         if !self.delivery.accepting() {

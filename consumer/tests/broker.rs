@@ -232,6 +232,84 @@ fn a_second_consumer_joins_and_the_first_leaves_on_sigterm_without_loss() {
 
 #[test]
 #[ignore = "needs the local Kafka broker: run e2e/test"]
+fn partitions_added_while_running_are_planned_for_before_they_are_read_and_nothing_is_lost() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let topic = topic("grow", 2);
+    let servers = kafka::bootstrap();
+    kafka::produce_json(&servers, &topic, 2, 0..N / 2, RECORD).unwrap();
+    let c = Consumer::start(
+        work.path(),
+        "c",
+        &[
+            ("KAFKA_TOPIC", topic.clone()),
+            ("SINK_URL", sink_url(&out)),
+            ("MEMORY_BUDGET", "128Mi".into()),
+            // The group leader notices new partitions on a metadata refresh.
+            (
+                "KAFKA_CONFIG",
+                "topic.metadata.refresh.interval.ms=1000,statistics.interval.ms=200".into(),
+            ),
+            // Slow the sink down so librdkafka's queues fill up.
+            ("FLUSH_BYTES", "64Ki".into()),
+            ("MAX_IN_FLIGHT", "1".into()),
+        ],
+    );
+    wait_until(Duration::from_secs(60), "two partitions assigned", || {
+        c.metric("millpond_assigned_partitions") == Some(2.0)
+    });
+    let small_plan = c.metric("millpond_prefetch_limit_bytes").unwrap();
+    assert_eq!(c.metric("millpond_planned_partitions"), Some(2.0));
+
+    block_on(kafka::add_partitions(&servers, &topic, 12)).unwrap();
+    kafka::produce_json(&servers, &topic, 12, N / 2..N, RECORD).unwrap();
+    // The fullest librdkafka's queues were, against the plan in force.
+    let mut worst_prefetch = (0.0f64, 1.0f64);
+    wait_until(Duration::from_secs(180), "all records in the sink", || {
+        if let (Some(used), Some(limit)) = (
+            c.metric("millpond_prefetch_bytes"),
+            c.metric("millpond_prefetch_limit_bytes"),
+        ) {
+            if used / limit > worst_prefetch.0 / worst_prefetch.1 {
+                worst_prefetch = (used, limit);
+            }
+        }
+        ids_in_dir(&out).len() as u64 == N
+    });
+    assert!(
+        worst_prefetch.0 <= worst_prefetch.1,
+        "librdkafka's queues held {} B against a plan of {} B",
+        worst_prefetch.0,
+        worst_prefetch.1
+    );
+    assert_eq!(
+        c.metric("millpond_replans_total"),
+        Some(1.0),
+        "{}",
+        c.log_text()
+    );
+    assert_eq!(c.metric("millpond_planned_partitions"), Some(12.0));
+    assert_eq!(c.metric("millpond_assigned_partitions"), Some(12.0));
+    let log = c.log_text();
+    assert!(
+        log.contains("more partitions assigned than the memory plan holds"),
+        "{log}"
+    );
+    println!(
+        "prefetch plan {small_plan} B for 2 partitions, {} B for 12; worst sample {} of {} B",
+        c.metric("millpond_prefetch_limit_bytes").unwrap(),
+        worst_prefetch.0,
+        worst_prefetch.1
+    );
+    let dups = assert_all_present(&ids_in_dir(&out), N);
+    assert_eq!(
+        dups, 0,
+        "the hand-off before re-planning commits what was written"
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker: run e2e/test"]
 fn http_sink_outage_commits_nothing_unwritten_and_delivers_everything_after_recovery() {
     let work = tempfile::tempdir().unwrap();
     let n = 20_000;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -47,6 +47,31 @@ pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result
             bail!("creating topic {name}: {code}");
         }
     }
+    wait_for_leaders(servers, topic, partitions).await
+}
+
+/// Grows a topic to `total` partitions and waits until they have leaders.
+pub async fn add_partitions(servers: &str, topic: &str, total: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .create()
+        .context("creating admin client")?;
+    let results = admin
+        .create_partitions(
+            [&NewPartitions::new(topic, total as usize)],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .context("adding partitions")?;
+    for r in results {
+        if let Err((name, code)) = r {
+            bail!("adding partitions to {name}: {code}");
+        }
+    }
+    wait_for_leaders(servers, topic, total).await
+}
+
+async fn wait_for_leaders(servers: &str, topic: &str, partitions: i32) -> Result<()> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .create()?;
