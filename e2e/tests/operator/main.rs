@@ -26,5 +26,6 @@ mod garbage_collection;
 mod kafka_outage;
 mod lag;
 mod leader;
+mod partitions_added;
 mod support;
 mod watch_namespaces;
