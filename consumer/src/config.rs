@@ -82,9 +82,15 @@ pub struct Args {
     #[arg(long, env = "MEMORY_BUDGET", value_parser = clap_bytes, default_value = "256Mi")]
     pub memory_budget: u64,
 
-    /// Listen address for /metrics, /healthz, /readyz and /admin/limits.
+    /// Listen address for /metrics, /healthz, /readyz (and /admin/limits
+    /// unless ADMIN_ADDR is set).
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
+
+    /// Listen address for /admin/limits alone, so a NetworkPolicy can admit
+    /// only the operator to it while /metrics stays open to scrapers.
+    #[arg(long, env = "ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
 
     /// Bearer token that authorizes `PUT /admin/limits`. Without a token the
     /// admin endpoint is disabled.
@@ -148,6 +154,7 @@ pub struct Settings {
     pub plan: BudgetPlan,
     pub limits: Limits,
     pub metrics_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
     pub admin_token: Option<String>,
     pub startup_timeout: Duration,
     pub health_stall: Duration,
@@ -249,6 +256,7 @@ impl Settings {
             plan,
             limits,
             metrics_addr: args.metrics_addr,
+            admin_addr: args.admin_addr,
             admin_token,
             startup_timeout: Duration::from_millis(args.startup_timeout_ms),
             health_stall: Duration::from_secs(args.health_stall_seconds),

@@ -55,15 +55,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         shutdown: Arc::new(AtomicBool::new(false)),
     };
 
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(settings.metrics_addr))
-        .with_context(|| format!("binding METRICS_ADDR {}", settings.metrics_addr))?;
-    let app = server::router(shared.clone(), settings.admin_token.clone());
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "metrics server stopped");
+    let token = settings.admin_token.clone();
+    match settings.admin_addr {
+        Some(admin) => {
+            serve(
+                &runtime,
+                "METRICS_ADDR",
+                settings.metrics_addr,
+                server::probes(shared.clone()),
+            )?;
+            serve(
+                &runtime,
+                "ADMIN_ADDR",
+                admin,
+                server::admin(shared.clone(), token),
+            )?;
         }
-    });
+        None => serve(
+            &runtime,
+            "METRICS_ADDR",
+            settings.metrics_addr,
+            server::router(shared.clone(), token),
+        )?,
+    }
 
     let shutdown = shared.shutdown.clone();
     runtime.spawn(async move {
@@ -86,4 +100,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the consume loop panicked"))?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result.map_err(Into::into)
+}
+
+/// Binds `addr` (named by its setting in errors) and serves `app` on it.
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    setting: &str,
+    addr: std::net::SocketAddr,
+    app: axum::Router,
+) -> anyhow::Result<()> {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("binding {setting} {addr}"))?;
+    let setting = setting.to_string();
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, setting, "HTTP server stopped");
+        }
+    });
+    Ok(())
 }

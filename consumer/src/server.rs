@@ -1,4 +1,5 @@
-//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and `/admin/limits`.
+//! HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and `/admin/limits`
+//! (on a port of its own when `ADMIN_ADDR` is set).
 //!
 //! Live limits arrive through `PUT /admin/limits` with a bearer token (the
 //! operator holds it in a Secret). An endpoint was chosen over a watched file:
@@ -27,10 +28,24 @@ struct AppState {
 
 /// The router with every endpoint.
 pub fn router(shared: Shared, admin_token: Option<String>) -> Router {
+    probes(shared.clone()).merge(admin(shared, admin_token))
+}
+
+/// `/metrics`, `/healthz` and `/readyz`.
+pub fn probes(shared: Shared) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .with_state(AppState {
+            shared,
+            admin_token: None,
+        })
+}
+
+/// `/admin/limits`.
+pub fn admin(shared: Shared, admin_token: Option<String>) -> Router {
+    Router::new()
         .route(ADMIN_LIMITS_PATH, get(get_limits).put(put_limits))
         .with_state(AppState {
             shared,

@@ -6,6 +6,7 @@
 mod support;
 
 use std::process::Command;
+use std::time::Duration;
 
 /// Runs the consumer with `env` and returns (exit code, stderr).
 fn run(env: &[(&str, &str)]) -> (Option<i32>, String) {
@@ -119,4 +120,45 @@ fn help_lists_every_setting_with_its_environment_variable() {
     ] {
         assert!(help.contains(&format!("env: {var}")), "--help lacks {var}");
     }
+}
+
+#[test]
+fn with_admin_addr_the_admin_endpoint_answers_only_on_its_own_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (support::free_port(), support::free_port());
+    // The servers start before Kafka is reached; this broker never answers.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_millpond-consumer"))
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+        .env("KAFKA_TOPIC", "orders")
+        .env("KAFKA_STARTUP_TIMEOUT_MS", "30000")
+        .env("SINK_URL", format!("file://{}", dir.path().display()))
+        .env("METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
+        .env("ADMIN_TOKEN", "s3cret")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |port: u16, path: &str| {
+        support::http_request("GET", &format!("http://127.0.0.1:{port}{path}"), &[], "")
+            .map(|(status, _)| status)
+    };
+    let mut answer = None;
+    support::wait_until(Duration::from_secs(10), "both ports answer", || {
+        answer = get(admin_port, "/admin/limits");
+        answer.is_some() && get(port, "/metrics").is_some()
+    });
+    let seen = [
+        answer,
+        get(admin_port, "/metrics"),
+        get(port, "/metrics"),
+        get(port, "/admin/limits"),
+    ];
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        seen,
+        [Some(200), Some(404), Some(200), Some(404)],
+        "admin and metrics each on their own port"
+    );
 }
