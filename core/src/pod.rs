@@ -19,6 +19,8 @@ pub mod env {
     pub const SINK_GIVE_UP_AFTER_MS: &str = "SINK_GIVE_UP_AFTER_MS";
     pub const MEMORY_BUDGET: &str = "MEMORY_BUDGET";
     pub const METRICS_ADDR: &str = "METRICS_ADDR";
+    /// The admin endpoint's own listen address.
+    pub const ADMIN_ADDR: &str = "ADMIN_ADDR";
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
     /// The limits, from the ConfigMap new pods start from.
     pub const FLUSH_BYTES: &str = "FLUSH_BYTES";
@@ -28,7 +30,7 @@ pub mod env {
     pub const LIMITS_GENERATION: &str = "LIMITS_GENERATION";
 
     /// Every variable above.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         KAFKA_BOOTSTRAP_SERVERS,
         KAFKA_TOPIC,
         KAFKA_GROUP_ID,
@@ -40,6 +42,7 @@ pub mod env {
         SINK_GIVE_UP_AFTER_MS,
         MEMORY_BUDGET,
         METRICS_ADDR,
+        ADMIN_ADDR,
         ADMIN_TOKEN,
         FLUSH_BYTES,
         FLUSH_INTERVAL_MS,

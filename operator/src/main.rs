@@ -32,6 +32,14 @@ struct Args {
     /// Image of the consumer pods unless a MillpondConsumer sets spec.template.image.
     #[arg(long, env = "CONSUMER_IMAGE", default_value_t = millpond_operator::desired::default_consumer_image())]
     consumer_image: String,
+    /// Labels of the operator's own pods, `key=value,...`: each consumer gets
+    /// a NetworkPolicy that admits only those pods (in POD_NAMESPACE) to the
+    /// admin port. Empty: no NetworkPolicy.
+    #[arg(long, env = "CONSUMER_NETWORK_POLICY_POD_LABELS", default_value = "")]
+    consumer_network_policy_pod_labels: String,
+    /// The operator's namespace (the chart sets it from the pod).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
     /// Seconds between two decisions for one MillpondConsumer.
     #[arg(long, env = "INTERVAL_SECONDS", default_value_t = 15)]
     interval_seconds: u64,
@@ -107,8 +115,13 @@ async fn main() -> anyhow::Result<()> {
         .route("/readyz", get(|| async { "ready\n" }));
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    let operator_pods = operator_pods(
+        &args.consumer_network_policy_pod_labels,
+        args.pod_namespace.as_deref(),
+    )?;
     let settings = Settings {
         consumer_image: args.consumer_image,
+        operator_pods,
         interval: Duration::from_secs(args.interval_seconds),
         kafka_timeout: Duration::from_millis(args.kafka_timeout_ms),
         scrape_timeout: Duration::from_millis(args.scrape_timeout_ms),
@@ -182,4 +195,31 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("millpond-operator stopped");
     Ok(())
+}
+
+/// Where the operator's pods run, from CONSUMER_NETWORK_POLICY_POD_LABELS
+/// and POD_NAMESPACE; `None` when no labels are given.
+fn operator_pods(
+    labels: &str,
+    namespace: Option<&str>,
+) -> anyhow::Result<Option<millpond_operator::desired::OperatorPods>> {
+    if labels.trim().is_empty() {
+        return Ok(None);
+    }
+    let labels = labels
+        .split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').with_context(|| {
+                format!("CONSUMER_NETWORK_POLICY_POD_LABELS: `{pair}` is not key=value")
+            })?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let namespace = namespace.filter(|ns| !ns.is_empty()).context(
+        "CONSUMER_NETWORK_POLICY_POD_LABELS needs POD_NAMESPACE, the operator's namespace",
+    )?;
+    Ok(Some(millpond_operator::desired::OperatorPods {
+        namespace: namespace.to_string(),
+        labels,
+    }))
 }

@@ -91,6 +91,9 @@ resources and verbs; nothing is granted by wildcard.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Secrets: the `<name>-admin` token Secrets it creates, and a check that the
 # Secrets a spec refers to exist. No list or watch, so the operator never
 # holds the Secrets of the cluster in memory; garbage collection deletes

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use millpond_crds::MillpondConsumer;
 use serde_json::{json, Value};
@@ -149,6 +151,61 @@ async fn every_record_reaches_the_sink_volume_and_the_group_commits_the_end_of_t
     assert_eq!(owned_by(&pdb.metadata), want, "PodDisruptionBudget orders");
     let secret = s.api::<Secret>().get("orders-admin").await.unwrap();
     assert_eq!(owned_by(&secret.metadata), want, "Secret orders-admin");
+
+    // The admin port admits the operator's own pods, as the chart runs
+    // them, and nothing else; the metrics port stays open.
+    let policy = s.api::<NetworkPolicy>().get("orders-admin").await.unwrap();
+    assert_eq!(
+        owned_by(&policy.metadata),
+        want,
+        "NetworkPolicy orders-admin"
+    );
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    let admin = rules
+        .iter()
+        .find(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::String("admin".into())))
+        })
+        .expect("a rule for the admin port");
+    let peer = &admin.from.as_ref().expect("admin: from the operator only")[0];
+    let namespace = peer
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(namespace["kubernetes.io/metadata.name"], OPERATOR_NAMESPACE);
+    let selected = peer
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .clone()
+        .unwrap();
+    let operators = operator_pods(&s.client).await;
+    assert!(!operators.is_empty());
+    for pod in &operators {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        assert!(
+            selected.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "the policy's {selected:?} do not select operator pod {:?} ({labels:?})",
+            pod.metadata.name
+        );
+    }
+    let metrics = rules
+        .iter()
+        .find(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::String("metrics".into())))
+        })
+        .expect("a rule for the metrics port");
+    assert_eq!(metrics.from, None, "metrics open to every scraper");
 }
 
 #[tokio::test]

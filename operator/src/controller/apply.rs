@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::Event;
 use kube::runtime::reflector::Store;
@@ -31,7 +32,7 @@ use serde_json::{json, Value};
 
 use super::cache;
 use super::decided::{Decided, STATE_ANNOTATION};
-use super::{memory_of, Context, Error, CONSUMER_PORT, FIELD_MANAGER};
+use super::{memory_of, Context, Error, ADMIN_PORT, FIELD_MANAGER};
 use crate::desired::{self, BuildContext};
 
 /// Applies every owned object of `mpc` that differs from `replicas`,
@@ -45,7 +46,10 @@ pub async fn owned(
 ) -> Result<String, Error> {
     let ns = mpc.namespace().unwrap_or_default();
     let token = admin_token(ctx, mpc).await?;
-    let build = BuildContext::new(ctx.settings.consumer_image.clone(), token.clone());
+    let build = BuildContext {
+        operator_pods: ctx.settings.operator_pods.clone(),
+        ..BuildContext::new(ctx.settings.consumer_image.clone(), token.clone())
+    };
     let mut want = desired::objects(mpc, &build, replicas as i32, limits)?;
     let (record, secret_applied) = {
         let mut memories = ctx.memory.lock().await;
@@ -75,11 +79,31 @@ pub async fn owned(
     apply_changed(ctx, &c.services, mpc, &want.metrics_service).await?;
     apply_changed(ctx, &c.deployments, mpc, &want.deployment).await?;
     apply_changed(ctx, &c.pdbs, mpc, &want.pdb).await?;
+    match &want.admin_network_policy {
+        Some(policy) => apply_changed(ctx, &c.network_policies, mpc, policy).await?,
+        None => remove_admin_network_policy(ctx, mpc).await?,
+    }
     let mut memories = ctx.memory.lock().await;
     let mem = memory_of(&mut memories, mpc);
     mem.applied_secret = Some(secret);
     mem.checkpoint = Some((decided.clone(), record));
     Ok(token)
+}
+
+/// Deletes the consumer's NetworkPolicy if it has one (the operator was
+/// told to make none any more).
+async fn remove_admin_network_policy(ctx: &Context, mpc: &MillpondConsumer) -> Result<(), Error> {
+    let name = desired::admin_network_policy_name(mpc);
+    if cache::get(&ctx.cache.network_policies, mpc, &name).is_none() {
+        return Ok(());
+    }
+    let ns = mpc.namespace().unwrap_or_default();
+    let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns);
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The admin token the pods know: remembered, else read from the Secret,
@@ -322,7 +346,7 @@ pub async fn push_limits(
     };
     let body = serde_json::to_string(&update).expect("a LimitsUpdate serializes");
     let pushes = targets.iter().map(|(pod, ip)| {
-        let url = format!("http://{ip}:{CONSUMER_PORT}{ADMIN_LIMITS_PATH}");
+        let url = format!("http://{ip}:{ADMIN_PORT}{ADMIN_LIMITS_PATH}");
         let request = ctx
             .http
             .put(&url)

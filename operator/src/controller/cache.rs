@@ -12,6 +12,7 @@
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::Controller;
@@ -28,6 +29,7 @@ pub struct Cache {
     pub config_maps: Store<ConfigMap>,
     pub services: Store<Service>,
     pub pdbs: Store<PodDisruptionBudget>,
+    pub network_policies: Store<NetworkPolicy>,
     pub pods: Store<Pod>,
 }
 
@@ -38,12 +40,14 @@ impl Cache {
         let (config_maps, config_maps_w) = reflector::store();
         let (services, services_w) = reflector::store();
         let (pdbs, pdbs_w) = reflector::store();
+        let (network_policies, network_policies_w) = reflector::store();
         let (pods, pods_w) = reflector::store();
         let cache = Cache {
             deployments,
             config_maps,
             services,
             pdbs,
+            network_policies,
             pods,
         };
         let writers = Writers {
@@ -51,6 +55,7 @@ impl Cache {
             config_maps: config_maps_w,
             services: services_w,
             pdbs: pdbs_w,
+            network_policies: network_policies_w,
             pods: pods_w,
         };
         (cache, writers)
@@ -84,6 +89,7 @@ pub struct Writers {
     pub config_maps: reflector::store::Writer<ConfigMap>,
     pub services: reflector::store::Writer<Service>,
     pub pdbs: reflector::store::Writer<PodDisruptionBudget>,
+    pub network_policies: reflector::store::Writer<NetworkPolicy>,
     pub pods: reflector::store::Writer<Pod>,
 }
 
@@ -100,7 +106,8 @@ pub fn watch_owned(
         .owns_stream(scope.reflected(client, w.deployments))
         .owns_stream(scope.reflected(client, w.config_maps))
         .owns_stream(scope.reflected(client, w.services))
-        .owns_stream(scope.reflected(client, w.pdbs));
+        .owns_stream(scope.reflected(client, w.pdbs))
+        .owns_stream(scope.reflected(client, w.network_policies));
     let pods = scope.reflected::<Pod>(client, w.pods);
     tokio::spawn(pods.for_each(|_| futures::future::ready(())));
     (controller, cache)

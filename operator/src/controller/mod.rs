@@ -56,8 +56,10 @@ use decided::Decided;
 
 /// The one field manager of every object the operator writes.
 pub const FIELD_MANAGER: &str = "millpond-operator";
-/// Port of the consumers' metrics and admin endpoint.
+/// Port of the consumers' metrics endpoint.
 const CONSUMER_PORT: u16 = crate::desired::METRICS_PORT as u16;
+/// The port of the consumer pods' admin endpoint.
+const ADMIN_PORT: u16 = crate::desired::ADMIN_PORT as u16;
 
 /// Errors of one reconciliation; transient ones are retried with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,9 @@ impl From<kube::Error> for Stop {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub consumer_image: String,
+    /// Where the operator's pods run (the consumers' NetworkPolicy admits
+    /// them to the admin port); `None`: no NetworkPolicy.
+    pub operator_pods: Option<crate::desired::OperatorPods>,
     pub interval: Duration,
     pub kafka_timeout: Duration,
     pub scrape_timeout: Duration,

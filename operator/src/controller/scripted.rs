@@ -132,6 +132,7 @@ impl Harness {
         };
         let settings = Settings {
             consumer_image: "millpond/consumer:0.1.0".into(),
+            operator_pods: None,
             interval: Duration::from_secs(15),
             kafka_timeout: Duration::from_secs(1),
             scrape_timeout: Duration::from_secs(1),
@@ -188,6 +189,10 @@ impl Harness {
                 Some("ConfigMap") => self.writers.config_maps.apply_watcher_event(&event(body)),
                 Some("Service") => self.writers.services.apply_watcher_event(&event(body)),
                 Some("PodDisruptionBudget") => self.writers.pdbs.apply_watcher_event(&event(body)),
+                Some("NetworkPolicy") => self
+                    .writers
+                    .network_policies
+                    .apply_watcher_event(&event(body)),
                 _ => {}
             }
         }

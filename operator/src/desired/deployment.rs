@@ -23,8 +23,13 @@ use super::{
 
 /// Name of the consumer container.
 pub const CONTAINER_NAME: &str = "consumer";
-/// Port of `/metrics`, `/healthz`, `/readyz` and `/admin/limits`.
+/// Port of `/metrics`, `/healthz` and `/readyz`.
 pub const METRICS_PORT: i32 = 9090;
+/// Port of `/admin/limits` alone (only the operator may reach it, see
+/// [`super::admin_network_policy`]).
+pub const ADMIN_PORT: i32 = 9091;
+/// Name of [`ADMIN_PORT`] on the container.
+pub const ADMIN_PORT_NAME: &str = "admin";
 /// Name of that port on the container and the Service.
 pub const METRICS_PORT_NAME: &str = "metrics";
 /// Pod annotation holding [`config_hash`].
@@ -77,12 +82,20 @@ pub fn deployment(mpc: &MillpondConsumer, ctx: &BuildContext, replicas: i32) -> 
             }
             .to_string()
         }),
-        ports: Some(vec![ContainerPort {
-            name: Some(METRICS_PORT_NAME.to_string()),
-            container_port: METRICS_PORT,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(METRICS_PORT_NAME.to_string()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(ADMIN_PORT_NAME.to_string()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+        ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: limits_config_map_name(mpc),

@@ -13,7 +13,7 @@ use millpond_core::pod::env;
 use millpond_crds::{KafkaSpec, MillpondConsumer, MillpondConsumerSpec, SaslMechanism, SinkFormat};
 
 use super::config_map::LIMIT_KEYS;
-use super::deployment::METRICS_PORT;
+use super::deployment::{ADMIN_PORT, METRICS_PORT};
 use super::secret::ADMIN_TOKEN_KEY;
 use super::{admin_secret_name, Error, Result};
 
@@ -85,6 +85,7 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
             value: Some(format!("0.0.0.0:{METRICS_PORT}")),
             value_from: None,
         },
+        plain(env::ADMIN_ADDR, format!("0.0.0.0:{ADMIN_PORT}")),
         plain(env::KAFKA_BOOTSTRAP_SERVERS, &kafka.bootstrap_servers),
         plain(env::KAFKA_TOPIC, &kafka.topic),
         plain(env::KAFKA_GROUP_ID, kafka.group_id()),
@@ -553,6 +554,7 @@ mod tests {
             "{config}"
         );
         assert_eq!(env["METRICS_ADDR"], "0.0.0.0:9090");
+        assert_eq!(env["ADMIN_ADDR"], "0.0.0.0:9091");
         assert_eq!(env["ADMIN_TOKEN"], TOKEN);
     }
 

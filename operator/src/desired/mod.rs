@@ -18,6 +18,7 @@
 //! | Service (headless, metrics port) | `orders-metrics` | [`metrics_service`] |
 //! | Deployment (the consumer pods) | `orders` | [`deployment`] |
 //! | PodDisruptionBudget (maxUnavailable 1) | `orders` | [`pod_disruption_budget`] |
+//! | NetworkPolicy (admin port: the operator only) | `orders-admin` | [`admin_network_policy`] |
 //!
 //! [`objects`] builds all of them, in the order they are to be applied: the
 //! Secret and the ConfigMap first, since pods cannot start without them.
@@ -49,6 +50,7 @@
 mod config_map;
 mod deployment;
 mod env;
+mod network_policy;
 mod pdb;
 mod secret;
 mod service;
@@ -61,6 +63,7 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -68,11 +71,12 @@ use millpond_crds::{CurrentLimits, MillpondConsumer};
 
 pub use config_map::{limits_config_map, limits_env, LIMIT_KEYS};
 pub use deployment::{
-    config_hash, deployment, CONFIG_HASH_ANNOTATION, CONTAINER_NAME, METRICS_PORT,
-    METRICS_PORT_NAME,
+    config_hash, deployment, ADMIN_PORT, ADMIN_PORT_NAME, CONFIG_HASH_ANNOTATION, CONTAINER_NAME,
+    METRICS_PORT, METRICS_PORT_NAME,
 };
 pub(crate) use env::security_settings;
 pub use env::{overridden_env, TLS_DIR};
+pub use network_policy::{admin_network_policy, OperatorPods};
 pub use pdb::pod_disruption_budget;
 pub use secret::{admin_secret, admin_token_of, ADMIN_TOKEN_KEY};
 pub use service::metrics_service;
@@ -105,14 +109,19 @@ pub struct BuildContext {
     /// `<name>-admin` Secret. The operator keeps the token of an existing
     /// Secret ([`admin_token_of`]) and generates one only when there is none.
     pub admin_token: String,
+    /// Where the operator's pods run: the consumer pods' admin port admits
+    /// only them. `None`: no NetworkPolicy.
+    pub operator_pods: Option<OperatorPods>,
 }
 
 impl BuildContext {
-    /// A context with the given consumer image and admin token.
+    /// A context with the given consumer image and admin token, and no
+    /// NetworkPolicy.
     pub fn new(consumer_image: impl Into<String>, admin_token: impl Into<String>) -> Self {
         Self {
             consumer_image: consumer_image.into(),
             admin_token: admin_token.into(),
+            operator_pods: None,
         }
     }
 }
@@ -123,6 +132,7 @@ impl fmt::Debug for BuildContext {
         f.debug_struct("BuildContext")
             .field("consumer_image", &self.consumer_image)
             .field("admin_token", &"<redacted>")
+            .field("operator_pods", &self.operator_pods)
             .finish()
     }
 }
@@ -227,6 +237,11 @@ pub fn metrics_service_name(mpc: &MillpondConsumer) -> String {
     format!("{}-metrics", mpc.name_any())
 }
 
+/// Name of the NetworkPolicy of the admin port, `<name>-admin`.
+pub fn admin_network_policy_name(mpc: &MillpondConsumer) -> String {
+    format!("{}-admin", mpc.name_any())
+}
+
 /// Name of the admin-token Secret, `<name>-admin`.
 pub fn admin_secret_name(mpc: &MillpondConsumer) -> String {
     format!("{}-admin", mpc.name_any())
@@ -245,6 +260,9 @@ pub struct Desired {
     pub deployment: Deployment,
     /// `<name>`: at most one pod disrupted at a time.
     pub pdb: PodDisruptionBudget,
+    /// `<name>-admin`: only the operator reaches the admin port (when the
+    /// operator knows where its pods run).
+    pub admin_network_policy: Option<NetworkPolicy>,
 }
 
 /// Builds every object of `mpc` with `replicas` pods and the current
@@ -261,6 +279,7 @@ pub fn objects(
         metrics_service: metrics_service(mpc, ctx)?,
         deployment: deployment(mpc, ctx, replicas)?,
         pdb: pod_disruption_budget(mpc, ctx)?,
+        admin_network_policy: admin_network_policy(mpc, ctx)?,
     })
 }
 
