@@ -502,7 +502,10 @@ pub struct AutoscalingSpec {
     #[schemars(range(min = 0))]
     pub scale_down_stabilization_seconds: i32,
 
-    /// Most pods added by one decision.
+    /// Most pods added by one decision. One exception: when no count within
+    /// the step spreads the partitions better than now (10 partitions, from
+    /// 5 pods), the decision goes on to the next count that does (10) if it
+    /// lies within a second step.
     #[serde(default = "default_max_scale_up_step")]
     #[schemars(range(min = 1))]
     pub max_scale_up_step: i32,

@@ -190,11 +190,14 @@ fn scale_up(step: Step, why: String) -> (u32, String) {
             ),
         );
     }
-    let stepped = target.min(current + spec.max_scale_up_step);
-    let fewest = sizing::fewest_with_same_spread(partitions, stepped);
-    let to = if fewest > current { fewest } else { stepped };
+    let to = sizing::step_up(partitions, current, target, spec.max_scale_up_step);
     let mut why = format!("{why}; up {current} → {to}");
-    if to < target {
+    if to > current + spec.max_scale_up_step {
+        why += &format!(
+            " (more than +{}: no count between spreads the {partitions} partitions better than {current})",
+            spec.max_scale_up_step
+        );
+    } else if to < target {
         why += &format!(" (at most +{} per decision)", spec.max_scale_up_step);
     }
     (to, why)

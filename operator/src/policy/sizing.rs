@@ -186,6 +186,31 @@ pub fn fewest_with_same_spread(partitions: u32, replicas: u32) -> u32 {
     partitions.div_ceil(max_per_pod(partitions, replicas))
 }
 
+/// Fewest pods whose busiest pod holds fewer partitions than with
+/// `replicas` pods (10 partitions: from 5 pods, 2 each, the next is 10);
+/// `None` when every pod already holds one partition at most.
+pub fn next_better_spread(partitions: u32, replicas: u32) -> Option<u32> {
+    let partitions = partitions.max(1);
+    let now = max_per_pod(partitions, replicas);
+    (now > 1).then(|| partitions.div_ceil(now - 1))
+}
+
+/// Where a scale-up from `current` towards `target` lands with steps of at
+/// most `max_step` pods: on the fewest pods of a spread (pods beyond it
+/// hold no fewer partitions each). When no count within the step spreads
+/// the partitions better than now, it goes on to the next count that does
+/// if that lies within a second step; else it takes the step (a target
+/// further away is reached step by step).
+pub fn step_up(partitions: u32, current: u32, target: u32, max_step: u32) -> u32 {
+    let stepped = target.min(current + max_step);
+    let fewest = fewest_with_same_spread(partitions, stepped);
+    match next_better_spread(partitions, current) {
+        _ if fewest > current => fewest,
+        Some(next) if next <= current + 2 * max_step => next.min(target).max(stepped),
+        _ => stepped,
+    }
+}
+
 /// Fewest pods that keep up with `demand` records/s on each of `partitions`
 /// partitions at `capacity` records/s per pod, before any bound.
 pub fn replicas_for(demand: f64, capacity: f64, partitions: u32) -> u32 {
@@ -205,6 +230,10 @@ mod tests {
         assert_eq!(fewest_with_same_spread(12, 12), 12);
         assert_eq!(fewest_with_same_spread(10, 4), 4);
         assert_eq!(fewest_with_same_spread(10, 3), 3);
+        assert_eq!(next_better_spread(10, 5), Some(10));
+        assert_eq!(next_better_spread(10, 4), Some(5));
+        assert_eq!(next_better_spread(12, 5), Some(6));
+        assert_eq!(next_better_spread(10, 10), None);
     }
 
     #[test]

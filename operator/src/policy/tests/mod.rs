@@ -292,12 +292,29 @@ fn scale_up_is_immediate_and_rate_limited() {
     for _ in 0..5 {
         let before = b.replicas;
         let d = b.tick(2_000.0, 1_000.0, &[]);
-        assert!(d.replicas <= before + 4, "{}", d.reason);
+        assert!(d.replicas <= before + 8, "{}", d.reason);
         seen.push(d.replicas);
     }
     // Immediate: the first interval with the load scales; +4 at most, and 5
-    // would be no faster than 4 on 12 partitions; 8 no faster than 6.
-    assert_eq!(seen, vec![4, 6, 10, 12, 12]);
+    // would be no faster than 4 on 12 partitions, 8 no faster than 6. From
+    // 6 (2 partitions each) every count up to 11 still leaves a pod with 2:
+    // the step goes on to 12, within a second step.
+    assert_eq!(seen, vec![4, 6, 12, 12, 12]);
+}
+
+#[test]
+fn a_step_lands_on_a_count_that_spreads_better_than_every_smaller_one() {
+    use super::sizing::step_up;
+    // A skewed burst on 10 partitions wants 10 pods: from 5 (2 each), 9
+    // would still leave a pod with 2, so the step goes to 10.
+    assert_eq!(step_up(10, 5, 10, 4), 10);
+    // With a step of 1 the next better spread (100 from 50) is far beyond
+    // a second step: it climbs one by one.
+    assert_eq!(step_up(100, 50, 100, 1), 51);
+    // Within the step: the fewest pods of the spread the step reaches.
+    assert_eq!(step_up(12, 4, 12, 4), 6);
+    // Never past the target.
+    assert_eq!(step_up(10, 5, 7, 4), 7);
 }
 
 #[test]
