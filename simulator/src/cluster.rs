@@ -414,6 +414,62 @@ mod tests {
         max_in_flight: 2,
     };
 
+    /// The value of an unlabelled series in Prometheus text.
+    fn sample(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the fixture"))
+    }
+
+    #[test]
+    fn a_sink_bound_pod_is_modelled_as_the_real_consumer_reports_it() {
+        // Two scrapes, 15 s apart, of a real millpond-consumer whose HTTP sink
+        // holds every batch 1 s (e2e/record-pod-metrics: 256Ki flushes, 2
+        // writes in flight, records of 500 B, a backlog).
+        let (a, b) = (
+            include_str!("../../operator/src/observe/fixtures/sink-bound.1.prom"),
+            include_str!("../../operator/src/observe/fixtures/sink-bound.2.prom"),
+        );
+        let seconds = 15.0;
+        let mean = |name: &str| (sample(b, name) - sample(a, name)) / seconds;
+        let real_rate = mean("millpond_records_delivered_total");
+        let real_fullness = mean("millpond_buffer_fullness_seconds_total");
+        let real_waiting = mean("millpond_backpressure_wait_seconds_total");
+
+        let ph = Physics {
+            partitions: 4,
+            record_bytes: 500.0,
+            // What one consumer takes on this machine when the sink is not
+            // the limit (docs/benchmarks.md: 2M records in about 9 s).
+            cpu_records_per_second: 200_000.0,
+            sink_base_latency: 1.0,
+            sink_write_bandwidth: 1e12,
+            flush_interval: 5.0,
+            rebalance_pause: 10,
+        };
+        let limits = TunedLimits {
+            flush_bytes: 256 << 10,
+            max_in_flight: 2,
+        };
+        let rate = ph.capacity(limits);
+        let mut pod = PodCounters::default();
+        let (fullness, _) = pod.record(&ph, limits, rate, 1e9);
+        assert!(
+            (rate / real_rate - 1.0).abs() < 0.05,
+            "modelled {rate:.0} records/s, the real pod {real_rate:.0}"
+        );
+        assert!(
+            (fullness - real_fullness).abs() < 0.1,
+            "modelled fullness {fullness:.2}, the real pod's mean {real_fullness:.2}"
+        );
+        assert!(
+            (pod.backpressure - real_waiting).abs() < 0.1,
+            "modelled {:.2} of the time waiting for a permit, the real pod {real_waiting:.2}",
+            pod.backpressure
+        );
+    }
+
     #[test]
     fn rescaling_moves_few_partitions_and_keeps_the_spread_even() {
         let mut c = Cluster::new(physics(), 4, LIMITS, None);
