@@ -28,46 +28,45 @@ pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
-/// Creates a topic and waits until its partitions have leaders.
-pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+/// An admin client of `servers`.
+fn admin(servers: &str) -> Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
         .set("bootstrap.servers", servers)
         .create()
-        .context("creating admin client")?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .context("creating topic")?;
+        .context("creating admin client")
+}
+
+/// Fails with `what` and the broker's answer for the first topic refused.
+fn check_topics(results: Vec<rdkafka::admin::TopicResult>, what: &str) -> Result<()> {
     for r in results {
         if let Err((name, code)) = r {
-            bail!("creating topic {name}: {code}");
+            bail!("{what} {name}: {code}");
         }
     }
+    Ok(())
+}
+
+/// Creates a topic and waits until its partitions have leaders.
+pub async fn create_topic(servers: &str, topic: &str, partitions: i32) -> Result<()> {
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let timeout = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin(servers)?
+        .create_topics([&new], &timeout)
+        .await
+        .context("creating topic")?;
+    check_topics(results, "creating topic")?;
     wait_for_leaders(servers, topic, partitions).await
 }
 
 /// Grows a topic to `total` partitions and waits until they have leaders.
 pub async fn add_partitions(servers: &str, topic: &str, total: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .context("creating admin client")?;
-    let results = admin
-        .create_partitions(
-            [&NewPartitions::new(topic, total as usize)],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
+    let grown = NewPartitions::new(topic, total as usize);
+    let timeout = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin(servers)?
+        .create_partitions([&grown], &timeout)
         .await
         .context("adding partitions")?;
-    for r in results {
-        if let Err((name, code)) = r {
-            bail!("adding partitions to {name}: {code}");
-        }
-    }
+    check_topics(results, "adding partitions to")?;
     wait_for_leaders(servers, topic, total).await
 }
 
@@ -92,21 +91,14 @@ async fn wait_for_leaders(servers: &str, topic: &str, partitions: i32) -> Result
 
 /// Deletes topics (a benchmark's, when it is done).
 pub async fn delete_topics(servers: &str, topics: &[String]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", servers)
-        .create()
-        .context("creating admin client")?;
+    let admin = admin(servers)?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     for chunk in names.chunks(100) {
-        for r in admin
+        let results = admin
             .delete_topics(chunk, &AdminOptions::new())
             .await
-            .context("deleting topics")?
-        {
-            if let Err((name, code)) = r {
-                bail!("deleting topic {name}: {code}");
-            }
-        }
+            .context("deleting topics")?;
+        check_topics(results, "deleting topic")?;
     }
     Ok(())
 }
