@@ -9,7 +9,6 @@
 
 mod file;
 mod http;
-mod object;
 pub mod retry;
 
 use std::sync::Arc;
@@ -22,11 +21,9 @@ use crate::{Error, Result};
 
 pub use file::{FileFormat, FileSink};
 pub use http::{Backoff, HttpSink};
-pub use millpond_core::sink::{memory_factor, object_memory_factor};
-pub use object::ObjectSink;
+pub use millpond_core::sink::memory_factor;
 
-/// Options that apply to the HTTP sink and to the object storage sink's
-/// requests.
+/// Options that apply to the HTTP sink.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub timeout: Duration,
@@ -72,7 +69,6 @@ impl WriteError {
 pub enum Sink {
     File(FileSink),
     Http(HttpSink),
-    Object(ObjectSink),
 }
 
 impl Sink {
@@ -84,9 +80,8 @@ impl Sink {
         match url.scheme() {
             "file" => Ok(Sink::File(FileSink::from_url(&url)?)),
             "http" | "https" => Ok(Sink::Http(HttpSink::new(url, http)?)),
-            "s3" => Ok(Sink::Object(ObjectSink::from_url(&url, http)?)),
             other => Err(Error::Config(format!(
-                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https, s3)"
+                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https)"
             ))),
         }
     }
@@ -96,7 +91,6 @@ impl Sink {
         match self {
             Sink::File(s) => s.write(batch).await,
             Sink::Http(s) => s.write(batch).await,
-            Sink::Object(s) => s.write(batch).await,
         }
     }
 
@@ -106,7 +100,6 @@ impl Sink {
         match self {
             Sink::File(s) => memory_factor(false, s.format()),
             Sink::Http(_) => memory_factor(true, FileFormat::Ndjson),
-            Sink::Object(s) => object_memory_factor(s.format()),
         }
     }
 
@@ -115,7 +108,6 @@ impl Sink {
         match self {
             Sink::File(s) => s.describe(),
             Sink::Http(s) => s.describe(),
-            Sink::Object(s) => s.describe(),
         }
     }
 }
