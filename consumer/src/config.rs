@@ -105,7 +105,7 @@ pub struct Args {
     #[arg(long, env = "LIMITS_GENERATION", default_value_t = 0)]
     pub limits_generation: u64,
 
-    /// HTTP sink: timeout of one request (milliseconds).
+    /// HTTP and object storage sinks: timeout of one request (milliseconds).
     #[arg(long, env = "HTTP_TIMEOUT_MS", default_value_t = 30_000)]
     pub http_timeout_ms: u64,
 
@@ -388,7 +388,7 @@ mod tests {
                 &["--kafka-config=enable.auto.commit=true"],
                 "`enable.auto.commit=true` is not allowed",
             ),
-            (&["--sink-url=s3://bucket/x"], "unknown sink scheme `s3`"),
+            (&["--sink-url=gs://bucket/x"], "unknown sink scheme `gs`"),
             (&["--memory-budget=16Mi"], "budget 16.0Mi is below"),
             (&["--max-in-flight=0"], "max_in_flight must be at least 1"),
         ];

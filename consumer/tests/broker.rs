@@ -580,28 +580,12 @@ fn parquet_files_hold_every_record_with_metadata() {
     assert!(c.wait(Duration::from_secs(30)).success());
     let mut ids = BTreeMap::new();
     for f in std::fs::read_dir(&out).unwrap() {
-        let path = f.unwrap().path();
-        assert_eq!(path.extension().unwrap(), "parquet");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&path).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
+        for batch in parquet_batches(&f.unwrap().path()) {
             assert!(
                 batch.schema().field_with_name("_offset").is_ok(),
                 "metadata column present"
             );
-            let col = batch.column_by_name("id").unwrap();
-            let col = col
-                .as_any()
-                .downcast_ref::<arrow::array::Int64Array>()
-                .unwrap();
-            for v in col.iter() {
-                *ids.entry(v.unwrap() as u64).or_insert(0u32) += 1;
-            }
+            count_parquet_ids(&batch, &mut ids);
         }
     }
     assert_eq!(assert_all_present(&ids, n), 0);

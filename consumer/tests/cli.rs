@@ -39,11 +39,20 @@ fn assert_refused(env: &[(&str, &str)], code: i32, text: &str) {
 }
 
 #[test]
+fn an_s3_sink_without_a_bucket_is_refused() {
+    assert_refused(
+        &[("SINK_URL", "s3:///prefix")],
+        2,
+        "an object storage sink names its bucket, e.g. s3://bucket/prefix",
+    );
+}
+
+#[test]
 fn an_unknown_sink_scheme_is_refused() {
     assert_refused(
-        &[("SINK_URL", "s3://bucket/prefix")],
+        &[("SINK_URL", "gs://bucket/prefix")],
         2,
-        "unknown sink scheme `s3` (supported: file, http, https)",
+        "unknown sink scheme `gs` (supported: file, http, https, s3)",
     );
 }
 

@@ -29,3 +29,10 @@ pub fn memory_factor(http: bool, format: FileFormat) -> f64 {
         (false, FileFormat::Ndjson) => 1.0,
     }
 }
+
+/// What an object storage sink holds beside a batch, per batch byte: the
+/// file sink's encoding plus the whole encoded object, kept in memory while
+/// it uploads.
+pub fn object_memory_factor(format: FileFormat) -> f64 {
+    memory_factor(false, format) + 1.0
+}

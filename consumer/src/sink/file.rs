@@ -68,23 +68,7 @@ impl FileSink {
                 "SINK_URL `{url}`: a file sink needs an absolute path, e.g. file:///data/out"
             ))
         })?;
-        let mut format = FileFormat::Ndjson;
-        for (key, value) in url.query_pairs() {
-            match (key.as_ref(), value.as_ref()) {
-                ("format", "ndjson") => format = FileFormat::Ndjson,
-                ("format", "parquet") => format = FileFormat::Parquet,
-                ("format", other) => {
-                    return Err(Error::Config(format!(
-                    "SINK_URL `{url}`: unknown file format `{other}` (supported: ndjson, parquet)"
-                )))
-                }
-                (other, _) => {
-                    return Err(Error::Config(format!(
-                        "SINK_URL `{url}`: unknown option `{other}` (supported: format)"
-                    )))
-                }
-            }
-        }
+        let format = super::object::format_of(url)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating sink directory {}", dir.display()), e))?;
         Ok(FileSink { dir, format })
@@ -115,19 +99,48 @@ impl FileSink {
     }
 }
 
+/// The name of a chunk's file (or object):
+/// `<topic>-<partition>-<first offset>-<last offset>.<ext>`.
+pub(super) fn chunk_name(topic: &str, format: FileFormat, chunk: &PartitionChunk) -> String {
+    format!(
+        "{topic}-{}-{}-{}.{}",
+        chunk.partition,
+        chunk.first_offset,
+        chunk.last_offset,
+        format.extension()
+    )
+}
+
+/// A chunk encoded in memory, for sinks that upload whole objects; a
+/// Parquet chunk that cannot be encoded is refused.
+pub(super) fn encode(
+    format: FileFormat,
+    name: &str,
+    chunk: &PartitionChunk,
+) -> std::result::Result<Vec<u8>, WriteError> {
+    let mut out = Vec::with_capacity(chunk.bytes() as usize);
+    let written = match format {
+        FileFormat::Ndjson => write_ndjson(&mut out, chunk).map_err(ParquetFailure::Io),
+        FileFormat::Parquet => write_parquet(&mut out, chunk),
+    };
+    match written {
+        Ok(()) => Ok(out),
+        Err(ParquetFailure::Encoding(message)) => Err(WriteError::refused(
+            None,
+            format!("encoding {name} as Parquet: {message}"),
+        )),
+        // Writing into memory does not fail.
+        Err(ParquetFailure::Io(e)) => Err(WriteError::unavailable(format!("encoding {name}: {e}"))),
+    }
+}
+
 fn write_chunk(
     dir: &Path,
     topic: &str,
     format: FileFormat,
     chunk: &PartitionChunk,
 ) -> std::result::Result<(), WriteError> {
-    let name = format!(
-        "{topic}-{}-{}-{}.{}",
-        chunk.partition,
-        chunk.first_offset,
-        chunk.last_offset,
-        format.extension()
-    );
+    let name = chunk_name(topic, format, chunk);
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(&name);
     let io = |what: &str, e: io::Error| {
@@ -153,8 +166,8 @@ fn write_chunk(
     result
 }
 
-fn write_ndjson(file: &File, chunk: &PartitionChunk) -> io::Result<()> {
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+fn write_ndjson<W: Write>(out: W, chunk: &PartitionChunk) -> io::Result<()> {
+    let mut w = BufWriter::with_capacity(1 << 20, out);
     for segment in &chunk.segments {
         w.write_all(segment)?;
     }
@@ -183,12 +196,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// [`DECODE_ROWS`] rows and encodes those. A record is copied (one at a
 /// time, to be rewritten) only when the file has a string column that holds
 /// objects or arrays.
-fn write_parquet(file: &File, chunk: &PartitionChunk) -> std::result::Result<(), ParquetFailure> {
+fn write_parquet<W: Write + Send>(
+    out: W,
+    chunk: &PartitionChunk,
+) -> std::result::Result<(), ParquetFailure> {
     let mut io_error = None;
     let encoded = encode_parquet(
         chunk,
-        WatchedFile {
-            file,
+        Watched {
+            out,
             error: &mut io_error,
         },
     );
@@ -199,9 +215,9 @@ fn write_parquet(file: &File, chunk: &PartitionChunk) -> std::result::Result<(),
     }
 }
 
-fn encode_parquet(
+fn encode_parquet<W: Write + Send>(
     chunk: &PartitionChunk,
-    out: WatchedFile<'_>,
+    out: Watched<'_, W>,
 ) -> std::result::Result<(), BoxError> {
     let mut root = Object::default();
     for (i, line) in chunk.lines().enumerate() {
@@ -245,9 +261,9 @@ fn encode_parquet(
     Ok(())
 }
 
-fn write_decoded(
+fn write_decoded<W: Write + Send>(
     decoder: &mut Decoder,
-    writer: &mut ArrowWriter<WatchedFile<'_>>,
+    writer: &mut ArrowWriter<Watched<'_, W>>,
 ) -> std::result::Result<(), BoxError> {
     if let Some(batch) = decoder.flush()? {
         writer.write(&batch)?;
@@ -255,15 +271,15 @@ fn write_decoded(
     Ok(())
 }
 
-/// The file under the Parquet writer. It keeps the first error writing to
-/// the file, which tells a failed write apart from records that cannot be
-/// encoded (the Parquet writer reports both as its own errors).
-struct WatchedFile<'a> {
-    file: &'a File,
+/// The file (or buffer) under the Parquet writer. It keeps the first error
+/// writing to it, which tells a failed write apart from records that cannot
+/// be encoded (the Parquet writer reports both as its own errors).
+struct Watched<'a, W> {
+    out: W,
     error: &'a mut Option<io::Error>,
 }
 
-impl WatchedFile<'_> {
+impl<W> Watched<'_, W> {
     fn watch<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
         result.map_err(|e| {
             if e.kind() == io::ErrorKind::Interrupted || self.error.is_some() {
@@ -276,10 +292,9 @@ impl WatchedFile<'_> {
     }
 }
 
-impl Write for WatchedFile<'_> {
+impl<W: Write> Write for Watched<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut file = self.file;
-        let result = match file.write(buf) {
+        let result = match self.out.write(buf) {
             Ok(0) if !buf.is_empty() => Err(io::ErrorKind::WriteZero.into()),
             result => result,
         };
@@ -287,8 +302,7 @@ impl Write for WatchedFile<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut file = self.file;
-        let result = file.flush();
+        let result = self.out.flush();
         self.watch(result)
     }
 }

@@ -9,6 +9,7 @@
 
 mod file;
 mod http;
+mod object;
 pub mod retry;
 
 use std::sync::Arc;
@@ -21,9 +22,11 @@ use crate::{Error, Result};
 
 pub use file::{FileFormat, FileSink};
 pub use http::{Backoff, HttpSink};
-pub use millpond_core::sink::memory_factor;
+pub use millpond_core::sink::{memory_factor, object_memory_factor};
+pub use object::ObjectSink;
 
-/// Options that apply to the HTTP sink.
+/// Options that apply to the HTTP sink and to the object storage sink's
+/// requests.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub timeout: Duration,
@@ -69,6 +72,7 @@ impl WriteError {
 pub enum Sink {
     File(FileSink),
     Http(HttpSink),
+    Object(ObjectSink),
 }
 
 impl Sink {
@@ -80,8 +84,9 @@ impl Sink {
         match url.scheme() {
             "file" => Ok(Sink::File(FileSink::from_url(&url)?)),
             "http" | "https" => Ok(Sink::Http(HttpSink::new(url, http)?)),
+            "s3" => Ok(Sink::Object(ObjectSink::from_url(&url, http)?)),
             other => Err(Error::Config(format!(
-                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https)"
+                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https, s3)"
             ))),
         }
     }
@@ -91,6 +96,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.write(batch).await,
             Sink::Http(s) => s.write(batch).await,
+            Sink::Object(s) => s.write(batch).await,
         }
     }
 
@@ -100,6 +106,7 @@ impl Sink {
         match self {
             Sink::File(s) => memory_factor(false, s.format()),
             Sink::Http(_) => memory_factor(true, FileFormat::Ndjson),
+            Sink::Object(s) => object_memory_factor(s.format()),
         }
     }
 
@@ -108,6 +115,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.describe(),
             Sink::Http(s) => s.describe(),
+            Sink::Object(s) => s.describe(),
         }
     }
 }

@@ -183,6 +183,31 @@ pub fn ids_in_dir(dir: &Path) -> BTreeMap<u64, u32> {
 }
 
 /// Adds the `id` of every NDJSON line to `ids`.
+/// Every record batch of a Parquet file.
+pub fn parquet_batches(path: &Path) -> Vec<arrow::array::RecordBatch> {
+    assert_eq!(path.extension().unwrap(), "parquet", "{}", path.display());
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|batch| batch.unwrap())
+    .collect()
+}
+
+/// Counts the values of a batch's `id` column (Int64).
+pub fn count_parquet_ids(batch: &arrow::array::RecordBatch, ids: &mut BTreeMap<u64, u32>) {
+    let col = batch.column_by_name("id").unwrap();
+    let col = col
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    for v in col.iter() {
+        *ids.entry(v.unwrap() as u64).or_insert(0u32) += 1;
+    }
+}
+
 pub fn count_ids(ndjson: &str, ids: &mut BTreeMap<u64, u32>) {
     for line in ndjson.lines().filter(|l| !l.is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).expect("sink wrote valid JSON");

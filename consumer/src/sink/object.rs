@@ -1,0 +1,132 @@
+//! The object storage sink: one object per partition per batch, NDJSON or
+//! Parquet, named as the file sink names its files, in an S3 bucket (AWS or
+//! any S3-compatible store).
+//!
+//! `s3://bucket/prefix?format=ndjson|parquet`. Everything else comes from
+//! the standard `AWS_*` environment, read by the `object_store` crate:
+//! credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
+//! `AWS_SESSION_TOKEN`, or the pod's identity: `AWS_WEB_IDENTITY_TOKEN_FILE`
+//! with `AWS_ROLE_ARN`, as EKS sets them), `AWS_REGION`, and for an
+//! S3-compatible store `AWS_ENDPOINT` (path-style addressing, the crate's
+//! default) and `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint.
+//!
+//! An object is written with one PUT, so a reader never sees a partial
+//! object and a batch delivered twice replaces its own object. The encoded
+//! object is held in memory while it uploads (the budget counts it). Every
+//! failure of the store (unreachable, access denied, no such bucket) leaves
+//! the sink unavailable until it passes; only a Parquet batch that cannot be
+//! encoded is refused.
+
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path;
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use url::Url;
+
+use super::file::{chunk_name, encode, FileFormat};
+use super::{HttpOptions, WriteError};
+use crate::buffer::Batch;
+use crate::{Error, Result};
+
+/// Writes batches as objects under one prefix of a bucket.
+pub struct ObjectSink {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+    prefix: Path,
+    format: FileFormat,
+}
+
+impl ObjectSink {
+    /// Each write is one attempt with `http.timeout`: the store client does
+    /// not retry on its own, so an outage shows in the sink's metrics and a
+    /// hand-off is not held up by retries ([`super::retry`] does them).
+    pub fn from_url(url: &Url, http: &HttpOptions) -> Result<Self> {
+        let bucket = url.host_str().filter(|b| !b.is_empty()).ok_or_else(|| {
+            Error::Config(format!(
+                "SINK_URL `{url}`: an object storage sink names its bucket, e.g. s3://bucket/prefix"
+            ))
+        })?;
+        let format = format_of(url)?;
+        let store = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            // Beside what the environment configured (AWS_ALLOW_HTTP, ...).
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}ms", http.timeout.as_millis()),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .build()
+            .map_err(|e| Error::Config(format!("SINK_URL `{url}`: {e}")))?;
+        let prefix = Path::from_url_path(url.path())
+            .map_err(|e| Error::Config(format!("SINK_URL `{url}`: the prefix: {e}")))?;
+        Ok(ObjectSink {
+            store: Arc::new(store),
+            bucket: bucket.to_string(),
+            prefix,
+            format,
+        })
+    }
+
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "objects in s3://{}/{} ({})",
+            self.bucket,
+            self.prefix,
+            self.format.extension()
+        )
+    }
+
+    /// Uploads every chunk of the batch as its own object.
+    pub async fn write(&self, batch: Arc<Batch>) -> std::result::Result<(), WriteError> {
+        for (i, chunk) in batch.chunks.iter().enumerate() {
+            if chunk.records == 0 {
+                continue;
+            }
+            let name = chunk_name(&batch.topic, self.format, chunk);
+            let (format, batch_ref, encoded_name) = (self.format, batch.clone(), name.clone());
+            let body = tokio::task::spawn_blocking(move || {
+                encode(format, &encoded_name, &batch_ref.chunks[i])
+            })
+            .await
+            .map_err(|e| WriteError::unavailable(format!("encoder task failed: {e}")))??;
+            let path = self.prefix.clone().join(name.as_str());
+            self.store
+                .put(&path, PutPayload::from(body))
+                .await
+                .map_err(|e| {
+                    WriteError::unavailable(format!("putting s3://{}/{path}: {e}", self.bucket))
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// `format=` of the sink URL (NDJSON unless it says otherwise).
+pub(super) fn format_of(url: &Url) -> Result<FileFormat> {
+    let mut format = FileFormat::Ndjson;
+    for (key, value) in url.query_pairs() {
+        match (key.as_ref(), value.as_ref()) {
+            ("format", "ndjson") => format = FileFormat::Ndjson,
+            ("format", "parquet") => format = FileFormat::Parquet,
+            ("format", other) => {
+                return Err(Error::Config(format!(
+                    "SINK_URL `{url}`: unknown file format `{other}` (supported: ndjson, parquet)"
+                )))
+            }
+            (other, _) => {
+                return Err(Error::Config(format!(
+                    "SINK_URL `{url}`: unknown option `{other}` (supported: format)"
+                )))
+            }
+        }
+    }
+    Ok(format)
+}
