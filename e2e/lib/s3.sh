@@ -11,7 +11,8 @@
 #   s3_down    stop it and drop its data
 #   s3_env     S3_ENDPOINT, S3_BUCKET, S3_DATA_DIR and the AWS_* credentials
 #
-# Not part of `e2e/stack up` yet: `e2e/stack up s3` starts it.
+# Not part of a bare `e2e/stack up`: `e2e/stack up s3` starts it (e2e/test
+# does, for the object storage sink's tests).
 
 _S3_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 S3_VERSION=${S3_VERSION:-v1.8.0}
