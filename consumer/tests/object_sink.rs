@@ -153,3 +153,61 @@ fn a_store_that_refuses_the_credentials_holds_commits_nothing_and_says_why() {
         c.log_text()
     );
 }
+
+#[test]
+#[ignore = "needs the local Kafka broker and S3 store: run e2e/test"]
+fn an_object_above_16_mib_goes_up_in_parts_and_lands_whole() {
+    let work = tempfile::tempdir().unwrap();
+    let (mut env, bucket, dir) = store();
+    let topic = topic("s3-multipart", 1);
+    // About 30 MB on one partition, flushed as one batch after 15 s.
+    let n = 150_000;
+    kafka::produce_json(&kafka::bootstrap(), &topic, 1, 0..n, RECORD).unwrap();
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("SINK_URL", format!("s3://{bucket}/{topic}")));
+    env.push(("FLUSH_BYTES", "32Mi".into()));
+    env.push(("MAX_IN_FLIGHT", "1".into()));
+    env.push(("MEMORY_BUDGET", "512Mi".into()));
+    env.push(("FLUSH_INTERVAL_MS", "15000".into()));
+    let mut c = Consumer::start(work.path(), "s3mp", &env);
+    let objects = dir.join(&topic);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while ids_in_dir(&objects).len() as u64 != n {
+        assert!(
+            std::time::Instant::now() < deadline && !c.exited(),
+            "not all records in the bucket after 120 s: {}",
+            c.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    assert_eq!(assert_all_present(&ids_in_dir(&objects), n), 0);
+    let largest = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    assert!(
+        largest > 16 << 20,
+        "one object above the multipart threshold: the largest is {largest} bytes"
+    );
+    // The store's access log (`e2e/lib/s3.sh` keeps it beside the data)
+    // shows the parts: 8 MiB each.
+    let log = PathBuf::from(std::env::var("S3_DATA_DIR").unwrap())
+        .with_file_name("logs")
+        .join("versitygw.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let parts = log
+        .lines()
+        .filter(|l| l.contains(&format!("/{topic}/")) && l.contains("partNumber="))
+        .count();
+    assert!(
+        parts as u64 >= largest / (8 << 20),
+        "{parts} parts uploaded for an object of {largest} bytes"
+    );
+}

@@ -19,20 +19,46 @@ impl FileFormat {
     }
 }
 
-/// Memory a sink holds beside a batch while writing it, per batch byte:
-/// NDJSON files stream the lines out (1.0), HTTP builds one body (2.0),
-/// Parquet decodes into Arrow columns and encodes pages (3.0).
-pub fn memory_factor(http: bool, format: FileFormat) -> f64 {
-    match (http, format) {
-        (true, _) => 2.0,
-        (false, FileFormat::Parquet) => 3.0,
-        (false, FileFormat::Ndjson) => 1.0,
+/// Where a sink puts a batch, as far as its memory is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Files on a volume of the pod.
+    File(FileFormat),
+    /// One NDJSON POST per batch.
+    Http,
+    /// Objects in S3 or an S3-compatible store.
+    Object(FileFormat),
+}
+
+impl SinkKind {
+    /// Memory the sink holds beside a batch while writing it, per batch
+    /// byte: NDJSON files stream the lines out (1.0), HTTP builds one body
+    /// (2.0), Parquet decodes into Arrow columns and encodes pages (3.0); an
+    /// object also holds the whole encoded object while it uploads (+1.0).
+    pub fn memory_factor(self) -> f64 {
+        match self {
+            SinkKind::Http => 2.0,
+            SinkKind::File(FileFormat::Parquet) => 3.0,
+            SinkKind::File(FileFormat::Ndjson) => 1.0,
+            SinkKind::Object(format) => SinkKind::File(format).memory_factor() + 1.0,
+        }
     }
 }
 
-/// What an object storage sink holds beside a batch, per batch byte: the
-/// file sink's encoding plus the whole encoded object, kept in memory while
-/// it uploads.
-pub fn object_memory_factor(format: FileFormat) -> f64 {
-    memory_factor(false, format) + 1.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_costs_one_more_than_its_file() {
+        for format in [FileFormat::Ndjson, FileFormat::Parquet] {
+            assert_eq!(
+                SinkKind::Object(format).memory_factor(),
+                SinkKind::File(format).memory_factor() + 1.0
+            );
+        }
+        assert!(
+            SinkKind::Http.memory_factor() > SinkKind::File(FileFormat::Ndjson).memory_factor()
+        );
+    }
 }

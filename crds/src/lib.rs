@@ -22,8 +22,8 @@ mod volumes;
 
 pub use spec::{
     AutoscalingSpec, AutotuneSpec, HttpSinkSpec, ImagePullPolicy, KafkaSpec, LimitsSpec,
-    MillpondConsumer, MillpondConsumerSpec, ResourcesSpec, SaslMechanism, SaslSpec, SecretKeyRef,
-    SinkFormat, SinkSpec, TemplateSpec, TlsSpec, DEFAULT_MEMORY,
+    MillpondConsumer, MillpondConsumerSpec, ResourcesSpec, S3Spec, SaslMechanism, SaslSpec,
+    SecretKeyRef, SinkFormat, SinkSpec, TemplateSpec, TlsSpec, DEFAULT_MEMORY,
 };
 pub use status::{
     condition, CurrentLimits, Decision, Direction, HotPartition, LagStatus, MillpondConsumerStatus,

@@ -111,8 +111,8 @@ fn quantities_ordered(a: &str, b: &str) -> String {
     quantities_ordered("limits.flushBytes", "autotune.maxFlushBytes"),
 )).message("limits.flushBytes must lie within autotune.minFlushBytes and autotune.maxFlushBytes").field_path(".limits.flushBytes"))]
 #[x_kube(validation = Rule::new(
-    "self.sink.url.startsWith('file://') || !has(self.sink.format) || self.sink.format == 'ndjson'"
-).message("sink.format parquet needs a file:// sink (HTTP sinks receive NDJSON)").field_path(".sink.format"))]
+    "self.sink.url.startsWith('file://') || self.sink.url.startsWith('s3://') || !has(self.sink.format) || self.sink.format == 'ndjson'"
+).message("sink.format parquet needs a file:// or s3:// sink (HTTP sinks receive NDJSON)").field_path(".sink.format"))]
 #[serde(rename_all = "camelCase")]
 pub struct MillpondConsumerSpec {
     /// The Kafka cluster, topic and consumer group to read from.
@@ -277,26 +277,74 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// How a pod reaches an S3 bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.accessKeyIdSecretRef) == has(self.secretAccessKeySecretRef)").message("s3.accessKeyIdSecretRef and s3.secretAccessKeySecretRef go together"))]
+#[x_kube(validation = Rule::new("!has(self.sessionTokenSecretRef) || has(self.accessKeyIdSecretRef)").message("s3.sessionTokenSecretRef needs s3.accessKeyIdSecretRef and s3.secretAccessKeySecretRef"))]
+pub struct S3Spec {
+    /// Region of the bucket, e.g. eu-west-1. Unset: the pod's AWS_REGION
+    /// (from spec.template.env or its identity), else us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: Option<String>,
+
+    /// Endpoint of an S3-compatible store, e.g. http://minio.storage:9000.
+    /// Unset: AWS S3 of the region. A plain http:// endpoint is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("s3.endpoint must be an http:// or https:// URL"))]
+    pub endpoint: Option<String>,
+
+    /// Address the bucket as a host name (`bucket.endpoint`) rather than
+    /// as the first part of the path (`endpoint/bucket`, the default, which
+    /// AWS and S3-compatible stores accept).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+
+    /// Secret key holding the access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding the secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding a session token (temporary credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_secret_ref: Option<SecretKeyRef>,
+}
+
 /// Where the records go, and how.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.s3) || self.url.startsWith('s3://')").message("sink.s3 applies to an s3:// sink.url only"))]
 pub struct SinkSpec {
     /// Sink address: `file:///dir` writes files into a directory of the pod,
     /// which must be the mountPath of a spec.template.volumes entry that is
     /// not readOnly, or lie below it (the pod's root file system is
     /// read-only; otherwise the operator reports Degraded with reason
     /// SinkNotOnVolume); `http://host/path` or `https://host/path` receives
-    /// one NDJSON POST per batch.
+    /// one NDJSON POST per batch; `s3://bucket/prefix` writes the same files
+    /// as objects into an S3 bucket (AWS or an S3-compatible store, see
+    /// `s3`).
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(
-        "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')"
-    ).message("sink.url must use the file, http or https scheme"))]
+        "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$')"
+    ).message(SINK_URL_RULE_MESSAGE))]
     pub url: String,
 
-    /// File format of a file:// sink: ndjson (one JSON object per line) or
-    /// parquet. HTTP sinks always receive NDJSON.
+    /// File format of a file:// or s3:// sink: ndjson (one JSON object per
+    /// line) or parquet. HTTP sinks always receive NDJSON.
     #[serde(default)]
     pub format: SinkFormat,
+
+    /// Where and how an s3:// sink reaches its bucket: region, an endpoint
+    /// for S3-compatible stores, credentials from Secrets. Without
+    /// credentials the pod uses its own identity (for example IRSA on EKS:
+    /// a spec.template.serviceAccountName annotated with a role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
 
     /// Add `_topic`, `_partition`, `_offset` and `_timestamp` to every record.
     #[serde(default)]
@@ -359,6 +407,89 @@ pub struct HttpSinkSpec {
     /// or for spec.sink.giveUpAfterSeconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<i32>,
+}
+
+/// The sink URL schemes, as the schema's rule on `sink.url` accepts them.
+pub const SINK_URL_RULE_MESSAGE: &str = "sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, dots and hyphens)";
+
+impl SinkSpec {
+    /// The schema's rules on the sink, for objects that did not pass the
+    /// API server.
+    fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        let url = &self.url;
+        let known = url.starts_with("file://")
+            || url.starts_with("http://")
+            || url.starts_with("https://")
+            || url
+                .strip_prefix("s3://")
+                .is_some_and(|rest| bucket_name_ok(rest.split('/').next().unwrap_or_default()));
+        if !known {
+            return Err(invalid("sink.url", SINK_URL_RULE_MESSAGE));
+        }
+        let files = url.starts_with("file://") || url.starts_with("s3://");
+        if self.format == SinkFormat::Parquet && !files {
+            return Err(invalid(
+                "sink.format",
+                "sink.format parquet needs a file:// or s3:// sink (HTTP sinks receive NDJSON)",
+            ));
+        }
+        if let Some(s3) = &self.s3 {
+            if !url.starts_with("s3://") {
+                return Err(invalid(
+                    "sink.s3",
+                    "sink.s3 applies to an s3:// sink.url only",
+                ));
+            }
+            s3.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// An S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens,
+/// starting and ending with a letter or digit.
+fn bucket_name_ok(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+impl S3Spec {
+    fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        if self.access_key_id_secret_ref.is_some() != self.secret_access_key_secret_ref.is_some() {
+            return Err(invalid(
+                "sink.s3",
+                "s3.accessKeyIdSecretRef and s3.secretAccessKeySecretRef go together",
+            ));
+        }
+        if self.session_token_secret_ref.is_some() && self.access_key_id_secret_ref.is_none() {
+            return Err(invalid(
+                "sink.s3",
+                "s3.sessionTokenSecretRef needs s3.accessKeyIdSecretRef and s3.secretAccessKeySecretRef",
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "sink.s3.endpoint",
+                    "s3.endpoint must be an http:// or https:// URL",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for HttpSinkSpec {
@@ -763,18 +894,7 @@ impl MillpondConsumerSpec {
             &self.kafka.config,
             self.kafka.sasl.is_some() || self.kafka.tls.is_some(),
         )?;
-        if !(self.sink.url.starts_with("file://")
-            || self.sink.url.starts_with("http://")
-            || self.sink.url.starts_with("https://"))
-        {
-            return Err(invalid(
-                "sink.url",
-                "sink.url must use the file, http or https scheme",
-            ));
-        }
-        if self.sink.format == SinkFormat::Parquet && !self.sink.url.starts_with("file://") {
-            return Err(invalid("sink.format", "parquet needs a file:// sink"));
-        }
+        self.sink.validate()?;
         volumes::check_volumes(&self.template.volumes)?;
         volumes::check_sink_on_volume(&self.sink.url, &self.template.volumes)?;
 
@@ -1065,7 +1185,21 @@ sink:
                 "{limits: {flushBytes: 64Mi}, autotune: {maxFlushBytes: 32Mi}}",
                 "limits.flushBytes",
             ),
-            ("sink: {url: 's3://bucket'}", "sink.url"),
+            ("sink: {url: 's3://Bucket_1/orders'}", "sink.url"),
+            ("sink: {url: 's3://ab/orders'}", "sink.url"),
+            ("sink: {url: 'http://x', s3: {region: eu-west-1}}", "sink.s3"),
+            (
+                "sink: {url: 's3://lake/o', s3: {accessKeyIdSecretRef: {name: a, key: b}}}",
+                "sink.s3",
+            ),
+            (
+                "sink: {url: 's3://lake/o', s3: {sessionTokenSecretRef: {name: a, key: b}}}",
+                "sink.s3",
+            ),
+            (
+                "sink: {url: 's3://lake/o', s3: {endpoint: 'store:9000'}}",
+                "sink.s3.endpoint",
+            ),
             ("sink: {url: 'file://data/orders'}", "sink.url"),
             ("sink: {url: 'file:///tmp/orders'}", "sink.url (volume)"),
             ("template: {volumes: []}", "sink.url (volume)"),
@@ -1094,6 +1228,17 @@ sink:
     }
 
     #[test]
+    fn an_s3_sink_with_parquet_and_credentials_passes() {
+        let mut s = spec(MINIMAL);
+        s.sink = serde_yaml::from_str(
+            "{url: 's3://lake-1.raw/orders', format: parquet, s3: {region: eu-west-1, \
+             accessKeyIdSecretRef: {name: c, key: id}, secretAccessKeySecretRef: {name: c, key: s}}}",
+        )
+        .unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
     fn refusals_carry_the_same_words_as_the_api_server() {
         let err = refused("autoscaling: {minReplicas: 5, maxReplicas: 2}");
         assert_eq!(
@@ -1101,9 +1246,10 @@ sink:
             "autoscaling.minReplicas: autoscaling.minReplicas must not exceed maxReplicas"
         );
         let err = refused("sink: {url: 'ftp://host/dir'}");
-        assert!(err
-            .to_string()
-            .contains("sink.url must use the file, http or https scheme"));
+        assert_eq!(
+            err.to_string(),
+            format!("sink.url: {SINK_URL_RULE_MESSAGE}")
+        );
     }
 
     #[test]

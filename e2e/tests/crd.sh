@@ -153,6 +153,19 @@ check "a minimal consumer gets every default" \
 check "groupId stays unset (the operator uses millpond-<topic>)" \
     "" "$(kubectl get mpc minimal -n "$NS" -o jsonpath='{.spec.kafka.groupId}')"
 
+accepted s3-parquet <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: s3://lake-1/raw/orders
+    format: parquet
+    s3:
+      region: eu-west-1
+      endpoint: http://store.storage:9000
+      accessKeyIdSecretRef: {name: lake, key: id}
+      secretAccessKeySecretRef: {name: lake, key: secret}
+      sessionTokenSecretRef: {name: lake, key: token}
+EOF
+
 accepted secured <<'EOF'
   kafka:
     bootstrapServers: kafka:9093
@@ -280,9 +293,35 @@ refused "a topic name Kafka does not allow" \
 EOF
 
 refused "an unknown sink scheme" \
-    'spec.sink.url: Invalid value: "string": sink.url must use the file, http or https scheme' <<'EOF'
+    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
-  sink: {url: "s3://bucket/orders"}
+  sink: {url: "ftp://host/orders"}
+EOF
+
+refused "an s3 bucket name S3 does not allow" \
+    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix (bucket names are 3-63' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "s3://Orders_Lake/raw"}
+EOF
+
+refused "s3 settings on an http sink" \
+    'spec.sink: Invalid value: "object": sink.s3 applies to an s3:// sink.url only' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "http://ingest:8080/orders", s3: {region: eu-west-1}}
+EOF
+
+refused "an s3 access key without its secret" \
+    'spec.sink.s3: Invalid value: "object": s3.accessKeyIdSecretRef and s3.secretAccessKeySecretRef go together' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: s3://lake/orders
+    s3: {accessKeyIdSecretRef: {name: lake, key: id}}
+EOF
+
+refused "an s3 endpoint without a scheme" \
+    'spec.sink.s3.endpoint: Invalid value: "string": s3.endpoint must be an http:// or https:// URL' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "s3://lake/orders", s3: {endpoint: "store:9000"}}
 EOF
 
 refused "an unknown sink format" \
@@ -292,7 +331,7 @@ refused "an unknown sink format" \
 EOF
 
 refused "parquet to an http sink" \
-    'spec.sink.format: Invalid value: "object": sink.format parquet needs a file:// sink' <<'EOF'
+    'spec.sink.format: Invalid value: "object": sink.format parquet needs a file:// or s3:// sink' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "http://ingest:8080/orders", format: parquet}
 EOF

@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 pub use file::{FileFormat, FileSink};
 pub use http::{Backoff, HttpSink};
-pub use millpond_core::sink::{memory_factor, object_memory_factor};
+pub use millpond_core::sink::SinkKind;
 pub use object::ObjectSink;
 
 /// Options that apply to the HTTP sink and to the object storage sink's
@@ -101,13 +101,14 @@ impl Sink {
     }
 
     /// Memory the sink holds beside a batch while writing it, per batch byte
-    /// (see [`memory_factor`]).
+    /// (see [`SinkKind::memory_factor`]).
     pub fn memory_factor(&self) -> f64 {
-        match self {
-            Sink::File(s) => memory_factor(false, s.format()),
-            Sink::Http(_) => memory_factor(true, FileFormat::Ndjson),
-            Sink::Object(s) => object_memory_factor(s.format()),
-        }
+        let kind = match self {
+            Sink::File(s) => SinkKind::File(s.format()),
+            Sink::Http(_) => SinkKind::Http,
+            Sink::Object(s) => SinkKind::Object(s.format()),
+        };
+        kind.memory_factor()
     }
 
     /// A description for logs that never includes credentials.

@@ -10,8 +10,9 @@
 //! S3-compatible store `AWS_ENDPOINT` (path-style addressing, the crate's
 //! default) and `AWS_ALLOW_HTTP=true` for a plain-HTTP endpoint.
 //!
-//! An object is written with one PUT, so a reader never sees a partial
-//! object and a batch delivered twice replaces its own object. The encoded
+//! An object is written with one PUT, or above 16 MiB as a multipart upload
+//! of 8 MiB parts; either way a reader never sees a partial object, and a
+//! batch delivered twice replaces its own object. The encoded
 //! object is held in memory while it uploads (the budget counts it). Every
 //! failure of the store (unreachable, access denied, no such bucket) leaves
 //! the sink unavailable until it passes; only a Parquet batch that cannot be
@@ -19,6 +20,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
@@ -84,30 +86,59 @@ impl ObjectSink {
         )
     }
 
-    /// Uploads every chunk of the batch as its own object.
+    /// Uploads every chunk of the batch as its own object. All chunks are
+    /// encoded first, so a batch that cannot be encoded leaves no object.
     pub async fn write(&self, batch: Arc<Batch>) -> std::result::Result<(), WriteError> {
-        for (i, chunk) in batch.chunks.iter().enumerate() {
-            if chunk.records == 0 {
-                continue;
-            }
-            let name = chunk_name(&batch.topic, self.format, chunk);
-            let (format, batch_ref, encoded_name) = (self.format, batch.clone(), name.clone());
-            let body = tokio::task::spawn_blocking(move || {
-                encode(format, &encoded_name, &batch_ref.chunks[i])
-            })
-            .await
-            .map_err(|e| WriteError::unavailable(format!("encoder task failed: {e}")))??;
+        let (format, encoded_batch) = (self.format, batch.clone());
+        let objects = tokio::task::spawn_blocking(move || {
+            encoded_batch
+                .chunks
+                .iter()
+                .filter(|chunk| chunk.records > 0)
+                .map(|chunk| {
+                    let name = chunk_name(&encoded_batch.topic, format, chunk);
+                    encode(format, &name, chunk).map(|body| (name, Bytes::from(body)))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| WriteError::unavailable(format!("encoder task failed: {e}")))??;
+        for (name, body) in objects {
             let path = self.prefix.clone().join(name.as_str());
-            self.store
-                .put(&path, PutPayload::from(body))
-                .await
-                .map_err(|e| {
-                    WriteError::unavailable(format!("putting s3://{}/{path}: {e}", self.bucket))
-                })?;
+            self.upload(&path, body).await.map_err(|e| {
+                WriteError::unavailable(format!("putting s3://{}/{path}: {e}", self.bucket))
+            })?;
         }
         Ok(())
     }
+
+    /// One PUT up to [`MULTIPART_THRESHOLD`], else a multipart upload of
+    /// [`PART_SIZE`] parts (aborted if a part fails). Either way the object
+    /// appears whole or not at all.
+    async fn upload(&self, path: &Path, body: Bytes) -> object_store::Result<()> {
+        if body.len() <= MULTIPART_THRESHOLD {
+            self.store.put(path, PutPayload::from(body)).await?;
+            return Ok(());
+        }
+        let mut upload = self.store.put_multipart(path).await?;
+        for start in (0..body.len()).step_by(PART_SIZE) {
+            let part = body.slice(start..body.len().min(start + PART_SIZE));
+            if let Err(e) = upload.put_part(PutPayload::from(part)).await {
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(%path, error = %abort, "aborting a failed multipart upload");
+                }
+                return Err(e);
+            }
+        }
+        upload.complete().await?;
+        Ok(())
+    }
 }
+
+/// Objects larger than this go up in parts.
+const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of one part of a multipart upload (S3 takes 5 MiB to 5 GiB).
+const PART_SIZE: usize = 8 << 20;
 
 /// `format=` of the sink URL (NDJSON unless it says otherwise).
 pub(super) fn format_of(url: &Url) -> Result<FileFormat> {

@@ -4,7 +4,7 @@
 //! record to keep.
 
 use millpond_core::budget::{self, BudgetRequest};
-use millpond_core::sink::{self, FileFormat};
+use millpond_core::sink::{FileFormat, SinkKind};
 use millpond_crds::{CurrentLimits, Direction, MillpondConsumer};
 
 use super::decided::{limits_generation, Decided};
@@ -160,7 +160,15 @@ fn sink_factor(mpc: &MillpondConsumer) -> f64 {
         millpond_crds::SinkFormat::Parquet => FileFormat::Parquet,
         millpond_crds::SinkFormat::Ndjson => FileFormat::Ndjson,
     };
-    sink::memory_factor(mpc.spec.sink.url.starts_with("http"), format)
+    let url = &mpc.spec.sink.url;
+    let kind = if url.starts_with("http") {
+        SinkKind::Http
+    } else if url.starts_with("s3://") {
+        SinkKind::Object(format)
+    } else {
+        SinkKind::File(format)
+    };
+    kind.memory_factor()
 }
 
 #[cfg(test)]

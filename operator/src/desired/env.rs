@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{
     SecretProjection, Volume, VolumeMount, VolumeProjection,
 };
 use millpond_core::pod::env;
-use millpond_crds::{KafkaSpec, MillpondConsumer, MillpondConsumerSpec, SaslMechanism, SinkFormat};
+use millpond_crds::{
+    KafkaSpec, MillpondConsumer, MillpondConsumerSpec, S3Spec, SaslMechanism, SinkFormat,
+};
 
 use super::config_map::LIMIT_KEYS;
 use super::deployment::{ADMIN_PORT, METRICS_PORT};
@@ -123,6 +125,9 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
         let http = sink.http.clone().unwrap_or_default();
         env.push(plain(env::HTTP_TIMEOUT_MS, http.timeout_ms.to_string()));
     }
+    if let Some(s3) = &sink.s3 {
+        env.extend(s3_env(s3));
+    }
     env.push(plain(env::MEMORY_BUDGET, &spec.resources.memory.0));
     env.push(secret_ref(
         env::ADMIN_TOKEN,
@@ -173,17 +178,50 @@ pub fn overridden_env(mpc: &MillpondConsumer) -> Result<Vec<String>> {
         .collect())
 }
 
-/// `SINK_URL`: the spec's URL; a file sink gets its format as `?format=`.
+/// The standard `AWS_*` variables the object storage client reads, from
+/// `sink.s3`; credentials as references to their Secrets.
+fn s3_env(s3: &S3Spec) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    if let Some(region) = &s3.region {
+        env.push(plain("AWS_REGION", region));
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        env.push(plain("AWS_ENDPOINT", endpoint));
+        env.push(plain(
+            "AWS_ALLOW_HTTP",
+            endpoint.starts_with("http://").to_string(),
+        ));
+    }
+    env.push(plain(
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+        s3.virtual_hosted_style.to_string(),
+    ));
+    let secrets = [
+        ("AWS_ACCESS_KEY_ID", &s3.access_key_id_secret_ref),
+        ("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key_secret_ref),
+        ("AWS_SESSION_TOKEN", &s3.session_token_secret_ref),
+    ];
+    for (name, reference) in secrets {
+        if let Some(r) = reference {
+            env.push(secret_ref(name, &r.name, &r.key));
+        }
+    }
+    env
+}
+
+/// `SINK_URL`: the spec's URL; a file or object storage sink gets its
+/// format as `?format=`.
 fn sink_url(spec: &MillpondConsumerSpec) -> Result<String> {
     let url = &spec.sink.url;
-    if !url.starts_with("file://") {
+    let files = url.starts_with("file://") || url.starts_with("s3://");
+    if !files {
         return Ok(url.clone());
     }
     if url.contains('?') || url.contains('#') {
         return Err(Error::Invalid {
             field: "sink.url".to_string(),
             message: format!(
-                "`{url}`: a file sink takes no query or fragment; set the file format with sink.format"
+                "`{url}`: a file or s3 sink takes no query or fragment; set the file format with sink.format"
             ),
         });
     }
@@ -473,6 +511,55 @@ mod tests {
             env_value(container(&d), "SINK_URL"),
             "file:///data/orders?format=parquet"
         );
+    }
+
+    #[test]
+    fn an_s3_sink_gets_its_format_region_endpoint_and_secret_references() {
+        let m = edit(
+            MINIMAL,
+            "url: file:///data/orders",
+            "url: s3://lake/raw/orders\n    format: parquet\n    s3:\n      \
+             region: eu-west-1\n      endpoint: http://store.storage:9000\n      \
+             accessKeyIdSecretRef: {name: lake-creds, key: id}\n      \
+             secretAccessKeySecretRef: {name: lake-creds, key: secret}",
+        );
+        let d = deployment(&m, &ctx(), 1).unwrap();
+        let c = container(&d);
+        assert_eq!(
+            env_value(c, "SINK_URL"),
+            "s3://lake/raw/orders?format=parquet"
+        );
+        assert_eq!(env_value(c, "AWS_REGION"), "eu-west-1");
+        assert_eq!(env_value(c, "AWS_ENDPOINT"), "http://store.storage:9000");
+        assert_eq!(env_value(c, "AWS_ALLOW_HTTP"), "true");
+        assert_eq!(env_value(c, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"), "false");
+        assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "30000");
+        let secret_of = |name: &str| {
+            let var = env_var(c, name).unwrap_or_else(|| panic!("{name} missing"));
+            assert!(var.value.is_none(), "{name} has a plain value");
+            let r = var.value_from.as_ref().unwrap().secret_key_ref.as_ref();
+            let r = r.unwrap_or_else(|| panic!("{name} is not a secretKeyRef"));
+            (r.name.clone(), r.key.clone())
+        };
+        assert_eq!(
+            secret_of("AWS_ACCESS_KEY_ID"),
+            ("lake-creds".into(), "id".into())
+        );
+        assert_eq!(
+            secret_of("AWS_SECRET_ACCESS_KEY"),
+            ("lake-creds".into(), "secret".into())
+        );
+        assert!(env_var(c, "AWS_SESSION_TOKEN").is_none());
+    }
+
+    #[test]
+    fn an_s3_sink_without_settings_leaves_region_and_credentials_to_the_pod() {
+        let m = edit(MINIMAL, "file:///data/orders", "s3://lake/orders");
+        let c = container(&deployment(&m, &ctx(), 1).unwrap()).clone();
+        assert_eq!(env_value(&c, "SINK_URL"), "s3://lake/orders?format=ndjson");
+        for absent in ["AWS_REGION", "AWS_ENDPOINT", "AWS_ACCESS_KEY_ID"] {
+            assert!(env_var(&c, absent).is_none(), "{absent} is set");
+        }
     }
 
     #[test]
