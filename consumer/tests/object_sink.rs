@@ -108,24 +108,20 @@ fn parquet_objects_hold_every_record() {
     assert_eq!(assert_all_present(&ids, n), 0);
 }
 
-#[test]
-#[ignore = "needs the local Kafka broker and S3 store: run e2e/test"]
-fn a_store_that_refuses_the_credentials_holds_commits_nothing_and_says_why() {
+/// Runs a consumer whose store refuses every write: it must hold (no exit,
+/// nothing committed) and export an error naming the object and holding
+/// each of `answer`.
+fn holds_and_says(slug: &str, env: Vec<(&'static str, String)>, bucket: &str, answer: &[&str]) {
     let work = tempfile::tempdir().unwrap();
-    let (mut env, bucket, _) = store();
-    for (k, v) in env.iter_mut() {
-        if *k == "AWS_SECRET_ACCESS_KEY" {
-            *v = "not-the-secret".into();
-        }
-    }
-    let topic = topic("s3-denied", 2);
+    let mut env = env;
+    let topic = topic(slug, 2);
     kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..1_000, RECORD).unwrap();
     env.push(("KAFKA_TOPIC", topic.clone()));
     env.push(("SINK_URL", format!("s3://{bucket}/{topic}")));
     env.push(("FLUSH_INTERVAL_MS", "200".into()));
     env.push(("SINK_BACKOFF_CAP_MS", "500".into()));
     env.push(("HANDOFF_TIMEOUT_MS", "2000".into()));
-    let mut c = Consumer::start(work.path(), "denied", &env);
+    let mut c = Consumer::start(work.path(), slug, &env);
     wait_until(Duration::from_secs(60), "the sink reported down", || {
         c.metric("millpond_sink_up") == Some(0.0)
     });
@@ -136,9 +132,12 @@ fn a_store_that_refuses_the_credentials_holds_commits_nothing_and_says_why() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        error.contains(&format!("s3://{bucket}/{topic}/")),
+        error.contains(&format!("putting s3://{bucket}/{topic}/{topic}-")),
         "the error names the object: {error}"
     );
+    for word in answer {
+        assert!(error.contains(word), "the error says {word}: {error}");
+    }
     assert!(!c.exited(), "the pod holds instead of crashing");
     let group = format!("millpond-{topic}");
     let committed = kafka::committed(&kafka::bootstrap(), &group, &topic, 2).unwrap();
@@ -151,6 +150,35 @@ fn a_store_that_refuses_the_credentials_holds_commits_nothing_and_says_why() {
         c.wait(Duration::from_secs(30)).success(),
         "{}",
         c.log_text()
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker and S3 store: run e2e/test"]
+fn a_store_that_refuses_the_credentials_holds_commits_nothing_and_says_why() {
+    let (mut env, bucket, _) = store();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_SECRET_ACCESS_KEY" {
+            *v = "not-the-secret".into();
+        }
+    }
+    holds_and_says(
+        "s3-denied",
+        env,
+        &bucket,
+        &["403 Forbidden", "SignatureDoesNotMatch"],
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker and S3 store: run e2e/test"]
+fn a_missing_bucket_holds_commits_nothing_and_says_so() {
+    let (env, _, _) = store();
+    holds_and_says(
+        "s3-nobucket",
+        env,
+        "no-such-bucket",
+        &["404 Not Found", "NoSuchBucket"],
     );
 }
 

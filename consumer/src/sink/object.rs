@@ -105,9 +105,14 @@ impl ObjectSink {
         .map_err(|e| WriteError::unavailable(format!("encoder task failed: {e}")))??;
         for (name, body) in objects {
             let path = self.prefix.clone().join(name.as_str());
-            self.upload(&path, body).await.map_err(|e| {
-                WriteError::unavailable(format!("putting s3://{}/{path}: {e}", self.bucket))
-            })?;
+            if let Err(e) = self.upload(&path, body).await {
+                let why = self.diagnose().await;
+                return Err(WriteError::unavailable(format!(
+                    "putting s3://{}/{path}: {}{why}",
+                    self.bucket,
+                    store_answer(&e.to_string())
+                )));
+            }
         }
         Ok(())
     }
@@ -133,6 +138,46 @@ impl ObjectSink {
         upload.complete().await?;
         Ok(())
     }
+
+    /// The store's own answer to a listing of the prefix, after a failed
+    /// upload: a store that refuses a request often closes the connection
+    /// before the client has sent the body, so the upload's error says only
+    /// that sending failed, while a listing reads the refusal (access
+    /// denied, no such bucket).
+    async fn diagnose(&self) -> String {
+        match self.store.list_with_delimiter(Some(&self.prefix)).await {
+            Ok(_) => String::new(),
+            Err(e) => format!(
+                "; listing the prefix answers: {}",
+                store_answer(&e.to_string())
+            ),
+        }
+    }
+}
+
+/// The part of an object store error a user acts on: the store's status,
+/// error code and message (`403 Forbidden, SignatureDoesNotMatch: ...`)
+/// when it answered, else what failed on the way (`HTTP error: error
+/// sending`). The client's full text repeats the URL and appends the
+/// store's whole XML document, with the request's signature.
+fn store_answer(error: &str) -> String {
+    let between = |open: &str, close: &str| {
+        let start = error.find(open)? + open.len();
+        let len = error[start..].find(close)?;
+        Some(error[start..start + len].trim().to_string())
+    };
+    if let Some(status) = between("status code: ", ":").or_else(|| between("status code: ", "\n")) {
+        let mut answer = status;
+        if let Some(code) = between("<Code>", "</Code>") {
+            answer = format!("{answer}, {code}");
+        }
+        if let Some(message) = between("<Message>", "</Message>") {
+            answer = format!("{answer}: {message}");
+        }
+        return answer;
+    }
+    let tail = error.rsplit(" - ").next().unwrap_or(error);
+    tail.chars().take(300).collect()
 }
 
 /// Objects larger than this go up in parts.
@@ -160,4 +205,28 @@ pub(super) fn format_of(url: &Url) -> Result<FileFormat> {
         }
     }
     Ok(format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_answer;
+
+    // Errors of the object store client as versitygw v1.8.0 provoked them
+    // (the stack's store; XML cut after the message).
+    const DENIED: &str = "The operation lacked the necessary privileges to complete for path dbg/t-0-0-499.ndjson: Error performing PUT http://198.18.0.1:19000/millpond/dbg/t-0-0-499.ndjson in 1.105171ms - Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided. Check your key and signing method.</Message><AWSAccessKeyId>millpond-e2e</AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256&#xA;</StringToSign></Error>";
+    const NOT_SENT: &str = "Generic S3 error: Error performing PUT http://198.18.0.1:19000/millpond/operator/t-0-0-12704.ndjson in 1.785721ms - HTTP error: error sending";
+
+    #[test]
+    fn the_stores_status_code_and_message_are_kept_and_the_signature_dropped() {
+        assert_eq!(
+            store_answer(DENIED),
+            "403 Forbidden, SignatureDoesNotMatch: The request signature we calculated does not \
+             match the signature you provided. Check your key and signing method."
+        );
+    }
+
+    #[test]
+    fn without_an_answer_what_failed_on_the_way_is_kept() {
+        assert_eq!(store_answer(NOT_SENT), "HTTP error: error sending");
+    }
 }

@@ -26,6 +26,7 @@ mod garbage_collection;
 mod kafka_outage;
 mod lag;
 mod leader;
+mod object_storage;
 mod partitions_added;
 mod support;
 mod watch_namespaces;
