@@ -89,6 +89,8 @@ s3_env() {
     _s3_running || return 0
     printf 'export S3_ENDPOINT=%s S3_BUCKET=%s S3_DATA_DIR=%q\n' \
         "$(s3_endpoint)" "$S3_BUCKET" "$S3_DATA_DIR"
+    printf 'export S3_REGION=%s S3_ACCESS_KEY_ID=%s S3_SECRET_ACCESS_KEY=%s\n' \
+        "$S3_REGION" "$S3_ACCESS_KEY" "$S3_SECRET_KEY"
     printf 'export AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s\n' \
         "$S3_ACCESS_KEY" "$S3_SECRET_KEY" "$S3_REGION"
 }

@@ -1,0 +1,84 @@
+"""An independent reader (and, for checks of the stack, writer) of Iceberg
+tables: pyiceberg with pyarrow, not Millpond's code.
+
+    table.py append NAMESPACE.TABLE FIRST COUNT   append ids FIRST..FIRST+COUNT
+    table.py ids NAMESPACE.TABLE                  print {"rows", "distinct",
+                                                  "duplicates", "min", "max",
+                                                  "data_files", "snapshots",
+                                                  "summary"} as JSON
+
+Reaches the catalog and the store through the stack's environment
+(`eval "$(e2e/stack env)"`): ICEBERG_REST_URI, S3_ENDPOINT, S3_REGION,
+S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY.
+"""
+
+import json
+import os
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.catalog import load_catalog
+
+
+def catalog():
+    env = os.environ
+    return load_catalog(
+        "stack",
+        type="rest",
+        uri=env["ICEBERG_REST_URI"],
+        **{
+            "s3.endpoint": env["S3_ENDPOINT"],
+            # Without a region pyarrow asks AWS where the bucket is.
+            "s3.region": env["S3_REGION"],
+            "s3.access-key-id": env["S3_ACCESS_KEY_ID"],
+            "s3.secret-access-key": env["S3_SECRET_ACCESS_KEY"],
+            "s3.path-style-access": "true",
+        },
+    )
+
+
+def append(name, first, count):
+    cat = catalog()
+    namespace = name.split(".")[0]
+    cat.create_namespace_if_not_exists(namespace)
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False), ("payload", pa.string())])
+    table = cat.create_table_if_not_exists(name, schema=schema)
+    ids = list(range(first, first + count))
+    table.append(pa.table({"id": ids, "payload": [f"p{i}" for i in ids]}, schema=schema))
+
+
+def ids(name):
+    table = catalog().load_table(name)
+    data = table.scan(selected_fields=("id",)).to_arrow()
+    column = data.column("id")
+    distinct = len(pc.unique(column)) if len(column) else 0
+    snapshot = table.current_snapshot()
+    files = list(table.scan().plan_files())
+    print(
+        json.dumps(
+            {
+                "rows": len(column),
+                "distinct": distinct,
+                "duplicates": len(column) - distinct,
+                "min": pc.min(column).as_py() if len(column) else None,
+                "max": pc.max(column).as_py() if len(column) else None,
+                "data_files": [f.file.file_path for f in files],
+                "snapshots": len(table.snapshots()),
+                "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
+            }
+        )
+    )
+
+
+def main(argv):
+    if len(argv) == 5 and argv[1] == "append":
+        append(argv[2], int(argv[3]), int(argv[4]))
+    elif len(argv) == 3 and argv[1] == "ids":
+        ids(argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
