@@ -42,7 +42,10 @@ fn appends_through_the_rest_catalog_land_in_the_stacks_bucket_and_read_back_once
     let read: Value = serde_json::from_str(&table_py(&["ids", &table])).unwrap();
     assert_eq!(read["rows"], 1000, "{read}");
     assert_eq!(read["duplicates"], 0, "{read}");
-    assert_eq!((read["min"].clone(), read["max"].clone()), (0.into(), 999.into()));
+    assert_eq!(
+        (read["min"].clone(), read["max"].clone()),
+        (0.into(), 999.into())
+    );
     assert_eq!(read["snapshots"], 2, "{read}");
     let bucket = stack_var("S3_BUCKET");
     let files = read["data_files"].as_array().unwrap();
@@ -53,7 +56,9 @@ fn appends_through_the_rest_catalog_land_in_the_stacks_bucket_and_read_back_once
             .unwrap()
             .strip_prefix(&format!("s3://{bucket}/"))
             .unwrap_or_else(|| panic!("{file} is not in bucket {bucket}"));
-        let on_disk = PathBuf::from(stack_var("S3_DATA_DIR")).join(&bucket).join(key);
+        let on_disk = PathBuf::from(stack_var("S3_DATA_DIR"))
+            .join(&bucket)
+            .join(key);
         assert!(on_disk.is_file(), "{} is in the store", on_disk.display());
     }
 }
