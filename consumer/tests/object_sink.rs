@@ -34,6 +34,24 @@ fn store() -> (Vec<(&'static str, String)>, String, PathBuf) {
     (env, bucket, dir)
 }
 
+/// Waits until the consumer's group committed every partition of `topic`
+/// to its end, then stops it with SIGTERM and checks it exits 0.
+fn committed_to_the_end_then_stopped(c: &mut Consumer, topic: &str, partitions: i32) {
+    let group = format!("millpond-{topic}");
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), topic, partitions).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "commits at the high watermarks",
+        || kafka::committed(&kafka::bootstrap(), &group, topic, partitions).unwrap() == highs,
+    );
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+}
+
 #[test]
 #[ignore = "needs the local Kafka broker and S3 store: run e2e/test"]
 fn every_record_lands_once_as_ndjson_objects_and_is_committed() {
@@ -52,19 +70,7 @@ fn every_record_lands_once_as_ndjson_objects_and_is_committed() {
         "all records in the bucket",
         || ids_in_dir(&objects).len() as u64 == n,
     );
-    let group = format!("millpond-{topic}");
-    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 4).unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        "commits at the high watermarks",
-        || kafka::committed(&kafka::bootstrap(), &group, &topic, 4).unwrap() == highs,
-    );
-    c.signal("TERM");
-    assert!(
-        c.wait(Duration::from_secs(30)).success(),
-        "{}",
-        c.log_text()
-    );
+    committed_to_the_end_then_stopped(&mut c, &topic, 4);
     assert_eq!(assert_all_present(&ids_in_dir(&objects), n), 0);
     for entry in std::fs::read_dir(&objects).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -86,19 +92,7 @@ fn parquet_objects_hold_every_record() {
     env.push(("KAFKA_TOPIC", topic.clone()));
     env.push(("SINK_URL", format!("s3://{bucket}/{topic}?format=parquet")));
     let mut c = Consumer::start(work.path(), "s3pq", &env);
-    let group = format!("millpond-{topic}");
-    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 2).unwrap();
-    wait_until(
-        Duration::from_secs(60),
-        "commits at the high watermarks",
-        || kafka::committed(&kafka::bootstrap(), &group, &topic, 2).unwrap() == highs,
-    );
-    c.signal("TERM");
-    assert!(
-        c.wait(Duration::from_secs(30)).success(),
-        "{}",
-        c.log_text()
-    );
+    committed_to_the_end_then_stopped(&mut c, &topic, 2);
     let mut ids = BTreeMap::new();
     for entry in std::fs::read_dir(dir.join(&topic)).unwrap() {
         for batch in parquet_batches(&entry.unwrap().path()) {

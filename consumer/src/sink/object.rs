@@ -12,8 +12,8 @@
 //!
 //! An object is written with one PUT, or above 16 MiB as a multipart upload
 //! of 8 MiB parts; either way a reader never sees a partial object, and a
-//! batch delivered twice replaces its own object. The encoded
-//! object is held in memory while it uploads (the budget counts it). Every
+//! batch delivered twice replaces its own object. A batch's encoded objects
+//! are held in memory while they upload (the budget counts them). Every
 //! failure of the store (unreachable, access denied, no such bucket) leaves
 //! the sink unavailable until it passes; only a Parquet batch that cannot be
 //! encoded is refused.
@@ -106,11 +106,14 @@ impl ObjectSink {
         for (name, body) in objects {
             let path = self.prefix.clone().join(name.as_str());
             if let Err(e) = self.upload(&path, body).await {
-                let why = self.diagnose().await;
+                let error = e.to_string();
+                let said = match store_answer(&error) {
+                    Some(answer) => answer,
+                    None => format!("{}{}", what_failed(&error), self.diagnose().await),
+                };
                 return Err(WriteError::unavailable(format!(
-                    "putting s3://{}/{path}: {}{why}",
-                    self.bucket,
-                    store_answer(&e.to_string())
+                    "putting s3://{}/{path}: {said}",
+                    self.bucket
                 )));
             }
         }
@@ -147,35 +150,39 @@ impl ObjectSink {
     async fn diagnose(&self) -> String {
         match self.store.list_with_delimiter(Some(&self.prefix)).await {
             Ok(_) => String::new(),
-            Err(e) => format!(
-                "; listing the prefix answers: {}",
-                store_answer(&e.to_string())
-            ),
+            Err(e) => {
+                let error = e.to_string();
+                let answer = store_answer(&error).unwrap_or_else(|| what_failed(&error));
+                format!("; listing the prefix answers: {answer}")
+            }
         }
     }
 }
 
-/// The part of an object store error a user acts on: the store's status,
-/// error code and message (`403 Forbidden, SignatureDoesNotMatch: ...`)
-/// when it answered, else what failed on the way (`HTTP error: error
-/// sending`). The client's full text repeats the URL and appends the
-/// store's whole XML document, with the request's signature.
-fn store_answer(error: &str) -> String {
+/// The store's answer in an object store error, as a user acts on it: its
+/// status, error code and message (`403 Forbidden, SignatureDoesNotMatch:
+/// ...`); `None` when the store did not answer. The client's full text
+/// repeats the URL and appends the store's whole XML document, with the
+/// request's signature.
+fn store_answer(error: &str) -> Option<String> {
     let between = |open: &str, close: &str| {
         let start = error.find(open)? + open.len();
         let len = error[start..].find(close)?;
         Some(error[start..start + len].trim().to_string())
     };
-    if let Some(status) = between("status code: ", ":").or_else(|| between("status code: ", "\n")) {
-        let mut answer = status;
-        if let Some(code) = between("<Code>", "</Code>") {
-            answer = format!("{answer}, {code}");
-        }
-        if let Some(message) = between("<Message>", "</Message>") {
-            answer = format!("{answer}: {message}");
-        }
-        return answer;
+    let mut answer = between("status code: ", ":")?;
+    if let Some(code) = between("<Code>", "</Code>") {
+        answer = format!("{answer}, {code}");
     }
+    if let Some(message) = between("<Message>", "</Message>") {
+        answer = format!("{answer}: {message}");
+    }
+    Some(answer)
+}
+
+/// What failed on the way when the store did not answer (`HTTP error:
+/// error sending`): the last part of the client's text.
+fn what_failed(error: &str) -> String {
     let tail = error.rsplit(" - ").next().unwrap_or(error);
     tail.chars().take(300).collect()
 }
@@ -209,7 +216,7 @@ pub(super) fn format_of(url: &Url) -> Result<FileFormat> {
 
 #[cfg(test)]
 mod tests {
-    use super::store_answer;
+    use super::{store_answer, what_failed};
 
     // Errors of the object store client as versitygw v1.8.0 provoked them
     // (the stack's store; XML cut after the message).
@@ -219,7 +226,7 @@ mod tests {
     #[test]
     fn the_stores_status_code_and_message_are_kept_and_the_signature_dropped() {
         assert_eq!(
-            store_answer(DENIED),
+            store_answer(DENIED).unwrap(),
             "403 Forbidden, SignatureDoesNotMatch: The request signature we calculated does not \
              match the signature you provided. Check your key and signing method."
         );
@@ -227,6 +234,7 @@ mod tests {
 
     #[test]
     fn without_an_answer_what_failed_on_the_way_is_kept() {
-        assert_eq!(store_answer(NOT_SENT), "HTTP error: error sending");
+        assert_eq!(store_answer(NOT_SENT), None);
+        assert_eq!(what_failed(NOT_SENT), "HTTP error: error sending");
     }
 }

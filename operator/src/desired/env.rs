@@ -534,20 +534,10 @@ mod tests {
         assert_eq!(env_value(c, "AWS_ALLOW_HTTP"), "true");
         assert_eq!(env_value(c, "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"), "false");
         assert_eq!(env_value(c, "HTTP_TIMEOUT_MS"), "30000");
-        let secret_of = |name: &str| {
-            let var = env_var(c, name).unwrap_or_else(|| panic!("{name} missing"));
-            assert!(var.value.is_none(), "{name} has a plain value");
-            let r = var.value_from.as_ref().unwrap().secret_key_ref.as_ref();
-            let r = r.unwrap_or_else(|| panic!("{name} is not a secretKeyRef"));
-            (r.name.clone(), r.key.clone())
-        };
+        assert_eq!(secret_of(c, "AWS_ACCESS_KEY_ID"), ("lake-creds", "id"));
         assert_eq!(
-            secret_of("AWS_ACCESS_KEY_ID"),
-            ("lake-creds".into(), "id".into())
-        );
-        assert_eq!(
-            secret_of("AWS_SECRET_ACCESS_KEY"),
-            ("lake-creds".into(), "secret".into())
+            secret_of(c, "AWS_SECRET_ACCESS_KEY"),
+            ("lake-creds", "secret")
         );
         assert!(env_var(c, "AWS_SESSION_TOKEN").is_none());
     }
@@ -566,19 +556,15 @@ mod tests {
     fn credentials_reach_the_pod_only_through_secret_references() {
         let d = deployment(&mpc(FULL), &ctx(), 1).unwrap();
         let c = container(&d);
-        let secret_of = |name: &str| {
-            let var = env_var(c, name).unwrap_or_else(|| panic!("{name} missing"));
-            assert!(var.value.is_none(), "{name} has a plain value");
-            let r = var
-                .value_from
-                .as_ref()
-                .and_then(|f| f.secret_key_ref.as_ref())
-                .unwrap_or_else(|| panic!("{name} is not a secretKeyRef"));
-            (r.name.as_str(), r.key.as_str())
-        };
-        assert_eq!(secret_of("KAFKA_SASL_USERNAME"), ("kafka-user", "username"));
-        assert_eq!(secret_of("KAFKA_SASL_PASSWORD"), ("kafka-user", "password"));
-        assert_eq!(secret_of("ADMIN_TOKEN"), ("orders-admin", "token"));
+        assert_eq!(
+            secret_of(c, "KAFKA_SASL_USERNAME"),
+            ("kafka-user", "username")
+        );
+        assert_eq!(
+            secret_of(c, "KAFKA_SASL_PASSWORD"),
+            ("kafka-user", "password")
+        );
+        assert_eq!(secret_of(c, "ADMIN_TOKEN"), ("orders-admin", "token"));
 
         // The references are defined before KAFKA_CONFIG uses them.
         let position = |name: &str| {

@@ -140,3 +140,16 @@ pub fn env_value<'a>(c: &'a Container, name: &str) -> &'a str {
     assert!(var.value_from.is_none(), "{name} is a reference");
     var.value.as_deref().unwrap_or_default()
 }
+
+/// The Secret and key env var `name` refers to; panics when it is missing
+/// or has a plain value.
+pub fn secret_of<'a>(c: &'a Container, name: &str) -> (&'a str, &'a str) {
+    let var = env_var(c, name).unwrap_or_else(|| panic!("{name} missing"));
+    assert!(var.value.is_none(), "{name} has a plain value");
+    let r = var
+        .value_from
+        .as_ref()
+        .and_then(|f| f.secret_key_ref.as_ref())
+        .unwrap_or_else(|| panic!("{name} is not a secretKeyRef"));
+    (r.name.as_str(), r.key.as_str())
+}
