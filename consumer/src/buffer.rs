@@ -49,6 +49,11 @@ pub struct PartitionChunk {
     pub first_offset: i64,
     pub last_offset: i64,
     pub records: u64,
+    /// Whether the range continues right after this consumer's previous
+    /// chunk of the partition (`first_offset` is one past that chunk's last
+    /// offset, so offsets Kafka skipped are covered too); else it is the
+    /// first since the partition was assigned.
+    pub follows: bool,
     /// The offset of each record in `segments`, in order (8 bytes a record:
     /// what lets a refused batch be split at any record).
     pub offsets: Vec<i64>,
@@ -78,8 +83,8 @@ impl PartitionChunk {
     /// Splits before record `at` (0 < at < records): the first part covers
     /// the offsets up to that record, the second the rest of the range.
     pub fn split(&self, at: usize) -> (PartitionChunk, PartitionChunk) {
-        let mut head = PartitionChunk::empty(self.partition, self.first_offset);
-        let mut tail = PartitionChunk::empty(self.partition, self.offsets[at]);
+        let mut head = PartitionChunk::empty(self.partition, self.first_offset, self.follows);
+        let mut tail = PartitionChunk::empty(self.partition, self.offsets[at], true);
         for (i, (line, offset)) in self.lines().zip(&self.offsets).enumerate() {
             let part = if i < at { &mut head } else { &mut tail };
             let segment = part.room_for(line.len() + 1);
@@ -93,12 +98,13 @@ impl PartitionChunk {
         (head, tail)
     }
 
-    fn empty(partition: i32, offset: i64) -> Self {
+    fn empty(partition: i32, offset: i64, follows: bool) -> Self {
         PartitionChunk {
             partition,
             first_offset: offset,
             last_offset: offset,
             records: 0,
+            follows,
             offsets: Vec::new(),
             segments: Vec::new(),
         }
@@ -154,6 +160,8 @@ pub struct Buffer {
     bytes: u64,
     first_at: Option<Instant>,
     next_id: u64,
+    /// The last offset of each partition's latest batch.
+    taken: BTreeMap<i32, i64>,
 }
 
 impl Buffer {
@@ -165,6 +173,7 @@ impl Buffer {
             bytes: 0,
             first_at: None,
             next_id: 1,
+            taken: BTreeMap::new(),
         }
     }
 
@@ -176,11 +185,20 @@ impl Buffer {
         self.chunks.is_empty()
     }
 
-    /// The chunk of `partition`, created to start at `offset` if there is none.
+    /// The chunk of `partition`, created if there is none: right after the
+    /// partition's previous batch, or at `offset` (the first record since the
+    /// partition was assigned, or one read again).
     fn chunk(&mut self, partition: i32, offset: i64) -> &mut PartitionChunk {
-        self.chunks
-            .entry(partition)
-            .or_insert_with(|| PartitionChunk::empty(partition, offset))
+        let after = self.taken.get(&partition).copied();
+        self.chunks.entry(partition).or_insert_with(|| match after {
+            Some(last) if last < offset => PartitionChunk::empty(partition, last + 1, true),
+            _ => PartitionChunk::empty(partition, offset, false),
+        })
+    }
+
+    /// A revoked partition: its next chunk starts afresh.
+    pub fn forget(&mut self, partition: i32) {
+        self.taken.remove(&partition);
     }
 
     /// Adds a record, or returns why it cannot be delivered (nothing is added).
@@ -263,6 +281,9 @@ impl Buffer {
         let id = self.new_id();
         self.bytes = 0;
         self.first_at = None;
+        for chunk in self.chunks.values() {
+            self.taken.insert(chunk.partition, chunk.last_offset);
+        }
         Some(Batch {
             id,
             topic: self.topic.clone(),
@@ -330,6 +351,40 @@ mod tests {
         assert!(buf.take(FlushTrigger::Time).is_none());
         push(&mut buf, 0, 4, t0);
         assert_eq!(buf.take(FlushTrigger::Time).unwrap().id, batch.id + 1);
+    }
+
+    #[test]
+    fn a_partitions_next_chunk_starts_right_after_its_previous_one() {
+        let t0 = Instant::now();
+        let mut buf = Buffer::new("t", false);
+        push(&mut buf, 0, 10, t0);
+        let first = buf.take(FlushTrigger::Size).unwrap();
+        assert_eq!(
+            (first.chunks[0].first_offset, first.chunks[0].follows),
+            (10, false)
+        );
+        // Offsets 11 and 12 do not exist (a transaction marker, compaction).
+        push(&mut buf, 0, 13, t0);
+        push(&mut buf, 0, 14, t0);
+        let next = buf.take(FlushTrigger::Size).unwrap();
+        assert_eq!(
+            (next.chunks[0].first_offset, next.chunks[0].follows),
+            (11, true)
+        );
+        let (head, tail) = next.chunks[0].split(1);
+        assert_eq!(
+            (head.first_offset, head.last_offset, head.follows),
+            (11, 13, true)
+        );
+        assert_eq!((tail.first_offset, tail.follows), (14, true));
+        // Revoked and assigned again: read from where Kafka's commit stood.
+        buf.forget(0);
+        push(&mut buf, 0, 5, t0);
+        let again = buf.take(FlushTrigger::Size).unwrap();
+        assert_eq!(
+            (again.chunks[0].first_offset, again.chunks[0].follows),
+            (5, false)
+        );
     }
 
     #[test]

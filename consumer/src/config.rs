@@ -11,7 +11,7 @@ use crate::kafka_config;
 use crate::limits::{validate_shape, Limits};
 use crate::quantity::clap_bytes;
 use crate::sink::retry::RetryPolicy;
-use crate::sink::{Backoff, HttpOptions, Sink};
+use crate::sink::{Backoff, CatalogSettings, HttpOptions, Sink};
 use crate::{Error, Result};
 
 /// Bounded Kafka consumer: bounded prefetch, adaptive batches, at-least-once
@@ -46,9 +46,14 @@ pub struct Args {
     pub kafka_config_file: Option<std::path::PathBuf>,
 
     /// Where batches go: `file:///dir?format=ndjson`, `file:///dir?format=parquet`,
-    /// `http://host/path` or `https://host/path` (one NDJSON POST per batch).
+    /// `http://host/path` or `https://host/path` (one NDJSON POST per batch),
+    /// `s3://bucket/prefix?format=...` (objects), `iceberg://namespace/table`
+    /// (an Iceberg table, exactly once).
     #[arg(long, env = "SINK_URL")]
     pub sink_url: String,
+
+    #[command(flatten)]
+    pub iceberg: IcebergArgs,
 
     /// Add `_topic`, `_partition`, `_offset` and `_timestamp` fields to every record.
     #[arg(long, env = "SINK_METADATA", default_value_t = false)]
@@ -193,7 +198,7 @@ impl Settings {
             give_up_after: (args.sink_give_up_after_ms > 0)
                 .then(|| Duration::from_millis(args.sink_give_up_after_ms)),
         };
-        let sink = Sink::from_url(&args.sink_url, &http)?;
+        let sink = Sink::from_url(&args.sink_url, &http, &args.iceberg.catalog())?;
 
         let request = BudgetRequest {
             budget: args.memory_budget,
@@ -313,6 +318,64 @@ impl Settings {
         p.entry("receive.message.max.bytes".into())
             .or_insert_with(|| (fetch + (1 << 20)).to_string());
         p
+    }
+}
+
+/// The catalog of an `iceberg://` sink.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct IcebergArgs {
+    /// URL of the Iceberg REST catalog.
+    #[arg(long = "iceberg-catalog-uri", env = "ICEBERG_CATALOG_URI")]
+    pub catalog_uri: Option<String>,
+
+    /// Warehouse to ask the catalog for.
+    #[arg(long = "iceberg-warehouse", env = "ICEBERG_WAREHOUSE")]
+    pub warehouse: Option<String>,
+
+    /// Bearer token for the catalog.
+    #[arg(
+        long = "iceberg-catalog-token",
+        env = "ICEBERG_CATALOG_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// OAuth2 client credentials for the catalog, `client_id:client_secret`.
+    #[arg(
+        long = "iceberg-catalog-credential",
+        env = "ICEBERG_CATALOG_CREDENTIAL",
+        hide_env_values = true
+    )]
+    pub credential: Option<String>,
+
+    /// OAuth2 scope asked for with the credential.
+    #[arg(long = "iceberg-catalog-scope", env = "ICEBERG_CATALOG_SCOPE")]
+    pub scope: Option<String>,
+
+    /// OAuth2 token endpoint, when it is not the catalog's.
+    #[arg(long = "iceberg-oauth2-server-uri", env = "ICEBERG_OAUTH2_SERVER_URI")]
+    pub oauth2_server_uri: Option<String>,
+}
+
+impl IcebergArgs {
+    /// The REST catalog's properties (`uri`, `warehouse`, `token`, ...), if
+    /// a catalog was given.
+    pub fn catalog(&self) -> Option<CatalogSettings> {
+        let uri = self.catalog_uri.clone().filter(|u| !u.is_empty())?;
+        let mut props = std::collections::HashMap::from([("uri".to_string(), uri.clone())]);
+        let optional = [
+            ("warehouse", &self.warehouse),
+            ("token", &self.token),
+            ("credential", &self.credential),
+            ("scope", &self.scope),
+            ("oauth2-server-uri", &self.oauth2_server_uri),
+        ];
+        for (prop, value) in optional {
+            if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+                props.insert(prop.to_string(), value.clone());
+            }
+        }
+        Some(CatalogSettings { uri, props })
     }
 }
 

@@ -192,6 +192,7 @@ impl Delivery {
     pub fn forget(&mut self, partitions: &[i32]) {
         for p in partitions {
             self.tracker.forget(*p);
+            self.buffer.forget(*p);
         }
     }
 

@@ -133,6 +133,7 @@ mod tests {
                     first_offset,
                     last_offset,
                     records: (last_offset - first_offset + 1) as u64,
+                    follows: false,
                     offsets: (first_offset..=last_offset).collect(),
                     segments: Vec::new(),
                 })

@@ -52,7 +52,24 @@ fn an_unknown_sink_scheme_is_refused() {
     assert_refused(
         &[("SINK_URL", "gs://bucket/prefix")],
         2,
-        "unknown sink scheme `gs` (supported: file, http, https, s3)",
+        "unknown sink scheme `gs` (supported: file, http, https, s3, iceberg)",
+    );
+}
+
+#[test]
+fn an_iceberg_sink_without_its_catalog_is_refused() {
+    assert_refused(
+        &[("SINK_URL", "iceberg://analytics/orders")],
+        2,
+        "an Iceberg sink needs ICEBERG_CATALOG_URI (its REST catalog)",
+    );
+    assert_refused(
+        &[
+            ("SINK_URL", "iceberg://analytics"),
+            ("ICEBERG_CATALOG_URI", "http://127.0.0.1:9"),
+        ],
+        2,
+        "no table name; an Iceberg sink names its table as iceberg://<namespace>/<table>",
     );
 }
 

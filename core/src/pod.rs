@@ -28,9 +28,16 @@ pub mod env {
     pub const MAX_IN_FLIGHT: &str = "MAX_IN_FLIGHT";
     pub const CONSUME_BATCH_SIZE: &str = "CONSUME_BATCH_SIZE";
     pub const LIMITS_GENERATION: &str = "LIMITS_GENERATION";
+    /// The REST catalog of an `iceberg://` sink, and how to sign in to it.
+    pub const ICEBERG_CATALOG_URI: &str = "ICEBERG_CATALOG_URI";
+    pub const ICEBERG_WAREHOUSE: &str = "ICEBERG_WAREHOUSE";
+    pub const ICEBERG_CATALOG_TOKEN: &str = "ICEBERG_CATALOG_TOKEN";
+    pub const ICEBERG_CATALOG_CREDENTIAL: &str = "ICEBERG_CATALOG_CREDENTIAL";
+    pub const ICEBERG_CATALOG_SCOPE: &str = "ICEBERG_CATALOG_SCOPE";
+    pub const ICEBERG_OAUTH2_SERVER_URI: &str = "ICEBERG_OAUTH2_SERVER_URI";
 
     /// Every variable above.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 24] = [
         KAFKA_BOOTSTRAP_SERVERS,
         KAFKA_TOPIC,
         KAFKA_GROUP_ID,
@@ -49,6 +56,12 @@ pub mod env {
         MAX_IN_FLIGHT,
         CONSUME_BATCH_SIZE,
         LIMITS_GENERATION,
+        ICEBERG_CATALOG_URI,
+        ICEBERG_WAREHOUSE,
+        ICEBERG_CATALOG_TOKEN,
+        ICEBERG_CATALOG_CREDENTIAL,
+        ICEBERG_CATALOG_SCOPE,
+        ICEBERG_OAUTH2_SERVER_URI,
     ];
 }
 

@@ -28,19 +28,23 @@ pub enum SinkKind {
     Http,
     /// Objects in S3 or an S3-compatible store.
     Object(FileFormat),
+    /// Parquet data files of an Iceberg table.
+    Iceberg,
 }
 
 impl SinkKind {
     /// Memory the sink holds beside a batch while writing it, per batch
     /// byte: NDJSON files stream the lines out (1.0), HTTP builds one body
     /// (2.0), Parquet decodes into Arrow columns and encodes pages (3.0); an
-    /// object also holds the whole encoded object while it uploads (+1.0).
+    /// object also holds the whole encoded object while it uploads (+1.0),
+    /// as does an Iceberg data file.
     pub fn memory_factor(self) -> f64 {
         match self {
             SinkKind::Http => 2.0,
             SinkKind::File(FileFormat::Parquet) => 3.0,
             SinkKind::File(FileFormat::Ndjson) => 1.0,
             SinkKind::Object(format) => SinkKind::File(format).memory_factor() + 1.0,
+            SinkKind::Iceberg => SinkKind::Object(FileFormat::Parquet).memory_factor(),
         }
     }
 }

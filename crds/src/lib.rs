@@ -21,9 +21,9 @@ mod status;
 mod volumes;
 
 pub use spec::{
-    AutoscalingSpec, AutotuneSpec, HttpSinkSpec, ImagePullPolicy, KafkaSpec, LimitsSpec,
-    MillpondConsumer, MillpondConsumerSpec, ResourcesSpec, S3Spec, SaslMechanism, SaslSpec,
-    SecretKeyRef, SinkFormat, SinkSpec, TemplateSpec, TlsSpec, DEFAULT_MEMORY,
+    AutoscalingSpec, AutotuneSpec, HttpSinkSpec, IcebergSpec, ImagePullPolicy, KafkaSpec,
+    LimitsSpec, MillpondConsumer, MillpondConsumerSpec, ResourcesSpec, S3Spec, SaslMechanism,
+    SaslSpec, SecretKeyRef, SinkFormat, SinkSpec, TemplateSpec, TlsSpec, DEFAULT_MEMORY,
 };
 pub use status::{
     condition, CurrentLimits, Decision, Direction, HotPartition, LagStatus, MillpondConsumerStatus,

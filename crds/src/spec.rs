@@ -318,7 +318,8 @@ pub struct S3Spec {
 /// Where the records go, and how.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.s3) || self.url.startsWith('s3://')").message("sink.s3 applies to an s3:// sink.url only"))]
+#[x_kube(validation = Rule::new("!has(self.s3) || self.url.startsWith('s3://') || self.url.startsWith('iceberg://')").message(S3_RULE_MESSAGE))]
+#[x_kube(validation = Rule::new("has(self.iceberg) == self.url.startsWith('iceberg://')").message(ICEBERG_RULE_MESSAGE))]
 pub struct SinkSpec {
     /// Sink address: `file:///dir` writes files into a directory of the pod,
     /// which must be the mountPath of a spec.template.volumes entry that is
@@ -327,10 +328,11 @@ pub struct SinkSpec {
     /// SinkNotOnVolume); `http://host/path` or `https://host/path` receives
     /// one NDJSON POST per batch; `s3://bucket/prefix` writes the same files
     /// as objects into an S3 bucket (AWS or an S3-compatible store, see
-    /// `s3`).
+    /// `s3`); `iceberg://namespace/table` appends to an Apache Iceberg table
+    /// (a nested namespace as `a.b`; see `iceberg`), exactly once.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(
-        "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$')"
+        "self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://') || self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$') || self.matches('^iceberg://[A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_-]*$')"
     ).message(SINK_URL_RULE_MESSAGE))]
     pub url: String,
 
@@ -339,12 +341,18 @@ pub struct SinkSpec {
     #[serde(default)]
     pub format: SinkFormat,
 
-    /// Where and how an s3:// sink reaches its bucket: region, an endpoint
-    /// for S3-compatible stores, credentials from Secrets. Without
-    /// credentials the pod uses its own identity (for example IRSA on EKS:
-    /// a spec.template.serviceAccountName annotated with a role).
+    /// Where and how an s3:// sink reaches its bucket, or an iceberg:// sink
+    /// its table's files: region, an endpoint for S3-compatible stores,
+    /// credentials from Secrets. Without credentials the pod uses its own
+    /// identity (for example IRSA on EKS: a spec.template.serviceAccountName
+    /// annotated with a role), or for an Iceberg table what its catalog
+    /// hands out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Spec>,
+
+    /// The catalog of an iceberg:// sink (required with one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iceberg: Option<IcebergSpec>,
 
     /// Add `_topic`, `_partition`, `_offset` and `_timestamp` to every record.
     #[serde(default)]
@@ -409,10 +417,72 @@ pub struct HttpSinkSpec {
     pub max_retries: Option<i32>,
 }
 
+/// The catalog of an Iceberg table sink: an Iceberg REST catalog (AWS Glue
+/// and S3 Tables through their REST endpoints, Polaris, Lakekeeper, Nessie,
+/// Apache Iceberg's own server).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.tokenSecretRef) && has(self.credentialSecretRef))").message("iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one"))]
+pub struct IcebergSpec {
+    /// URL of the REST catalog, e.g. https://catalog.example.com/api/catalog.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("iceberg.catalogUri must be an http:// or https:// URL"))]
+    pub catalog_uri: String,
+
+    /// Warehouse to ask the catalog for (a name or a location such as
+    /// s3://bucket/warehouse, as the catalog expects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub warehouse: Option<String>,
+
+    /// Secret key holding a bearer token for the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+
+    /// Secret key holding OAuth2 client credentials for the catalog, as
+    /// `client_id:client_secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_secret_ref: Option<SecretKeyRef>,
+
+    /// OAuth2 scope asked for with credentialSecretRef (the catalog's
+    /// default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub scope: Option<String>,
+
+    /// OAuth2 token endpoint, when it is not the catalog's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub oauth2_server_uri: Option<String>,
+}
+
+pub const S3_RULE_MESSAGE: &str = "sink.s3 applies to an s3:// or iceberg:// sink.url only";
+pub const ICEBERG_RULE_MESSAGE: &str =
+    "an iceberg:// sink.url needs sink.iceberg (its catalog), and sink.iceberg applies to it only";
+
 /// The sink URL schemes, as the schema's rule on `sink.url` accepts them.
-pub const SINK_URL_RULE_MESSAGE: &str = "sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, dots and hyphens)";
+pub const SINK_URL_RULE_MESSAGE: &str = "sink.url must be file://dir, http(s)://host/path, s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, dots and hyphens) or iceberg://namespace/table";
 
 impl SinkSpec {
+    /// What the sink is, as far as its memory is concerned.
+    pub fn kind(&self) -> millpond_core::sink::SinkKind {
+        use millpond_core::sink::{FileFormat, SinkKind};
+        let format = match self.format {
+            SinkFormat::Parquet => FileFormat::Parquet,
+            SinkFormat::Ndjson => FileFormat::Ndjson,
+        };
+        let url = &self.url;
+        if url.starts_with("http://") || url.starts_with("https://") {
+            SinkKind::Http
+        } else if url.starts_with("s3://") {
+            SinkKind::Object(format)
+        } else if url.starts_with("iceberg://") {
+            SinkKind::Iceberg
+        } else {
+            SinkKind::File(format)
+        }
+    }
+
     /// The schema's rules on the sink, for objects that did not pass the
     /// API server.
     fn validate(&self) -> Result<()> {
@@ -426,7 +496,8 @@ impl SinkSpec {
             || url.starts_with("https://")
             || url
                 .strip_prefix("s3://")
-                .is_some_and(|rest| bucket_name_ok(rest.split('/').next().unwrap_or_default()));
+                .is_some_and(|rest| bucket_name_ok(rest.split('/').next().unwrap_or_default()))
+            || url.strip_prefix("iceberg://").is_some_and(iceberg_table_ok);
         if !known {
             return Err(invalid("sink.url", SINK_URL_RULE_MESSAGE));
         }
@@ -438,13 +509,16 @@ impl SinkSpec {
             ));
         }
         if let Some(s3) = &self.s3 {
-            if !url.starts_with("s3://") {
-                return Err(invalid(
-                    "sink.s3",
-                    "sink.s3 applies to an s3:// sink.url only",
-                ));
+            if !(url.starts_with("s3://") || url.starts_with("iceberg://")) {
+                return Err(invalid("sink.s3", S3_RULE_MESSAGE));
             }
             s3.validate()?;
+        }
+        if self.iceberg.is_some() != url.starts_with("iceberg://") {
+            return Err(invalid("sink.iceberg", ICEBERG_RULE_MESSAGE));
+        }
+        if let Some(iceberg) = &self.iceberg {
+            iceberg.validate()?;
         }
         Ok(())
     }
@@ -460,6 +534,44 @@ fn bucket_name_ok(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// `namespace/table` of an iceberg:// URL, as the schema's rule accepts it.
+fn iceberg_table_ok(rest: &str) -> bool {
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let starts_well = |s: &str| s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+    match rest.split_once('/') {
+        Some((namespace, table)) => {
+            starts_well(namespace)
+                && namespace.chars().all(|c| name_char(c) || c == '.')
+                && starts_well(table)
+                && table.chars().all(name_char)
+        }
+        None => false,
+    }
+}
+
+impl IcebergSpec {
+    fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        let uri = &self.catalog_uri;
+        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+            return Err(invalid(
+                "sink.iceberg.catalogUri",
+                "iceberg.catalogUri must be an http:// or https:// URL",
+            ));
+        }
+        if self.token_secret_ref.is_some() && self.credential_secret_ref.is_some() {
+            return Err(invalid(
+                "sink.iceberg",
+                "iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl S3Spec {
@@ -1216,6 +1328,24 @@ sink:
                 "template.volumes[0].mountPath",
             ),
             ("sink: {url: 'http://x', format: parquet}", "sink.format"),
+            ("sink: {url: 'iceberg://analytics/orders'}", "sink.iceberg"),
+            (
+                "sink: {url: 'file:///data/orders', iceberg: {catalogUri: 'http://c'}}",
+                "sink.iceberg",
+            ),
+            (
+                "sink: {url: 'iceberg://analytics', iceberg: {catalogUri: 'http://c'}}",
+                "sink.url",
+            ),
+            (
+                "sink: {url: 'iceberg://analytics/orders', iceberg: {catalogUri: 'c:8181'}}",
+                "sink.iceberg.catalogUri",
+            ),
+            (
+                "sink: {url: 'iceberg://a/o', iceberg: {catalogUri: 'http://c', \
+                 tokenSecretRef: {name: a, key: t}, credentialSecretRef: {name: a, key: c}}}",
+                "sink.iceberg",
+            ),
             (
                 "kafka: {config: {enable.auto.commit: 'true'}}",
                 "kafka.config",
@@ -1233,6 +1363,17 @@ sink:
         s.sink = serde_yaml::from_str(
             "{url: 's3://lake-1.raw/orders', format: parquet, s3: {region: eu-west-1, \
              accessKeyIdSecretRef: {name: c, key: id}, secretAccessKeySecretRef: {name: c, key: s}}}",
+        )
+        .unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn an_iceberg_sink_with_its_catalog_and_store_passes() {
+        let mut s = spec(MINIMAL);
+        s.sink = serde_yaml::from_str(
+            "{url: 'iceberg://lake.raw/orders_v2', iceberg: {catalogUri: 'https://c/api', \
+             warehouse: lake, tokenSecretRef: {name: c, key: t}}, s3: {region: eu-west-1}}",
         )
         .unwrap();
         s.validate().unwrap();

@@ -1,6 +1,10 @@
 """An independent reader (and, for checks of the stack, writer) of Iceberg
 tables: pyiceberg with pyarrow, not Millpond's code.
 
+    table.py create NAMESPACE.TABLE [PARTITION]   create a table of the test
+                                                  records (id long required,
+                                                  pad string), partitioned by
+                                                  PARTITION: bucket (of id)
     table.py append NAMESPACE.TABLE FIRST COUNT   append ids FIRST..FIRST+COUNT
     table.py ids NAMESPACE.TABLE                  print {"rows", "distinct",
                                                   "duplicates", "min", "max",
@@ -38,6 +42,26 @@ def catalog():
     )
 
 
+def create(name, partition=None):
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.schema import Schema
+    from pyiceberg.transforms import BucketTransform
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    cat = catalog()
+    cat.create_namespace_if_not_exists(name.split(".")[0])
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=True),
+        NestedField(2, "pad", StringType(), required=False),
+    )
+    spec = PartitionSpec()
+    if partition == "bucket":
+        spec = PartitionSpec(PartitionField(1, 1000, BucketTransform(4), "id_bucket"))
+    elif partition is not None:
+        sys.exit(f"unknown partition {partition}")
+    cat.create_table(name, schema=schema, partition_spec=spec)
+
+
 def append(name, first, count):
     cat = catalog()
     namespace = name.split(".")[0]
@@ -72,7 +96,9 @@ def ids(name):
 
 
 def main(argv):
-    if len(argv) == 5 and argv[1] == "append":
+    if len(argv) in (3, 4) and argv[1] == "create":
+        create(argv[2], argv[3] if len(argv) == 4 else None)
+    elif len(argv) == 5 and argv[1] == "append":
         append(argv[2], int(argv[3]), int(argv[4]))
     elif len(argv) == 3 and argv[1] == "ids":
         ids(argv[2])

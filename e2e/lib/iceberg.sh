@@ -151,7 +151,10 @@ _iceberg_up() {
     java=$(kafka_java)
     mkdir -p "$ICEBERG_STATE_DIR" "$S3_DATA_DIR/$S3_BUCKET/warehouse"
     # The catalog's properties, as Iceberg's server reads them (CATALOG_*).
+    # One connection (CATALOG_CLIENTS=1): SQLite refuses a second writer
+    # (SQLITE_BUSY) where a pool of two would race.
     CATALOG_URI="jdbc:sqlite:$ICEBERG_STATE_DIR/catalog.db" \
+    CATALOG_CLIENTS=1 \
     CATALOG_WAREHOUSE="$(iceberg_warehouse)" \
     CATALOG_IO__IMPL=org.apache.iceberg.aws.s3.S3FileIO \
     CATALOG_S3_ENDPOINT="$(s3_endpoint)" \

@@ -172,6 +172,18 @@ accepted s3-parquet <<'EOF'
       sessionTokenSecretRef: {name: lake, key: token}
 EOF
 
+accepted iceberg-rest <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: iceberg://analytics.raw/orders
+    iceberg:
+      catalogUri: https://catalog.example.com/api/catalog
+      warehouse: lake
+      credentialSecretRef: {name: catalog, key: credential}
+      scope: PRINCIPAL_ROLE:ALL
+    s3: {region: eu-west-1}
+EOF
+
 accepted secured <<'EOF'
   kafka:
     bootstrapServers: kafka:9093
@@ -299,19 +311,19 @@ refused "a topic name Kafka does not allow" \
 EOF
 
 refused "an unknown sink scheme" \
-    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix' <<'EOF'
+    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path, s3://bucket/prefix (bucket names are 3-63 lower-case letters, digits, dots and hyphens) or iceberg://namespace/table' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "ftp://host/orders"}
 EOF
 
 refused "an s3 bucket name S3 does not allow" \
-    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path or s3://bucket/prefix (bucket names are 3-63' <<'EOF'
+    'spec.sink.url: Invalid value: "string": sink.url must be file://dir, http(s)://host/path, s3://bucket/prefix (bucket names are 3-63' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "s3://Orders_Lake/raw"}
 EOF
 
 refused "s3 settings on an http sink" \
-    'spec.sink: Invalid value: "object": sink.s3 applies to an s3:// sink.url only' <<'EOF'
+    'spec.sink: Invalid value: "object": sink.s3 applies to an s3:// or iceberg:// sink.url only' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "http://ingest:8080/orders", s3: {region: eu-west-1}}
 EOF
@@ -328,6 +340,29 @@ refused "an s3 endpoint without a scheme" \
     'spec.sink.s3.endpoint: Invalid value: "string": s3.endpoint must be an http:// or https:// URL' <<'EOF'
   kafka: {bootstrapServers: "kafka:9092", topic: orders}
   sink: {url: "s3://lake/orders", s3: {endpoint: "store:9000"}}
+EOF
+
+refused "an iceberg sink without its catalog" \
+    'spec.sink: Invalid value: "object": an iceberg:// sink.url needs sink.iceberg (its catalog), and sink.iceberg applies to it only' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "iceberg://analytics/orders"}
+EOF
+
+refused "an iceberg url without a table" \
+    'spec.sink.url: Invalid value: "string": sink.url must be file://dir' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "iceberg://analytics", iceberg: {catalogUri: "http://catalog:8181"}}
+EOF
+
+refused "an iceberg catalog with both a token and client credentials" \
+    'spec.sink.iceberg: Invalid value: "object": iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: iceberg://analytics/orders
+    iceberg:
+      catalogUri: http://catalog:8181
+      tokenSecretRef: {name: catalog, key: token}
+      credentialSecretRef: {name: catalog, key: credential}
 EOF
 
 refused "an unknown sink format" \

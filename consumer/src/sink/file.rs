@@ -662,6 +662,7 @@ mod tests {
                 first_offset: 10,
                 last_offset: 10 + records as i64 - 1,
                 records: records as u64,
+                follows: false,
                 offsets: (10..10 + records as i64).collect(),
                 segments: vec![lines.as_bytes().to_vec()],
             }],

@@ -9,6 +9,7 @@
 
 mod file;
 mod http;
+mod iceberg;
 mod object;
 pub mod retry;
 
@@ -22,6 +23,7 @@ use crate::{Error, Result};
 
 pub use file::{FileFormat, FileSink};
 pub use http::{Backoff, HttpSink};
+pub use iceberg::{CatalogSettings, IcebergSink};
 pub use millpond_core::sink::SinkKind;
 pub use object::ObjectSink;
 
@@ -73,20 +75,34 @@ pub enum Sink {
     File(FileSink),
     Http(HttpSink),
     Object(ObjectSink),
+    Iceberg(Box<IcebergSink>),
 }
 
 impl Sink {
     /// Builds the sink a `SINK_URL` names:
-    /// `file:///dir?format=ndjson|parquet`, `http://host/path`, `https://...`.
-    pub fn from_url(raw: &str, http: &HttpOptions) -> Result<Self> {
+    /// `file:///dir?format=ndjson|parquet`, `http://host/path`, `https://...`,
+    /// `s3://bucket/prefix?format=...`, `iceberg://namespace/table`.
+    pub fn from_url(
+        raw: &str,
+        http: &HttpOptions,
+        catalog: &Option<CatalogSettings>,
+    ) -> Result<Self> {
         let url = Url::parse(raw)
             .map_err(|e| Error::Config(format!("SINK_URL `{raw}` is not a URL: {e}")))?;
         match url.scheme() {
             "file" => Ok(Sink::File(FileSink::from_url(&url)?)),
             "http" | "https" => Ok(Sink::Http(HttpSink::new(url, http)?)),
             "s3" => Ok(Sink::Object(ObjectSink::from_url(&url, http)?)),
+            "iceberg" => {
+                let catalog = catalog.clone().ok_or_else(|| {
+                    Error::Config(format!(
+                        "SINK_URL `{raw}`: an Iceberg sink needs ICEBERG_CATALOG_URI (its REST catalog)"
+                    ))
+                })?;
+                Ok(Sink::Iceberg(Box::new(IcebergSink::new(&url, catalog)?)))
+            }
             other => Err(Error::Config(format!(
-                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https, s3)"
+                "SINK_URL `{raw}`: unknown sink scheme `{other}` (supported: file, http, https, s3, iceberg)"
             ))),
         }
     }
@@ -97,6 +113,7 @@ impl Sink {
             Sink::File(s) => s.write(batch).await,
             Sink::Http(s) => s.write(batch).await,
             Sink::Object(s) => s.write(batch).await,
+            Sink::Iceberg(s) => s.write(batch).await,
         }
     }
 
@@ -107,6 +124,7 @@ impl Sink {
             Sink::File(s) => SinkKind::File(s.format()),
             Sink::Http(_) => SinkKind::Http,
             Sink::Object(s) => SinkKind::Object(s.format()),
+            Sink::Iceberg(_) => SinkKind::Iceberg,
         };
         kind.memory_factor()
     }
@@ -117,6 +135,7 @@ impl Sink {
             Sink::File(s) => s.describe(),
             Sink::Http(s) => s.describe(),
             Sink::Object(s) => s.describe(),
+            Sink::Iceberg(s) => s.describe(),
         }
     }
 }

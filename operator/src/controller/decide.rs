@@ -4,7 +4,6 @@
 //! record to keep.
 
 use millpond_core::budget::{self, BudgetRequest};
-use millpond_core::sink::{FileFormat, SinkKind};
 use millpond_crds::{CurrentLimits, Direction, MillpondConsumer};
 
 use super::decided::{limits_generation, Decided};
@@ -156,19 +155,7 @@ fn observation(
 
 /// The pod's sink memory factor, as the consumer computes it.
 fn sink_factor(mpc: &MillpondConsumer) -> f64 {
-    let format = match mpc.spec.sink.format {
-        millpond_crds::SinkFormat::Parquet => FileFormat::Parquet,
-        millpond_crds::SinkFormat::Ndjson => FileFormat::Ndjson,
-    };
-    let url = &mpc.spec.sink.url;
-    let kind = if url.starts_with("http") {
-        SinkKind::Http
-    } else if url.starts_with("s3://") {
-        SinkKind::Object(format)
-    } else {
-        SinkKind::File(format)
-    };
-    kind.memory_factor()
+    mpc.spec.sink.kind().memory_factor()
 }
 
 #[cfg(test)]

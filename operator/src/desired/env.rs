@@ -11,7 +11,8 @@ use k8s_openapi::api::core::v1::{
 };
 use millpond_core::pod::env;
 use millpond_crds::{
-    KafkaSpec, MillpondConsumer, MillpondConsumerSpec, S3Spec, SaslMechanism, SinkFormat,
+    IcebergSpec, KafkaSpec, MillpondConsumer, MillpondConsumerSpec, S3Spec, SaslMechanism,
+    SinkFormat,
 };
 
 use super::config_map::LIMIT_KEYS;
@@ -128,6 +129,9 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
     if let Some(s3) = &sink.s3 {
         env.extend(s3_env(s3));
     }
+    if let Some(iceberg) = &sink.iceberg {
+        env.extend(iceberg_env(iceberg));
+    }
     env.push(plain(env::MEMORY_BUDGET, &spec.resources.memory.0));
     env.push(secret_ref(
         env::ADMIN_TOKEN,
@@ -200,6 +204,35 @@ fn s3_env(s3: &S3Spec) -> Vec<EnvVar> {
         ("AWS_ACCESS_KEY_ID", &s3.access_key_id_secret_ref),
         ("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key_secret_ref),
         ("AWS_SESSION_TOKEN", &s3.session_token_secret_ref),
+    ];
+    for (name, reference) in secrets {
+        if let Some(r) = reference {
+            env.push(secret_ref(name, &r.name, &r.key));
+        }
+    }
+    env
+}
+
+/// The catalog of an iceberg:// sink; its token or client credentials as
+/// references to their Secrets.
+fn iceberg_env(iceberg: &IcebergSpec) -> Vec<EnvVar> {
+    let mut env = vec![plain(env::ICEBERG_CATALOG_URI, &iceberg.catalog_uri)];
+    let optional = [
+        (env::ICEBERG_WAREHOUSE, &iceberg.warehouse),
+        (env::ICEBERG_CATALOG_SCOPE, &iceberg.scope),
+        (env::ICEBERG_OAUTH2_SERVER_URI, &iceberg.oauth2_server_uri),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            env.push(plain(name, value));
+        }
+    }
+    let secrets = [
+        (env::ICEBERG_CATALOG_TOKEN, &iceberg.token_secret_ref),
+        (
+            env::ICEBERG_CATALOG_CREDENTIAL,
+            &iceberg.credential_secret_ref,
+        ),
     ];
     for (name, reference) in secrets {
         if let Some(r) = reference {
@@ -540,6 +573,32 @@ mod tests {
             ("lake-creds", "secret")
         );
         assert!(env_var(c, "AWS_SESSION_TOKEN").is_none());
+    }
+
+    #[test]
+    fn an_iceberg_sink_gets_its_catalog_and_secret_references() {
+        let m = edit(
+            MINIMAL,
+            "url: file:///data/orders",
+            "url: iceberg://analytics/orders\n    iceberg:\n      \
+             catalogUri: http://catalog.lake:8181\n      warehouse: lake\n      \
+             credentialSecretRef: {name: catalog, key: credential}\n      \
+             scope: PRINCIPAL_ROLE:ALL\n    s3:\n      region: eu-west-1",
+        );
+        let c = container(&deployment(&m, &ctx(), 1).unwrap()).clone();
+        assert_eq!(env_value(&c, "SINK_URL"), "iceberg://analytics/orders");
+        assert_eq!(
+            env_value(&c, "ICEBERG_CATALOG_URI"),
+            "http://catalog.lake:8181"
+        );
+        assert_eq!(env_value(&c, "ICEBERG_WAREHOUSE"), "lake");
+        assert_eq!(env_value(&c, "ICEBERG_CATALOG_SCOPE"), "PRINCIPAL_ROLE:ALL");
+        assert_eq!(
+            secret_of(&c, "ICEBERG_CATALOG_CREDENTIAL"),
+            ("catalog", "credential")
+        );
+        assert!(env_var(&c, "ICEBERG_CATALOG_TOKEN").is_none());
+        assert_eq!(env_value(&c, "AWS_REGION"), "eu-west-1");
     }
 
     #[test]

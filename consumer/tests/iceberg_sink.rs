@@ -1,0 +1,225 @@
+//! The Iceberg table sink against the stack's Iceberg REST catalog (Apache
+//! Iceberg's own server) and S3 store (versitygw). What landed is read by
+//! pyiceberg, not by the consumer's code.
+//!
+//! Starts: `millpond-consumer` processes. Needs the local Kafka broker, the
+//! S3 store and the catalog (`e2e/stack up kafka iceberg`,
+//! `eval "$(e2e/stack env)"`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+const RECORD: usize = 200;
+const NEEDS_STACK: &str =
+    "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test";
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run `e2e/stack up kafka iceberg` and `eval \"$(e2e/stack env)\"`"
+        )
+    })
+}
+
+/// What a consumer needs to reach the catalog and the store.
+fn iceberg_env(table: &str) -> Vec<(&'static str, String)> {
+    let (namespace, name) = table.split_once('.').unwrap();
+    vec![
+        ("SINK_URL", format!("iceberg://{namespace}/{name}")),
+        ("ICEBERG_CATALOG_URI", var("ICEBERG_REST_URI")),
+        ("AWS_ENDPOINT", var("S3_ENDPOINT")),
+        ("AWS_ALLOW_HTTP", "true".to_string()),
+        ("AWS_ACCESS_KEY_ID", var("S3_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", var("S3_SECRET_ACCESS_KEY")),
+        ("AWS_REGION", var("S3_REGION")),
+    ]
+}
+
+/// Runs `e2e/iceberg/table.py` with the stack's pyiceberg.
+fn table_py(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/iceberg/table.py");
+    let out = Command::new(var("ICEBERG_PYTHON"))
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running pyiceberg");
+    assert!(
+        out.status.success(),
+        "table.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What pyiceberg reads from the table.
+#[derive(Debug)]
+struct Read {
+    rows: u64,
+    duplicates: u64,
+    min: Option<u64>,
+    max: Option<u64>,
+    snapshots: u64,
+    offsets: BTreeMap<i32, i64>,
+}
+
+fn read(table: &str, topic: &str) -> Read {
+    let json: serde_json::Value = serde_json::from_str(&table_py(&["ids", table])).unwrap();
+    let offsets = json["summary"][format!("millpond.offsets.{topic}")]
+        .as_str()
+        .map(|raw| {
+            let map: BTreeMap<String, i64> = serde_json::from_str(raw).unwrap();
+            map.into_iter()
+                .map(|(p, o)| (p.parse().unwrap(), o))
+                .collect()
+        })
+        .unwrap_or_default();
+    Read {
+        rows: json["rows"].as_u64().unwrap(),
+        duplicates: json["duplicates"].as_u64().unwrap(),
+        min: json["min"].as_u64(),
+        max: json["max"].as_u64(),
+        snapshots: json["snapshots"].as_u64().unwrap(),
+        offsets,
+    }
+}
+
+/// A fresh table of the test records in the stack's catalog.
+fn table(slug: &str, partition: Option<&str>) -> String {
+    let name = format!("millpond_tests.{}", slug.replace('-', "_"));
+    let mut args = vec!["create", name.as_str()];
+    args.extend(partition);
+    table_py(&args);
+    name
+}
+
+fn every_id_once(read: &Read, n: u64) {
+    assert_eq!(read.duplicates, 0, "no record twice: {read:?}");
+    assert_eq!(read.rows, n, "every record: {read:?}");
+    assert_eq!((read.min, read.max), (Some(0), Some(n - 1)), "{read:?}");
+}
+
+fn committed_to_the_end(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), topic, partitions).unwrap();
+    wait_until(
+        Duration::from_secs(120),
+        "commits at the high watermarks",
+        || kafka::committed(&kafka::bootstrap(), group, topic, partitions).unwrap() == highs,
+    );
+    highs
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn every_record_lands_once_and_the_tables_offsets_are_the_groups() {
+    let _ = NEEDS_STACK;
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("ice-once", 4);
+    let table = table(&topic, None);
+    let n = 20_000;
+    kafka::produce_json(&kafka::bootstrap(), &topic, 4, 0..n, RECORD).unwrap();
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("FLUSH_BYTES", "512Ki".into()));
+    let mut c = Consumer::start(work.path(), "ice", &env);
+    let highs = committed_to_the_end(&format!("millpond-{topic}"), &topic, 4);
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    let read = read(&table, &topic);
+    every_id_once(&read, n);
+    assert_eq!(read.offsets, highs, "the table's offsets are the group's");
+    assert!(read.snapshots >= 2, "one snapshot per flush: {read:?}");
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn a_partitioned_table_gets_every_record_once() {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("ice-bucketed", 2);
+    let table = table(&topic, Some("bucket"));
+    let n = 5_000;
+    kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..n, RECORD).unwrap();
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    let mut c = Consumer::start(work.path(), "ice-bucketed", &env);
+    committed_to_the_end(&format!("millpond-{topic}"), &topic, 2);
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    every_id_once(&read(&table, &topic), n);
+}
+
+/// Three writers on one table while records keep coming: two are killed
+/// with SIGKILL (and replaced), one is paused past its session timeout
+/// while its partitions move to the others, then resumed with its batches
+/// in hand. pyiceberg must find every id once, and the table's offsets must
+/// be the group's.
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn killed_and_paused_writers_leave_every_record_once() {
+    let work = tempfile::tempdir().unwrap();
+    let partitions = 6;
+    let topic = topic("ice-faults", partitions);
+    let table = table(&topic, None);
+    let group = format!("millpond-{topic}");
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("FLUSH_BYTES", "128Ki".into()));
+    env.push(("FLUSH_INTERVAL_MS", "300".into()));
+    env.push((
+        "KAFKA_CONFIG",
+        "session.timeout.ms=6000,heartbeat.interval.ms=1000".into(),
+    ));
+    let start = |name: &str| Consumer::start(work.path(), name, &env);
+    let produce = |ids: std::ops::Range<u64>| {
+        kafka::produce_json(&kafka::bootstrap(), &topic, partitions, ids, RECORD).unwrap()
+    };
+    let step = 15_000;
+    produce(0..step);
+    let mut a = start("a");
+    let b = start("b");
+    let mut c = start("c");
+    let progress = |at_least: u64| {
+        wait_until(Duration::from_secs(90), "the table grows", || {
+            read(&table, &topic).rows >= at_least
+        })
+    };
+    progress(2_000);
+    // Killed while writing (records keep coming).
+    produce(step..2 * step);
+    a.signal("KILL");
+    a.wait(Duration::from_secs(5));
+    let a2 = start("a2");
+    progress(step);
+    // Paused past the session timeout: its partitions move to the others.
+    produce(2 * step..3 * step);
+    b.signal("STOP");
+    std::thread::sleep(Duration::from_secs(12));
+    progress(2 * step);
+    b.signal("CONT");
+    // Killed again, while the paused one comes back.
+    produce(3 * step..4 * step);
+    c.signal("KILL");
+    c.wait(Duration::from_secs(5));
+    let c2 = start("c2");
+    let n = 4 * step;
+    let highs = committed_to_the_end(&group, &topic, partitions);
+    let read = read(&table, &topic);
+    for mut p in [b, a2, c2] {
+        p.signal("TERM");
+        p.wait(Duration::from_secs(30));
+    }
+    every_id_once(&read, n);
+    assert_eq!(read.offsets, highs, "the table's offsets are the group's");
+}
