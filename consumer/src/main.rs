@@ -56,6 +56,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     metrics.memory_budget_bytes.set(plan.budget as i64);
+    settings.sink.observe(&metrics);
     let shared = Shared {
         metrics,
         limits: LiveLimits::new(settings.limits.clone(), plan),

@@ -45,6 +45,22 @@ pub struct Metrics {
     pub planned_partitions: IntGauge,
     pub prefetch_limit_bytes: IntGauge,
     pub replans_total: IntCounter,
+    pub table: TableMetrics,
+}
+
+/// The Iceberg table sink's commits (zero for other sinks).
+#[derive(Clone)]
+pub struct TableMetrics {
+    /// By result: `committed`, `conflict` (another writer committed first;
+    /// checked again and retried), `failed`.
+    pub commits_total: IntCounterVec,
+    pub commit_duration_seconds: Histogram,
+    pub data_files_total: IntCounter,
+    pub data_bytes_total: IntCounter,
+    /// Records a write left out because the table held them already.
+    pub records_held_total: IntCounter,
+    /// The table's next offset per partition, as the last commit left it.
+    pub offset: IntGaugeVec,
 }
 
 impl Metrics {
@@ -210,6 +226,41 @@ impl Metrics {
                 "millpond_replans_total",
                 "Times the consumer handed off and re-planned its memory because partitions were added"
             )),
+            table: TableMetrics {
+                commits_total: reg!(IntCounterVec::new(
+                    Opts::new(
+                        "millpond_table_commits_total",
+                        "Iceberg commits by result: committed, conflict (another writer committed first), failed"
+                    ),
+                    &["result"]
+                )),
+                commit_duration_seconds: reg!(Histogram::with_opts(
+                    HistogramOpts::new(
+                        "millpond_table_commit_duration_seconds",
+                        "Time one Iceberg commit took (the catalog's answer included)"
+                    )
+                    .buckets(prometheus::exponential_buckets(0.005, 2.0, 12).expect("buckets"))
+                )),
+                data_files_total: reg!(IntCounter::new(
+                    "millpond_table_data_files_total",
+                    "Data files committed to the Iceberg table"
+                )),
+                data_bytes_total: reg!(IntCounter::new(
+                    "millpond_table_data_bytes_total",
+                    "Bytes of data files committed to the Iceberg table"
+                )),
+                records_held_total: reg!(IntCounter::new(
+                    "millpond_table_records_held_total",
+                    "Records left out of a write because the table held them already (read again after a crash or a rebalance)"
+                )),
+                offset: reg!(IntGaugeVec::new(
+                    Opts::new(
+                        "millpond_table_offset",
+                        "The table's next offset per partition of the topic, after this pod's last commit"
+                    ),
+                    &["partition"]
+                )),
+            },
             registry,
         }
     }

@@ -127,6 +127,12 @@ fn every_record_lands_once_and_the_tables_offsets_are_the_groups() {
     env.push(("FLUSH_BYTES", "512Ki".into()));
     let mut c = Consumer::start(work.path(), "ice", &env);
     let highs = committed_to_the_end(&format!("millpond-{topic}"), &topic, 4);
+    let (_, metrics) = c.get("/metrics").unwrap();
+    let committed = metrics
+        .lines()
+        .find(|l| l.starts_with("millpond_table_commits_total{result=\"committed\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
     c.signal("TERM");
     assert!(
         c.wait(Duration::from_secs(30)).success(),
@@ -137,6 +143,10 @@ fn every_record_lands_once_and_the_tables_offsets_are_the_groups() {
     every_id_once(&read, n);
     assert_eq!(read.offsets, highs, "the table's offsets are the group's");
     assert!(read.snapshots >= 2, "one snapshot per flush: {read:?}");
+    assert_eq!(
+        committed, read.snapshots,
+        "every snapshot counted as a commit"
+    );
 }
 
 #[test]

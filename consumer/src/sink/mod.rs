@@ -129,6 +129,13 @@ impl Sink {
         kind.memory_factor()
     }
 
+    /// Exports the sink's own metrics (the Iceberg sink's commits).
+    pub fn observe(&self, metrics: &crate::metrics::Metrics) {
+        if let Sink::Iceberg(s) = self {
+            s.observe(metrics.table.clone());
+        }
+    }
+
     /// A description for logs that never includes credentials.
     pub fn describe(&self) -> String {
         match self {

@@ -25,7 +25,7 @@ mod rows;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use iceberg::spec::DataFileFormat;
@@ -48,6 +48,7 @@ use url::Url;
 
 use super::WriteError;
 use crate::buffer::Batch;
+use crate::metrics::TableMetrics;
 use crate::{Error, Result};
 use offsets::{admit, render, summary_key, table_offsets, Admit, Offsets, Span};
 
@@ -80,6 +81,7 @@ pub struct IcebergSink {
     /// Ranges of single records this sink refused (they go to the
     /// dead-letter topic): the table's offset may step over them.
     vouched: Mutex<BTreeMap<i32, Vec<(i64, i64)>>>,
+    metrics: OnceLock<TableMetrics>,
 }
 
 /// What one write appends: per chunk, where its records start.
@@ -87,6 +89,19 @@ pub struct IcebergSink {
 struct Plan {
     admitted: Vec<(i32, Admit)>,
     offsets: Offsets,
+}
+
+impl Plan {
+    /// Records of `batch` the plan leaves out (the table holds them).
+    fn held(&self, batch: &Batch) -> u64 {
+        let held = |(chunk, (_, admitted)): (&crate::buffer::PartitionChunk, &(i32, Admit))| {
+            match admitted {
+                Admit::From(from) => chunk.offsets.iter().filter(|o| *o < from).count() as u64,
+                Admit::Held | Admit::Wait => chunk.records,
+            }
+        };
+        batch.chunks.iter().zip(&self.admitted).map(held).sum()
+    }
 }
 
 impl IcebergSink {
@@ -100,7 +115,18 @@ impl IcebergSink {
             committing: tokio::sync::Mutex::new(()),
             appended: Notify::new(),
             vouched: Mutex::default(),
+            metrics: OnceLock::new(),
         })
+    }
+
+    pub fn observe(&self, metrics: TableMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn count(&self, f: impl FnOnce(&TableMetrics)) {
+        if let Some(m) = self.metrics.get() {
+            f(m);
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -165,6 +191,7 @@ impl IcebergSink {
                 continue;
             };
             if plan.offsets.is_empty() {
+                self.count(|m| m.records_held_total.inc_by(batch.records()));
                 return Ok(()); // the table holds every record already
             }
             let files = self
@@ -180,6 +207,7 @@ impl IcebergSink {
                 .await?
             {
                 self.appended.notify_waiters();
+                self.count(|m| m.records_held_total.inc_by(plan.held(&batch)));
                 return Ok(());
             }
             self.delete(&table, files).await;
@@ -322,8 +350,23 @@ impl IcebergSink {
                 catalog: catalog.clone(),
                 table,
             };
-            match tx.commit(&pinned).await {
-                Ok(_) => return Ok(true),
+            let started = Instant::now();
+            let result = tx.commit(&pinned).await;
+            let outcome = match &result {
+                Ok(_) => "committed",
+                Err(e) if pinned::is_conflict(e) => "conflict",
+                Err(_) => "failed",
+            };
+            self.count(|m| {
+                m.commits_total.with_label_values(&[outcome]).inc();
+                m.commit_duration_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            });
+            match result {
+                Ok(_) => {
+                    self.committed(&files, &merged);
+                    return Ok(true);
+                }
                 // Another writer appended first: check the plan on its snapshot.
                 Err(e) if pinned::is_conflict(&e) => continue,
                 // The append may have landed all the same: the next attempt
@@ -337,6 +380,19 @@ impl IcebergSink {
                 }
             }
         }
+    }
+
+    fn committed(&self, files: &[iceberg::spec::DataFile], offsets: &Offsets) {
+        self.count(|m| {
+            m.data_files_total.inc_by(files.len() as u64);
+            let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+            m.data_bytes_total.inc_by(bytes);
+            for (partition, offset) in offsets {
+                m.offset
+                    .with_label_values(&[&partition.to_string()])
+                    .set(*offset);
+            }
+        });
     }
 
     /// Removes data files no snapshot will reference (best effort: a file
