@@ -9,98 +9,33 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
 
 const RECORD: usize = 200;
-const NEEDS_STACK: &str =
-    "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test";
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run `e2e/stack up kafka iceberg` and `eval \"$(e2e/stack env)\"`"
-        )
-    })
-}
+use millpond_e2e::iceberg::{create_table, read, stack_var};
 
 /// What a consumer needs to reach the catalog and the store.
 fn iceberg_env(table: &str) -> Vec<(&'static str, String)> {
     let (namespace, name) = table.split_once('.').unwrap();
     vec![
         ("SINK_URL", format!("iceberg://{namespace}/{name}")),
-        ("ICEBERG_CATALOG_URI", var("ICEBERG_REST_URI")),
-        ("AWS_ENDPOINT", var("S3_ENDPOINT")),
+        ("ICEBERG_CATALOG_URI", stack_var("ICEBERG_REST_URI")),
+        ("AWS_ENDPOINT", stack_var("S3_ENDPOINT")),
         ("AWS_ALLOW_HTTP", "true".to_string()),
-        ("AWS_ACCESS_KEY_ID", var("S3_ACCESS_KEY_ID")),
-        ("AWS_SECRET_ACCESS_KEY", var("S3_SECRET_ACCESS_KEY")),
-        ("AWS_REGION", var("S3_REGION")),
+        ("AWS_ACCESS_KEY_ID", stack_var("S3_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", stack_var("S3_SECRET_ACCESS_KEY")),
+        ("AWS_REGION", stack_var("S3_REGION")),
     ]
-}
-
-/// Runs `e2e/iceberg/table.py` with the stack's pyiceberg.
-fn table_py(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/iceberg/table.py");
-    let out = Command::new(var("ICEBERG_PYTHON"))
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("running pyiceberg");
-    assert!(
-        out.status.success(),
-        "table.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// What pyiceberg reads from the table.
-#[derive(Debug)]
-struct Read {
-    rows: u64,
-    duplicates: u64,
-    min: Option<u64>,
-    max: Option<u64>,
-    snapshots: u64,
-    offsets: BTreeMap<i32, i64>,
-}
-
-fn read(table: &str, topic: &str) -> Read {
-    let json: serde_json::Value = serde_json::from_str(&table_py(&["ids", table])).unwrap();
-    let offsets = json["summary"][format!("millpond.offsets.{topic}")]
-        .as_str()
-        .map(|raw| {
-            let map: BTreeMap<String, i64> = serde_json::from_str(raw).unwrap();
-            map.into_iter()
-                .map(|(p, o)| (p.parse().unwrap(), o))
-                .collect()
-        })
-        .unwrap_or_default();
-    Read {
-        rows: json["rows"].as_u64().unwrap(),
-        duplicates: json["duplicates"].as_u64().unwrap(),
-        min: json["min"].as_u64(),
-        max: json["max"].as_u64(),
-        snapshots: json["snapshots"].as_u64().unwrap(),
-        offsets,
-    }
 }
 
 /// A fresh table of the test records in the stack's catalog.
 fn table(slug: &str, partition: Option<&str>) -> String {
     let name = format!("millpond_tests.{}", slug.replace('-', "_"));
-    let mut args = vec!["create", name.as_str()];
-    args.extend(partition);
-    table_py(&args);
+    create_table(&name, partition);
     name
-}
-
-fn every_id_once(read: &Read, n: u64) {
-    assert_eq!(read.duplicates, 0, "no record twice: {read:?}");
-    assert_eq!(read.rows, n, "every record: {read:?}");
-    assert_eq!((read.min, read.max), (Some(0), Some(n - 1)), "{read:?}");
 }
 
 fn committed_to_the_end(group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
@@ -116,7 +51,6 @@ fn committed_to_the_end(group: &str, topic: &str, partitions: i32) -> BTreeMap<i
 #[test]
 #[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
 fn every_record_lands_once_and_the_tables_offsets_are_the_groups() {
-    let _ = NEEDS_STACK;
     let work = tempfile::tempdir().unwrap();
     let topic = topic("ice-once", 4);
     let table = table(&topic, None);
@@ -140,7 +74,7 @@ fn every_record_lands_once_and_the_tables_offsets_are_the_groups() {
         c.log_text()
     );
     let read = read(&table, &topic);
-    every_id_once(&read, n);
+    read.assert_every_id_once(n);
     assert_eq!(read.offsets, highs, "the table's offsets are the group's");
     assert!(read.snapshots >= 2, "one snapshot per flush: {read:?}");
     assert_eq!(
@@ -167,7 +101,7 @@ fn a_partitioned_table_gets_every_record_once() {
         "{}",
         c.log_text()
     );
-    every_id_once(&read(&table, &topic), n);
+    read(&table, &topic).assert_every_id_once(n);
 }
 
 /// Three writers on one table while records keep coming: two are killed
@@ -230,6 +164,6 @@ fn killed_and_paused_writers_leave_every_record_once() {
         p.signal("TERM");
         p.wait(Duration::from_secs(30));
     }
-    every_id_once(&read, n);
+    read.assert_every_id_once(n);
     assert_eq!(read.offsets, highs, "the table's offsets are the group's");
 }

@@ -140,6 +140,12 @@ else
     fail "the object storage example is accepted" "$out"
 fi
 
+if out=$(kubectl apply -n "$NS" -f examples/iceberg-rest.yaml 2>&1); then
+    pass "the Iceberg example is accepted"
+else
+    fail "the Iceberg example is accepted" "$out"
+fi
+
 check "the API server fills defaults the example leaves out" \
     "4 1 300 1000 true 3" \
     "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.spec.autoscaling.maxScaleUpStep} {.spec.autoscaling.maxScaleDownStep} {.spec.autoscaling.scaleDownStabilizationSeconds} {.spec.limits.consumeBatchSize} {.spec.autotune.enabled} {.spec.autoscaling.stuckIntervals}')"

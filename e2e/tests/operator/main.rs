@@ -23,6 +23,7 @@ mod degraded;
 mod delivery;
 mod edits;
 mod garbage_collection;
+mod iceberg_table;
 mod kafka_outage;
 mod lag;
 mod leader;
