@@ -167,3 +167,115 @@ fn killed_and_paused_writers_leave_every_record_once() {
     read.assert_every_id_once(n);
     assert_eq!(read.offsets, highs, "the table's offsets are the group's");
 }
+
+/// Runs a consumer that cannot write its table: it must hold (no exit,
+/// nothing committed) with a last error that starts with `trouble` (the
+/// operator's `Degraded` reason) and holds each of `words`.
+fn holds_with(slug: &str, env: Vec<(&'static str, String)>, trouble: &str, words: &[&str]) {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic(slug, 2);
+    kafka::produce_json(&kafka::bootstrap(), &topic, 2, 0..500, RECORD).unwrap();
+    let mut env = env;
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("SINK_BACKOFF_CAP_MS", "500".into()));
+    env.push(("HANDOFF_TIMEOUT_MS", "2000".into()));
+    let mut c = Consumer::start(work.path(), slug, &env);
+    wait_until(Duration::from_secs(60), "the sink reported down", || {
+        c.metric("millpond_sink_up") == Some(0.0)
+    });
+    let (_, metrics) = c.get("/metrics").unwrap();
+    let error = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("millpond_sink_last_error_info{error=\""))
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.starts_with(&format!("{trouble}: ")), "{error}");
+    for word in words {
+        assert!(error.contains(word), "the error says {word}: {error}");
+    }
+    assert!(!c.exited(), "the pod holds instead of crashing");
+    let committed =
+        kafka::committed(&kafka::bootstrap(), &format!("millpond-{topic}"), &topic, 2).unwrap();
+    assert!(
+        committed.values().all(|&o| o <= 0),
+        "nothing committed: {committed:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn a_missing_table_holds_and_says_so() {
+    let env = iceberg_env("millpond_tests.no_such_table");
+    holds_with(
+        "ice-missing",
+        env,
+        "TableNotFound",
+        &["millpond_tests.no_such_table", "create the table"],
+    );
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn an_unreachable_catalog_holds_and_says_so() {
+    let mut env = iceberg_env("millpond_tests.any");
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    env.retain(|(k, _)| *k != "ICEBERG_CATALOG_URI");
+    env.push(("ICEBERG_CATALOG_URI", closed.clone()));
+    holds_with("ice-nocatalog", env, "CatalogUnreachable", &[&closed]);
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn refused_storage_keys_hold_and_say_so() {
+    let table = table(&kafka::unique_topic("ice-denied"), None);
+    let mut env = iceberg_env(&table);
+    env.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    env.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret".into()));
+    holds_with("ice-denied", env, "StorageAccessDenied", &["403", &table]);
+    assert_eq!(read(&table, "any").rows, 0, "nothing in the table");
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn a_record_that_does_not_fit_the_table_goes_to_the_dead_letter_topic() {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("ice-unfit", 2);
+    let dlq = format!("{topic}-dlq");
+    block_on(kafka::create_topic(&kafka::bootstrap(), &dlq, 1)).unwrap();
+    let table = table(&topic, None);
+    let n = 2_000;
+    // Record 777 carries its id as a string: the column is a long.
+    kafka::produce_with(&kafka::bootstrap(), &topic, 2, 0..n, |id| {
+        if id == 777 {
+            br#"{"id":"seven-seven-seven","pad":"x"}"#.to_vec()
+        } else {
+            kafka::json_record(id, RECORD)
+        }
+    })
+    .unwrap();
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("DEAD_LETTER_TOPIC", dlq.clone()));
+    let mut c = Consumer::start(work.path(), "ice-unfit", &env);
+    let highs = committed_to_the_end(&format!("millpond-{topic}"), &topic, 2);
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    let dead = kafka::read_all(&kafka::bootstrap(), &dlq, 1).unwrap();
+    assert_eq!(dead.len(), 1, "one record diverted");
+    assert!(String::from_utf8_lossy(&dead[0].0).contains("seven-seven-seven"));
+    let reason = &dead[0].1["millpond.error"];
+    assert!(
+        reason.contains(&format!("does not fit table {table}")),
+        "{reason}"
+    );
+    let read = read(&table, &topic);
+    assert_eq!((read.rows, read.duplicates), (n - 1, 0), "{read:?}");
+    assert_eq!(
+        read.offsets, highs,
+        "the table's offsets step over the diverted record"
+    );
+}

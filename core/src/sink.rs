@@ -49,9 +49,45 @@ impl SinkKind {
     }
 }
 
+/// Why a sink takes no writes, when the pod can tell more than "down": the
+/// first word of the sink's last error (`TableNotFound: loading ...`), which
+/// the operator reports as the `Degraded` reason.
+pub mod trouble {
+    /// The Iceberg catalog does not answer.
+    pub const CATALOG_UNREACHABLE: &str = "CatalogUnreachable";
+    /// The Iceberg table (or its namespace) does not exist.
+    pub const TABLE_NOT_FOUND: &str = "TableNotFound";
+    /// The object store refused the credentials (HTTP 403).
+    pub const STORAGE_ACCESS_DENIED: &str = "StorageAccessDenied";
+
+    pub const ALL: [&str; 3] = [CATALOG_UNREACHABLE, TABLE_NOT_FOUND, STORAGE_ACCESS_DENIED];
+
+    /// `trouble: error`.
+    pub fn tag(trouble: &str, error: &str) -> String {
+        format!("{trouble}: {error}")
+    }
+
+    /// The trouble an error starts with, if any.
+    pub fn of(error: &str) -> Option<&'static str> {
+        ALL.into_iter().find(|t| {
+            error
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.starts_with(": "))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trouble_is_read_back_from_the_start_of_an_error_only() {
+        let error = trouble::tag(trouble::TABLE_NOT_FOUND, "loading table a.b");
+        assert_eq!(trouble::of(&error), Some("TableNotFound"));
+        assert_eq!(trouble::of("putting s3://x: TableNotFound: y"), None);
+        assert_eq!(trouble::of("TableNotFoundish: y"), None);
+    }
 
     #[test]
     fn an_object_costs_one_more_than_its_file() {

@@ -212,6 +212,12 @@ pub mod condition {
         /// The sink takes no writes: the pods retry them, and the operator
         /// holds the replicas and the limits until it does.
         pub const SINK_UNAVAILABLE: &str = "SinkUnavailable";
+        /// The sink is down because its Iceberg catalog does not answer.
+        pub const CATALOG_UNREACHABLE: &str = millpond_core::sink::trouble::CATALOG_UNREACHABLE;
+        /// The sink is down because its Iceberg table does not exist.
+        pub const TABLE_NOT_FOUND: &str = millpond_core::sink::trouble::TABLE_NOT_FOUND;
+        /// The sink is down because its object store refuses the credentials.
+        pub const STORAGE_ACCESS_DENIED: &str = millpond_core::sink::trouble::STORAGE_ACCESS_DENIED;
         /// A pod stopped at a record its sink cannot take and there is no
         /// dead-letter topic (spec.sink.deadLetterTopic) to divert it to.
         pub const POISON_RECORD: &str = "PoisonRecord";

@@ -8,8 +8,8 @@ tables: pyiceberg with pyarrow, not Millpond's code.
     table.py append NAMESPACE.TABLE FIRST COUNT   append ids FIRST..FIRST+COUNT
     table.py ids NAMESPACE.TABLE                  print {"rows", "distinct",
                                                   "duplicates", "min", "max",
-                                                  "data_files", "snapshots",
-                                                  "summary"} as JSON
+                                                  "data_files", "median_file_bytes",
+                                                  "snapshots", "summary"} as JSON
 
 Reaches the catalog and the store through the stack's environment
 (`eval "$(e2e/stack env)"`): ICEBERG_REST_URI, S3_ENDPOINT, S3_REGION,
@@ -19,6 +19,7 @@ S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY.
 import json
 import os
 import sys
+from statistics import median as _median
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -72,6 +73,10 @@ def append(name, first, count):
     table.append(pa.table({"id": ids, "payload": [f"p{i}" for i in ids]}, schema=schema))
 
 
+def median(values):
+    return int(_median(values)) if values else None
+
+
 def ids(name):
     table = catalog().load_table(name)
     data = table.scan(selected_fields=("id",)).to_arrow()
@@ -88,6 +93,7 @@ def ids(name):
                 "min": pc.min(column).as_py() if len(column) else None,
                 "max": pc.max(column).as_py() if len(column) else None,
                 "data_files": [f.file.file_path for f in files],
+                "median_file_bytes": median([f.file.file_size_in_bytes for f in files]),
                 "snapshots": len(table.snapshots()),
                 "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
             }

@@ -93,5 +93,5 @@ check "no record twice" 0 "$(jq .duplicates <<<"$read_back")"
 ((most > 1)) && pass "the operator scaled out to $most pods on the burst and back in to 1" \
     || fail "scale-out on the burst" "at most $most pods"
 echo "# the table's offsets: $(jq -r ".summary[\"millpond.offsets.$TOPIC\"]" <<<"$read_back")"
-echo "# data files: $(jq '.data_files | length' <<<"$read_back"), snapshots: $(jq .snapshots <<<"$read_back")"
+echo "# data files: $(jq '.data_files | length' <<<"$read_back") (median $(jq .median_file_bytes <<<"$read_back") bytes), snapshots: $(jq .snapshots <<<"$read_back")"
 finish

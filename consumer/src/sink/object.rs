@@ -26,6 +26,8 @@ use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use url::Url;
 
+use millpond_core::sink::trouble;
+
 use super::file::{chunk_name, encode, FileFormat};
 use super::{HttpOptions, WriteError};
 use crate::buffer::Batch;
@@ -111,10 +113,8 @@ impl ObjectSink {
                     Some(answer) => answer,
                     None => format!("{}{}", what_failed(&error), self.diagnose().await),
                 };
-                return Err(WriteError::unavailable(format!(
-                    "putting s3://{}/{path}: {said}",
-                    self.bucket
-                )));
+                let error = format!("putting s3://{}/{path}: {said}", self.bucket);
+                return Err(WriteError::unavailable(tag_denied(&said, error)));
             }
         }
         Ok(())
@@ -164,7 +164,7 @@ impl ObjectSink {
 /// ...`); `None` when the store did not answer. The client's full text
 /// repeats the URL and appends the store's whole XML document, with the
 /// request's signature.
-fn store_answer(error: &str) -> Option<String> {
+pub(super) fn store_answer(error: &str) -> Option<String> {
     let between = |open: &str, close: &str| {
         let start = error.find(open)? + open.len();
         let len = error[start..].find(close)?;
@@ -180,9 +180,19 @@ fn store_answer(error: &str) -> Option<String> {
     Some(answer)
 }
 
+/// `error`, tagged as refused credentials when the store's answer is a 403
+/// (the operator reports it as `StorageAccessDenied`).
+pub(super) fn tag_denied(answer: &str, error: String) -> String {
+    if answer.starts_with("403") || answer.contains("answers: 403") {
+        trouble::tag(trouble::STORAGE_ACCESS_DENIED, &error)
+    } else {
+        error
+    }
+}
+
 /// What failed on the way when the store did not answer (`HTTP error:
 /// error sending`): the last part of the client's text.
-fn what_failed(error: &str) -> String {
+pub(super) fn what_failed(error: &str) -> String {
     let tail = error.rsplit(" - ").next().unwrap_or(error);
     tail.chars().take(300).collect()
 }
@@ -230,6 +240,20 @@ mod tests {
             "403 Forbidden, SignatureDoesNotMatch: The request signature we calculated does not \
              match the signature you provided. Check your key and signing method."
         );
+    }
+
+    #[test]
+    fn refused_credentials_are_tagged_for_the_operator() {
+        let answer = store_answer(DENIED).unwrap();
+        let error = super::tag_denied(&answer, format!("putting s3://b/o: {answer}"));
+        assert!(
+            error.starts_with("StorageAccessDenied: putting s3://b/o: 403"),
+            "{error}"
+        );
+        let listed = "HTTP error: error sending; listing the prefix answers: 403 Forbidden";
+        assert!(super::tag_denied(listed, listed.into()).starts_with("StorageAccessDenied: "));
+        let missing = "404 Not Found, NoSuchBucket";
+        assert_eq!(super::tag_denied(missing, missing.into()), missing);
     }
 
     #[test]

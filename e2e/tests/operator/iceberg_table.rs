@@ -54,7 +54,7 @@ async fn a_missing_table_holds_then_writers_scaling_in_leave_every_record_once()
         )
         .await;
 
-    let degraded = s.degraded("orders", "SinkUnavailable").await;
+    let degraded = s.degraded("orders", "TableNotFound").await;
     assert!(
         degraded.message.contains(&format!("Iceberg table {table}"))
             && degraded.message.contains("create the table"),

@@ -60,7 +60,7 @@ async fn wrong_s3_credentials_hold_with_the_stores_answer_and_the_right_ones_del
         )
         .await;
 
-    let degraded = s.degraded("lake", "SinkUnavailable").await;
+    let degraded = s.degraded("lake", "StorageAccessDenied").await;
     assert!(
         degraded
             .message

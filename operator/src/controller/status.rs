@@ -243,7 +243,10 @@ fn degraded_reason(seen: &Seen, plan: &Plan) -> Option<(&'static str, String)> {
     if let Some(message) = pod_health::poison_message(&seen.pods.troubles) {
         Some((reason::POISON_RECORD, message))
     } else if let Some(outage) = &plan.decision.limited.outage {
-        Some((reason::SINK_UNAVAILABLE, sink_message(outage, plan)))
+        // What the pod could tell about its sink, else only that it is down.
+        let why =
+            millpond_core::sink::trouble::of(&outage.error).unwrap_or(reason::SINK_UNAVAILABLE);
+        Some((why, sink_message(outage, plan)))
     } else if !unscraped.is_empty() {
         let message = pods::unscraped_message(unscraped, seen.pods.samples.len());
         Some((reason::METRICS_UNAVAILABLE, message))

@@ -42,6 +42,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_rest::RestCatalogBuilder;
+use millpond_core::sink::trouble;
 use parquet::file::properties::WriterProperties;
 use tokio::sync::{Notify, OnceCell};
 use url::Url;
@@ -158,18 +159,21 @@ impl IcebergSink {
 
     async fn load(&self, catalog: &dyn Catalog) -> std::result::Result<Table, WriteError> {
         catalog.load_table(&self.table).await.map_err(|e| {
-            let hint = match e.kind() {
-                ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => {
-                    "; create the table (the sink does not create it)"
-                }
-                _ => "",
-            };
-            WriteError::unavailable(format!(
-                "loading Iceberg table {} from {}: {}{hint}",
+            let error = format!(
+                "loading Iceberg table {} from {}: {}",
                 self.table,
                 self.settings.uri,
                 said(&e)
-            ))
+            );
+            let error = match e.kind() {
+                ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => trouble::tag(
+                    trouble::TABLE_NOT_FOUND,
+                    &format!("{error}; create the table (the sink does not create it)"),
+                ),
+                _ if unreachable(&e) => trouble::tag(trouble::CATALOG_UNREACHABLE, &error),
+                _ => error,
+            };
+            WriteError::unavailable(error)
         })
     }
 
@@ -282,11 +286,14 @@ impl IcebergSink {
             return Ok(Vec::new());
         }
         let failed = |e: iceberg::Error| {
-            WriteError::unavailable(format!(
-                "writing data files of table {}: {}",
-                self.table,
-                said(&e)
-            ))
+            let said = said(&e);
+            let error = format!("writing data files of table {}: {said}", self.table);
+            let denied = said.contains("403 Forbidden") || said.contains("AccessDenied");
+            WriteError::unavailable(if denied {
+                trouble::tag(trouble::STORAGE_ACCESS_DENIED, &error)
+            } else {
+                error
+            })
         };
         let location = DefaultLocationGenerator::new(metadata).map_err(failed)?;
         let names = DefaultFileNameGenerator::new(
@@ -437,6 +444,19 @@ fn table_of(url: &Url) -> Result<TableIdent> {
     let namespace =
         NamespaceIdent::from_strs(namespace.split('.')).map_err(|e| bad(&e.to_string()))?;
     Ok(TableIdent::new(namespace, name.to_string()))
+}
+
+/// Whether the catalog could not be reached at all (refused connection,
+/// unknown host, timeout), rather than answering.
+fn unreachable(e: &iceberg::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(http) = cause.downcast_ref::<reqwest::Error>() {
+            return http.is_connect() || http.is_timeout();
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// An Iceberg error in one line: its message and its causes.

@@ -30,6 +30,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use crate::sink::object::{store_answer, what_failed};
+
 /// Files above this size are uploaded in parts while they are written.
 const MULTIPART_THRESHOLD: usize = 16 << 20;
 
@@ -118,9 +120,13 @@ fn invalid(location: &str, e: impl std::error::Error + Send + Sync + 'static) ->
     .with_source(e)
 }
 
-/// An object store error as an Iceberg error that names the file.
-fn failed(what: &str, location: &str, e: object_store::Error) -> Error {
-    Error::new(ErrorKind::Unexpected, format!("{what} {location}: {e}"))
+/// An object store error as an Iceberg error that names the file and says
+/// the store's answer (without the request's signature), or what failed on
+/// the way.
+fn failed(what: &str, location: &str, e: impl std::fmt::Display) -> Error {
+    let text = e.to_string();
+    let said = store_answer(&text).unwrap_or_else(|| what_failed(&text));
+    Error::new(ErrorKind::Unexpected, format!("{what} {location}: {said}"))
 }
 
 #[async_trait]
@@ -247,11 +253,9 @@ impl FileWrite for ObjectWriter {
     }
 
     async fn close(&mut self) -> Result<()> {
-        self.writer.shutdown().await.map_err(|e| {
-            Error::new(
-                ErrorKind::Unexpected,
-                format!("writing {}: {e}", self.location),
-            )
-        })
+        self.writer
+            .shutdown()
+            .await
+            .map_err(|e| failed("writing", &self.location, e))
     }
 }
