@@ -45,6 +45,7 @@ pub struct Read {
     pub max: Option<u64>,
     pub snapshots: u64,
     pub data_files: Vec<String>,
+    pub median_file_bytes: Option<u64>,
     /// The current snapshot's `millpond.offsets.<topic>`.
     pub offsets: BTreeMap<i32, i64>,
 }
@@ -83,6 +84,7 @@ pub fn read(table: &str, topic: &str) -> Read {
         max: json["max"].as_u64(),
         snapshots: json["snapshots"].as_u64().unwrap(),
         data_files,
+        median_file_bytes: json["median_file_bytes"].as_u64(),
         offsets,
     }
 }

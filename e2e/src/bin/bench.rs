@@ -1,7 +1,9 @@
 //! Benchmarks of the consumer against the local broker, run side by side:
 //!
 //! * throughput: `millpond-consumer` → NDJSON file sink vs `kcat -C -e` → file,
-//!   on the same topic, alternating runs;
+//!   on the same topic, alternating runs; also into Parquet files, an HTTP
+//!   endpoint and an Iceberg table (the stack's REST catalog and S3 store,
+//!   unless `--skip-iceberg`);
 //! * memory: peak RSS catching up on a large backlog with `MEMORY_BUDGET`
 //!   bounds vs the same consumer with librdkafka's default prefetch.
 //!
@@ -48,6 +50,9 @@ struct Args {
     skip_throughput: bool,
     #[arg(long)]
     skip_memory: bool,
+    /// Leave out the Iceberg sink (it needs `e2e/stack up iceberg`).
+    #[arg(long)]
+    skip_iceberg: bool,
 }
 
 struct Run {
@@ -191,6 +196,46 @@ fn run_parquet(args: &Args, topic: &str, total: u64) -> Result<Run> {
     if rows != total {
         bail!("consumer wrote {rows} Parquet rows, expected {total}");
     }
+    Ok(run)
+}
+
+/// The consumer into a fresh table of the stack's Iceberg REST catalog; the
+/// rows counted by pyiceberg, each id once.
+fn run_iceberg(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) -> Result<Run> {
+    use millpond_e2e::iceberg::{create_table, read, stack_var};
+    let table = format!(
+        "millpond_bench.{}",
+        kafka::unique_topic("t").replace('-', "_")
+    );
+    create_table(&table, None);
+    let (namespace, name) = table.split_once('.').expect("namespace.table");
+    let url = format!("iceberg://{namespace}/{name}");
+    let (catalog, endpoint) = (stack_var("ICEBERG_REST_URI"), stack_var("S3_ENDPOINT"));
+    let (key, secret) = (
+        stack_var("S3_ACCESS_KEY_ID"),
+        stack_var("S3_SECRET_ACCESS_KEY"),
+    );
+    let region = stack_var("S3_REGION");
+    let mut env = vec![
+        ("ICEBERG_CATALOG_URI", catalog.as_str()),
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+        ("AWS_REGION", region.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let run = run_consumer(args, topic, total, &url, &env)?;
+    let read = read(&table, topic);
+    if read.rows != total || read.duplicates != 0 {
+        bail!("the table holds {read:?}, expected {total} rows once");
+    }
+    eprintln!(
+        "iceberg: {} data files, median {} B, {} snapshots",
+        read.data_files.len(),
+        read.median_file_bytes.unwrap_or(0),
+        read.snapshots
+    );
     Ok(run)
 }
 
@@ -411,6 +456,24 @@ fn main() -> Result<()> {
             bounded.seconds
         );
         println!("| librdkafka default prefetch (64 MiB queue, 50 MiB fetch), same flush size | {:.0} MiB | {:.0}s |", mib(defaults.peak_rss_kib), defaults.seconds);
+        if !args.skip_iceberg {
+            let iceberg = run_iceberg(
+                &args,
+                &topic,
+                args.backlog_records,
+                &[("MEMORY_BUDGET", "128Mi")],
+            )?;
+            println!(
+                "| Iceberg table, `MEMORY_BUDGET=128Mi` | {:.0} MiB ({}) | {:.0}s |",
+                mib(iceberg.peak_rss_kib),
+                if mib(iceberg.peak_rss_kib) <= 128.0 {
+                    "under the budget"
+                } else {
+                    "OVER the budget"
+                },
+                iceberg.seconds
+            );
+        }
         let budget = millpond_budget_mib(&args.budget);
         println!(
             "\nBounded peak / budget: {:.2} ({}); bounded / default peak: **{:.2}**.\n",
@@ -427,12 +490,13 @@ fn main() -> Result<()> {
 }
 
 /// The contenders of the throughput comparison, run in turn, `--runs` times.
-const CONTENDERS: [&str; 5] = [
+const CONTENDERS: [&str; 6] = [
     "`kcat -C -e -q` → file (buffered)",
     "`kcat -C -e -q` → /dev/null",
     "millpond-consumer → NDJSON file sink",
     "millpond-consumer → Parquet file sink",
     "millpond-consumer → HTTP sink (local endpoint answering at once)",
+    "millpond-consumer → Iceberg table (REST catalog, S3 store)",
 ];
 
 fn throughput(args: &Args) -> Result<()> {
@@ -444,6 +508,9 @@ fn throughput(args: &Args) -> Result<()> {
         runs[2].push(run_ndjson(args, &topic, args.records, &[])?);
         runs[3].push(run_parquet(args, &topic, args.records)?);
         runs[4].push(run_http(args, &topic, args.records)?);
+        if !args.skip_iceberg {
+            runs[5].push(run_iceberg(args, &topic, args.records, &[])?);
+        }
         eprintln!(
             "run {}: {}",
             i + 1,
@@ -457,7 +524,10 @@ fn throughput(args: &Args) -> Result<()> {
     let mb = |rate: f64| rate * args.size as f64 / 1e6;
     let whole: Vec<f64> = runs
         .iter()
-        .map(|r| median(r.iter().map(|x| records / x.seconds).collect()))
+        .map(|r| match r.is_empty() {
+            true => f64::NAN,
+            false => median(r.iter().map(|x| records / x.seconds).collect()),
+        })
         .collect();
     let steady: Vec<Option<f64>> = runs
         .iter()
@@ -472,6 +542,9 @@ fn throughput(args: &Args) -> Result<()> {
     );
     println!("| contender | whole run, records/s (median) | steady state, records/s | steady MB/s | runs, whole (records/s) |\n|---|---:|---:|---:|---|");
     for (i, name) in CONTENDERS.iter().enumerate() {
+        if runs[i].is_empty() {
+            continue;
+        }
         let each = runs[i]
             .iter()
             .map(|x| format!("{:.0}", records / x.seconds))
@@ -491,6 +564,13 @@ fn throughput(args: &Args) -> Result<()> {
         ratio(3, 0),
         ratio(4, 0)
     );
+    if !runs[5].is_empty() {
+        println!(
+            "Iceberg / Parquet file sink **{:.2}x**, Iceberg / kcat → file {:.2}x (one snapshot per flush, each commit a round trip to the catalog).",
+            ratio(5, 3),
+            ratio(5, 0)
+        );
+    }
     if let (Some(m), Some(k)) = (steady[2], steady[0]) {
         println!("Steady state, NDJSON / kcat → file: **{:.2}x**.", m / k);
     }
