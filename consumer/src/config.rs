@@ -355,6 +355,22 @@ pub struct IcebergArgs {
     /// OAuth2 token endpoint, when it is not the catalog's.
     #[arg(long = "iceberg-oauth2-server-uri", env = "ICEBERG_OAUTH2_SERVER_URI")]
     pub oauth2_server_uri: Option<String>,
+
+    /// Create a missing table (and namespace) from the first batch's fields.
+    #[arg(
+        long = "iceberg-auto-create",
+        env = "ICEBERG_AUTO_CREATE",
+        default_value_t = false
+    )]
+    pub auto_create: bool,
+
+    /// Add optional columns for fields the table does not have yet.
+    #[arg(
+        long = "iceberg-evolve-schema",
+        env = "ICEBERG_EVOLVE_SCHEMA",
+        default_value_t = false
+    )]
+    pub evolve_schema: bool,
 }
 
 impl IcebergArgs {
@@ -375,7 +391,12 @@ impl IcebergArgs {
                 props.insert(prop.to_string(), value.clone());
             }
         }
-        Some(CatalogSettings { uri, props })
+        Some(CatalogSettings {
+            uri,
+            props,
+            auto_create: self.auto_create,
+            evolve_schema: self.evolve_schema,
+        })
     }
 }
 

@@ -279,3 +279,65 @@ fn a_record_that_does_not_fit_the_table_goes_to_the_dead_letter_topic() {
         "the table's offsets step over the diverted record"
     );
 }
+
+/// Runs one consumer on `records` into `table` with `extra` settings until
+/// its group committed everything; what pyiceberg reads then.
+fn deliver(
+    table: &str,
+    slug: &str,
+    records: impl FnMut(u64) -> Vec<u8>,
+    extra: &[(&'static str, &str)],
+) -> millpond_e2e::iceberg::Read {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic(slug, 2);
+    kafka::produce_with(&kafka::bootstrap(), &topic, 2, 0..500, records).unwrap();
+    let mut env = iceberg_env(table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let mut c = Consumer::start(work.path(), slug, &env);
+    committed_to_the_end(&format!("millpond-{topic}"), &topic, 2);
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    read(table, &topic)
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn auto_create_makes_the_missing_table_from_the_records() {
+    let table = format!(
+        "millpond_created_{}.events",
+        kafka::unique_topic("ns").replace('-', "_")
+    );
+    let read = deliver(
+        &table,
+        "ice-create",
+        |id| kafka::json_record(id, RECORD),
+        &[("ICEBERG_AUTO_CREATE", "true")],
+    );
+    read.assert_every_id_once(500);
+    assert_eq!(read.columns, ["id", "pad"], "{read:?}");
+}
+
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn new_fields_become_columns_only_with_evolve_schema() {
+    let scored = |id: u64| format!(r#"{{"id":{id},"pad":"p","score":{}.5}}"#, id % 7).into_bytes();
+    let kept = table(&kafka::unique_topic("ice-fixed"), None);
+    let read = deliver(&kept, "ice-fixed", scored, &[]);
+    read.assert_every_id_once(500);
+    assert_eq!(read.columns, ["id", "pad"], "left out without evolveSchema");
+
+    let evolving = table(&kafka::unique_topic("ice-evolve"), None);
+    let read = deliver(
+        &evolving,
+        "ice-evolve",
+        scored,
+        &[("ICEBERG_EVOLVE_SCHEMA", "true")],
+    );
+    read.assert_every_id_once(500);
+    assert_eq!(read.columns, ["id", "pad", "score"], "{read:?}");
+}

@@ -35,9 +35,11 @@ pub mod env {
     pub const ICEBERG_CATALOG_CREDENTIAL: &str = "ICEBERG_CATALOG_CREDENTIAL";
     pub const ICEBERG_CATALOG_SCOPE: &str = "ICEBERG_CATALOG_SCOPE";
     pub const ICEBERG_OAUTH2_SERVER_URI: &str = "ICEBERG_OAUTH2_SERVER_URI";
+    pub const ICEBERG_AUTO_CREATE: &str = "ICEBERG_AUTO_CREATE";
+    pub const ICEBERG_EVOLVE_SCHEMA: &str = "ICEBERG_EVOLVE_SCHEMA";
 
     /// Every variable above.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
         KAFKA_BOOTSTRAP_SERVERS,
         KAFKA_TOPIC,
         KAFKA_GROUP_ID,
@@ -62,6 +64,8 @@ pub mod env {
         ICEBERG_CATALOG_CREDENTIAL,
         ICEBERG_CATALOG_SCOPE,
         ICEBERG_OAUTH2_SERVER_URI,
+        ICEBERG_AUTO_CREATE,
+        ICEBERG_EVOLVE_SCHEMA,
     ];
 }
 

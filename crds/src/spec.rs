@@ -454,6 +454,20 @@ pub struct IcebergSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub oauth2_server_uri: Option<String>,
+
+    /// Create a missing table (and its namespace) from the first batch:
+    /// every field becomes an optional column of the type its JSON value
+    /// has (whole numbers long, other numbers double, strings string,
+    /// objects structs, arrays lists). Unpartitioned; alter it afterwards
+    /// with any Iceberg engine.
+    #[serde(default)]
+    pub auto_create: bool,
+
+    /// Add an optional column for every top-level field the records carry
+    /// and the table does not have yet (typed as with autoCreate). Without
+    /// it such fields are left out.
+    #[serde(default)]
+    pub evolve_schema: bool,
 }
 
 pub const S3_RULE_MESSAGE: &str = "sink.s3 applies to an s3:// or iceberg:// sink.url only";

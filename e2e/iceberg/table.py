@@ -9,7 +9,8 @@ tables: pyiceberg with pyarrow, not Millpond's code.
     table.py ids NAMESPACE.TABLE                  print {"rows", "distinct",
                                                   "duplicates", "min", "max",
                                                   "data_files", "median_file_bytes",
-                                                  "snapshots", "summary"} as JSON
+                                                  "snapshots", "columns", "summary"}
+                                                  as JSON
 
 Reaches the catalog and the store through the stack's environment
 (`eval "$(e2e/stack env)"`): ICEBERG_REST_URI, S3_ENDPOINT, S3_REGION,
@@ -95,6 +96,7 @@ def ids(name):
                 "data_files": [f.file.file_path for f in files],
                 "median_file_bytes": median([f.file.file_size_in_bytes for f in files]),
                 "snapshots": len(table.snapshots()),
+                "columns": [f.name for f in table.schema().fields],
                 "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
             }
         )

@@ -46,6 +46,8 @@ pub struct Read {
     pub snapshots: u64,
     pub data_files: Vec<String>,
     pub median_file_bytes: Option<u64>,
+    /// The current schema's top-level column names.
+    pub columns: Vec<String>,
     /// The current snapshot's `millpond.offsets.<topic>`.
     pub offsets: BTreeMap<i32, i64>,
 }
@@ -85,6 +87,12 @@ pub fn read(table: &str, topic: &str) -> Read {
         snapshots: json["snapshots"].as_u64().unwrap(),
         data_files,
         median_file_bytes: json["median_file_bytes"].as_u64(),
+        columns: json["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect(),
         offsets,
     }
 }

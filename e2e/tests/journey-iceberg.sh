@@ -3,7 +3,7 @@
 # the control plane, the node, the S3 store, the Iceberg REST catalog):
 # helm install the operator → a table in the catalog (pyiceberg) → a
 # MillpondConsumer writing it through the REST catalog with the store's keys
-# from a Secret → a burst of JOURNEY_RECORDS (default 300000) records into a
+# from a Secret → a burst of JOURNEY_RECORDS (default 600000) records into a
 # 12-partition topic. While the operator scales out and back in, it prints
 # replicas, lag and the rows the table holds; at the end an independent
 # reader (pyiceberg) counts every id once, and the table's offsets equal the
@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_stack KAFKA_BOOTSTRAP_SERVERS ICEBERG_REST_URI ICEBERG_PYTHON S3_ENDPOINT
 
-RECORDS=${JOURNEY_RECORDS:-300000}
+RECORDS=${JOURNEY_RECORDS:-600000}
 NS="millpond-iceberg-$$"
 RELEASE="mp"
 NAME="clicks"
@@ -60,11 +60,11 @@ spec:
       accessKeyIdSecretRef: {name: lake, key: id}
       secretAccessKeySecretRef: {name: lake, key: secret}
   resources: {memory: 128Mi}
-  limits: {flushBytes: 256Ki, flushIntervalMs: 2000, maxInFlight: 1}
+  limits: {flushBytes: 2Mi, flushIntervalMs: 2000, maxInFlight: 1}
   autoscaling:
     minReplicas: 1
     maxReplicas: 6
-    targetDrainSeconds: 30
+    targetDrainSeconds: 10
     scaleDownStabilizationSeconds: 30
     maxScaleDownStep: 6
 EOF

@@ -216,7 +216,14 @@ fn s3_env(s3: &S3Spec) -> Vec<EnvVar> {
 /// The catalog of an iceberg:// sink; its token or client credentials as
 /// references to their Secrets.
 fn iceberg_env(iceberg: &IcebergSpec) -> Vec<EnvVar> {
-    let mut env = vec![plain(env::ICEBERG_CATALOG_URI, &iceberg.catalog_uri)];
+    let mut env = vec![
+        plain(env::ICEBERG_CATALOG_URI, &iceberg.catalog_uri),
+        plain(env::ICEBERG_AUTO_CREATE, iceberg.auto_create.to_string()),
+        plain(
+            env::ICEBERG_EVOLVE_SCHEMA,
+            iceberg.evolve_schema.to_string(),
+        ),
+    ];
     let optional = [
         (env::ICEBERG_WAREHOUSE, &iceberg.warehouse),
         (env::ICEBERG_CATALOG_SCOPE, &iceberg.scope),
@@ -583,7 +590,7 @@ mod tests {
             "url: iceberg://analytics/orders\n    iceberg:\n      \
              catalogUri: http://catalog.lake:8181\n      warehouse: lake\n      \
              credentialSecretRef: {name: catalog, key: credential}\n      \
-             scope: PRINCIPAL_ROLE:ALL\n    s3:\n      region: eu-west-1",
+             scope: PRINCIPAL_ROLE:ALL\n      evolveSchema: true\n    s3:\n      region: eu-west-1",
         );
         let c = container(&deployment(&m, &ctx(), 1).unwrap()).clone();
         assert_eq!(env_value(&c, "SINK_URL"), "iceberg://analytics/orders");
@@ -592,6 +599,8 @@ mod tests {
             "http://catalog.lake:8181"
         );
         assert_eq!(env_value(&c, "ICEBERG_WAREHOUSE"), "lake");
+        assert_eq!(env_value(&c, "ICEBERG_AUTO_CREATE"), "false");
+        assert_eq!(env_value(&c, "ICEBERG_EVOLVE_SCHEMA"), "true");
         assert_eq!(env_value(&c, "ICEBERG_CATALOG_SCOPE"), "PRINCIPAL_ROLE:ALL");
         assert_eq!(
             secret_of(&c, "ICEBERG_CATALOG_CREDENTIAL"),

@@ -22,6 +22,7 @@
 mod offsets;
 mod pinned;
 mod rows;
+mod schema;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +67,10 @@ const WAIT_FOR_EARLIER: Duration = Duration::from_secs(30);
 pub struct CatalogSettings {
     pub uri: String,
     pub props: HashMap<String, String>,
+    /// Create a missing table (and namespace) from the first batch.
+    pub auto_create: bool,
+    /// Add optional columns for fields the table does not have.
+    pub evolve_schema: bool,
 }
 
 /// Appends batches to one Iceberg table.
@@ -168,7 +173,7 @@ impl IcebergSink {
             let error = match e.kind() {
                 ErrorKind::TableNotFound | ErrorKind::NamespaceNotFound => trouble::tag(
                     trouble::TABLE_NOT_FOUND,
-                    &format!("{error}; create the table (the sink does not create it)"),
+                    &format!("{error}; create the table, or let the sink create it (autoCreate)"),
                 ),
                 _ if unreachable(&e) => trouble::tag(trouble::CATALOG_UNREACHABLE, &error),
                 _ => error,
@@ -182,7 +187,17 @@ impl IcebergSink {
         let catalog = self.catalog().await?;
         let started = Instant::now();
         loop {
-            let table = self.load(catalog.as_ref()).await?;
+            let table = match self.load(catalog.as_ref()).await {
+                Ok(table) => table,
+                Err(e) if self.settings.auto_create && is_not_found(&e) => {
+                    self.create(catalog.as_ref(), &batch).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if self.settings.evolve_schema && self.evolve(catalog.as_ref(), &table, &batch).await? {
+                continue;
+            }
             let Some(plan) = self.plan(&batch, &table)? else {
                 if started.elapsed() > WAIT_FOR_EARLIER {
                     return Err(WriteError::unavailable(format!(
@@ -216,6 +231,83 @@ impl IcebergSink {
             }
             self.delete(&table, files).await;
         }
+    }
+
+    /// Creates the table (and its namespace) with the fields of `batch` as
+    /// optional columns; another pod creating it at the same time is fine.
+    async fn create(
+        &self,
+        catalog: &dyn Catalog,
+        batch: &Batch,
+    ) -> std::result::Result<(), WriteError> {
+        let failed = |e: String| {
+            WriteError::unavailable(format!("creating Iceberg table {}: {e}", self.table))
+        };
+        let lines = batch.chunks.iter().flat_map(|c| c.lines());
+        let inferred = schema::infer(lines).map_err(failed)?;
+        let columns = schema::for_new_table(&inferred).map_err(failed)?;
+        let namespace = self.table.namespace();
+        if let Err(e) = catalog.create_namespace(namespace, HashMap::new()).await {
+            if e.kind() != ErrorKind::NamespaceAlreadyExists {
+                return Err(failed(said(&e)));
+            }
+        }
+        let creation = iceberg::TableCreation::builder()
+            .name(self.table.name().to_string())
+            .schema(columns)
+            .build();
+        match catalog.create_table(namespace, creation).await {
+            Ok(_) => {
+                tracing::info!(table = %self.table, "created the Iceberg table from the records' fields");
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::TableAlreadyExists => Ok(()),
+            Err(e) => Err(failed(said(&e))),
+        }
+    }
+
+    /// Adds optional columns for the fields of `batch` the table lacks;
+    /// `true` when it changed the schema (read the table again).
+    async fn evolve(
+        &self,
+        catalog: &dyn Catalog,
+        table: &Table,
+        batch: &Batch,
+    ) -> std::result::Result<bool, WriteError> {
+        let failed = |e: String| {
+            WriteError::unavailable(format!(
+                "adding columns to Iceberg table {}: {e}",
+                self.table
+            ))
+        };
+        let lines = batch.chunks.iter().flat_map(|c| c.lines());
+        let inferred = schema::infer(lines).map_err(failed)?;
+        let current = table.metadata().current_schema();
+        let columns = schema::new_columns(current, &inferred).map_err(failed)?;
+        if columns.is_empty() {
+            return Ok(false);
+        }
+        let names: Vec<String> = inferred
+            .fields()
+            .iter()
+            .filter(|f| current.field_by_name(f.name()).is_none())
+            .map(|f| f.name().clone())
+            .collect();
+        let tx = Transaction::new(table);
+        let update = columns
+            .into_iter()
+            .fold(tx.update_schema(), |update, column| {
+                update.add_column(column)
+            });
+        let tx = update.apply(tx).map_err(|e| failed(said(&e)))?;
+        match tx.commit(catalog).await {
+            Ok(_) => {
+                tracing::info!(table = %self.table, columns = ?names, "added columns for new fields")
+            }
+            // Another pod added them first: the next read has them.
+            Err(e) => tracing::info!(table = %self.table, error = %said(&e), "adding columns"),
+        }
+        Ok(true)
     }
 
     /// Per chunk, where its records start; `None` while a chunk waits for an
@@ -337,6 +429,7 @@ impl IcebergSink {
         files: Vec<iceberg::spec::DataFile>,
     ) -> std::result::Result<bool, WriteError> {
         let _one_at_a_time = self.committing.lock().await;
+        let mut conflicts = 0;
         loop {
             let table = self.load(catalog.as_ref()).await?;
             if self.plan(batch, &table)?.as_ref() != Some(plan) {
@@ -374,8 +467,13 @@ impl IcebergSink {
                     self.committed(&files, &merged);
                     return Ok(true);
                 }
-                // Another writer appended first: check the plan on its snapshot.
-                Err(e) if pinned::is_conflict(&e) => continue,
+                // Another writer appended first: check the plan on its
+                // snapshot, after a pause that spreads the writers out.
+                Err(e) if pinned::is_conflict(&e) => {
+                    conflicts += 1;
+                    tokio::time::sleep(conflict_pause(conflicts)).await;
+                    continue;
+                }
                 // The append may have landed all the same: the next attempt
                 // reads the offsets and finds its records held if it did.
                 Err(e) => {
@@ -444,6 +542,18 @@ fn table_of(url: &Url) -> Result<TableIdent> {
     let namespace =
         NamespaceIdent::from_strs(namespace.split('.')).map_err(|e| bad(&e.to_string()))?;
     Ok(TableIdent::new(namespace, name.to_string()))
+}
+
+/// A random pause after the `n`th conflict in a row, growing to 2 s: the
+/// writers that lost a race do not all come back at once.
+fn conflict_pause(n: u32) -> Duration {
+    let cap = Duration::from_millis(50 << n.min(5)).min(Duration::from_secs(2));
+    cap.mul_f64(rand::random::<f64>())
+}
+
+/// Whether a failed load found no table (or no namespace).
+fn is_not_found(e: &WriteError) -> bool {
+    trouble::of(&e.to_string()) == Some(trouble::TABLE_NOT_FOUND)
 }
 
 /// Whether the catalog could not be reached at all (refused connection,
