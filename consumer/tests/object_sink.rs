@@ -116,15 +116,7 @@ fn holds_and_says(slug: &str, env: Vec<(&'static str, String)>, bucket: &str, an
     env.push(("SINK_BACKOFF_CAP_MS", "500".into()));
     env.push(("HANDOFF_TIMEOUT_MS", "2000".into()));
     let mut c = Consumer::start(work.path(), slug, &env);
-    wait_until(Duration::from_secs(60), "the sink reported down", || {
-        c.metric("millpond_sink_up") == Some(0.0)
-    });
-    let (_, metrics) = c.get("/metrics").unwrap();
-    let error = metrics
-        .lines()
-        .find(|l| l.starts_with("millpond_sink_last_error_info{"))
-        .unwrap_or_default()
-        .to_string();
+    let error = c.sink_down_error();
     assert!(
         error.contains(&format!("putting s3://{bucket}/{topic}/{topic}-")),
         "the error names the object: {error}"

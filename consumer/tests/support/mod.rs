@@ -69,6 +69,21 @@ impl Consumer {
             .and_then(|v| v.parse().ok())
     }
 
+    /// Waits until the consumer reports its sink down; its last error (the
+    /// `error` label of `millpond_sink_last_error_info`).
+    pub fn sink_down_error(&self) -> String {
+        wait_until(Duration::from_secs(60), "the sink reported down", || {
+            self.metric("millpond_sink_up") == Some(0.0)
+        });
+        let (_, metrics) = self.get("/metrics").unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("millpond_sink_last_error_info{error=\""))
+            .and_then(|l| l.rsplit_once("\"}"))
+            .map(|(error, _)| error.to_string())
+            .unwrap_or_default()
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
