@@ -1,19 +1,26 @@
 """An independent reader (and, for checks of the stack, writer) of Iceberg
 tables: pyiceberg with pyarrow, not Millpond's code.
 
-    table.py create NAMESPACE.TABLE [PARTITION]   create a table of the test
+    table.py [--sql] create NAMESPACE.TABLE [PARTITION]   create a table of the test
                                                   records (id long required,
                                                   pad string), partitioned by
-                                                  PARTITION: bucket (of id)
+                                                  PARTITION: bucket (of id), or
+                                                  transforms (identity, hour,
+                                                  month, bucket, truncate on
+                                                  region, at, on, id, pad; and
+                                                  a uuid column, key)
     table.py append NAMESPACE.TABLE FIRST COUNT   append ids FIRST..FIRST+COUNT
     table.py ids NAMESPACE.TABLE                  print {"rows", "distinct",
                                                   "duplicates", "min", "max",
                                                   "data_files", "median_file_bytes",
-                                                  "snapshots", "columns", "summary"}
+                                                  "snapshots", "columns", "keys"
+                                                  (distinct uuids in column key),
+                                                  "summary"}
                                                   as JSON
 
 Reaches the catalog and the store through the stack's environment
-(`eval "$(e2e/stack env)"`): ICEBERG_REST_URI, S3_ENDPOINT, S3_REGION,
+(`eval "$(e2e/stack env)"`): ICEBERG_REST_URI (or, with --sql, the SQL
+catalog at ICEBERG_SQL_URL and ICEBERG_WAREHOUSE), S3_ENDPOINT, S3_REGION,
 S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY.
 """
 
@@ -29,10 +36,20 @@ from pyiceberg.catalog import load_catalog
 
 def catalog():
     env = os.environ
+    if SQL:
+        # The SQL catalog the sink keeps in PostgreSQL, under its name.
+        where = {
+            "type": "sql",
+            "uri": env["ICEBERG_SQL_URL"].replace("postgresql://", "postgresql+psycopg2://", 1),
+            "warehouse": env["ICEBERG_WAREHOUSE"],
+        }
+        name = "millpond"
+    else:
+        where = {"type": "rest", "uri": env["ICEBERG_REST_URI"]}
+        name = "stack"
     return load_catalog(
-        "stack",
-        type="rest",
-        uri=env["ICEBERG_REST_URI"],
+        name,
+        **where,
         **{
             "s3.endpoint": env["S3_ENDPOINT"],
             # Without a region pyarrow asks AWS where the bucket is.
@@ -47,21 +64,49 @@ def catalog():
 def create(name, partition=None):
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.schema import Schema
-    from pyiceberg.transforms import BucketTransform
-    from pyiceberg.types import LongType, NestedField, StringType
+    from pyiceberg.transforms import (
+        BucketTransform,
+        HourTransform,
+        IdentityTransform,
+        MonthTransform,
+        TruncateTransform,
+    )
+    from pyiceberg.types import (
+        DateType,
+        LongType,
+        NestedField,
+        StringType,
+        TimestamptzType,
+        UUIDType,
+    )
 
     cat = catalog()
     cat.create_namespace_if_not_exists(name.split(".")[0])
-    schema = Schema(
+    fields = [
         NestedField(1, "id", LongType(), required=True),
         NestedField(2, "pad", StringType(), required=False),
-    )
+    ]
     spec = PartitionSpec()
     if partition == "bucket":
         spec = PartitionSpec(PartitionField(1, 1000, BucketTransform(4), "id_bucket"))
+    elif partition == "transforms":
+        # One field of each kind of transform, on columns of their own.
+        fields += [
+            NestedField(3, "region", StringType(), required=False),
+            NestedField(4, "at", TimestamptzType(), required=False),
+            NestedField(5, "on", DateType(), required=False),
+            NestedField(6, "key", UUIDType(), required=False),
+        ]
+        spec = PartitionSpec(
+            PartitionField(3, 1000, IdentityTransform(), "region"),
+            PartitionField(4, 1001, HourTransform(), "at_hour"),
+            PartitionField(5, 1002, MonthTransform(), "on_month"),
+            PartitionField(1, 1003, BucketTransform(4), "id_bucket"),
+            PartitionField(2, 1004, TruncateTransform(2), "pad_trunc"),
+        )
     elif partition is not None:
         sys.exit(f"unknown partition {partition}")
-    cat.create_table(name, schema=schema, partition_spec=spec)
+    cat.create_table(name, schema=Schema(*fields), partition_spec=spec)
 
 
 def append(name, first, count):
@@ -85,6 +130,12 @@ def ids(name):
     distinct = len(pc.unique(column)) if len(column) else 0
     snapshot = table.current_snapshot()
     files = list(table.scan().plan_files())
+    columns = [f.name for f in table.schema().fields]
+    keys = None
+    if "key" in columns:
+        key = table.scan(selected_fields=("key",)).to_arrow().column("key")
+        # As plain binary: pyarrow has no unique() of fixed-size binary.
+        keys = len(pc.unique(key.drop_null().cast(pa.binary())))
     print(
         json.dumps(
             {
@@ -96,14 +147,22 @@ def ids(name):
                 "data_files": [f.file.file_path for f in files],
                 "median_file_bytes": median([f.file.file_size_in_bytes for f in files]),
                 "snapshots": len(table.snapshots()),
-                "columns": [f.name for f in table.schema().fields],
+                "columns": columns,
+                "keys": keys,
                 "summary": dict(snapshot.summary.additional_properties) if snapshot else {},
             }
         )
     )
 
 
+SQL = False
+
+
 def main(argv):
+    global SQL
+    if len(argv) > 1 and argv[1] == "--sql":
+        SQL = True
+        argv = argv[:1] + argv[2:]
     if len(argv) in (3, 4) and argv[1] == "create":
         create(argv[2], argv[3] if len(argv) == 4 else None)
     elif len(argv) == 5 and argv[1] == "append":

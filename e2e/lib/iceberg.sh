@@ -5,13 +5,15 @@
 # server Iceberg's client libraries test against), its jars resolved once
 # from Maven Central into $MILLPOND_CACHE_DIR/iceberg-rest-<version>, started
 # by a small launcher (e2e/iceberg-rest/) on the host address, with its
-# warehouse in the stack's S3 store. Also an independent reader for tests:
-# pyiceberg with pyarrow, in a virtualenv of its own in the cache.
+# warehouse in the stack's S3 store; and PostgreSQL for the SQL catalog
+# (lib/postgres.sh). Also an independent reader for tests: pyiceberg with
+# pyarrow, in a virtualenv of its own in the cache.
 #
 #   iceberg_fetch  the jars, the launcher and the reader (once)
-#   iceberg_up     start the catalog (starts the S3 store first)
-#   iceberg_down   stop it and drop the catalog's database
-#   iceberg_env    ICEBERG_REST_URI, ICEBERG_WAREHOUSE, ICEBERG_PYTHON
+#   iceberg_up     start the catalogs (starts the S3 store first)
+#   iceberg_down   stop them and drop the catalogs' databases
+#   iceberg_env    ICEBERG_REST_URI, ICEBERG_SQL_URL, ICEBERG_WAREHOUSE,
+#                  ICEBERG_PYTHON
 #
 # Not part of a bare `e2e/stack up`: `e2e/stack up iceberg` starts it.
 
@@ -30,12 +32,13 @@ ICEBERG_MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:
 declare -F log >/dev/null || source "$_ICEBERG_LIB_DIR/common.sh"
 declare -F s3_up >/dev/null || source "$_ICEBERG_LIB_DIR/s3.sh"
 declare -F kafka_java >/dev/null || source "$_ICEBERG_LIB_DIR/kafka.sh"
+declare -F postgres_up >/dev/null || source "$_ICEBERG_LIB_DIR/postgres.sh"
 
 _iceberg_log() { log "iceberg: $*"; }
 _iceberg_die() { die "iceberg: $*"; }
 
 _iceberg_home() { echo "$ICEBERG_CACHE_DIR/iceberg-rest-$ICEBERG_VERSION"; }
-_pyiceberg_home() { echo "$ICEBERG_CACHE_DIR/pyiceberg-$PYICEBERG_VERSION"; }
+_pyiceberg_home() { echo "$ICEBERG_CACHE_DIR/pyiceberg-$PYICEBERG_VERSION-pg"; }
 iceberg_rest_uri() { echo "http://$MILLPOND_HOST_IP:$ICEBERG_PORT"; }
 iceberg_warehouse() { echo "s3://$S3_BUCKET/warehouse"; }
 
@@ -127,7 +130,7 @@ _iceberg_fetch_reader() {
     _iceberg_log "installing pyiceberg $PYICEBERG_VERSION into $home (once)"
     rm -rf "$home" && python3 -m venv "$home" || _iceberg_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     "$home/bin/pip" install -q --disable-pip-version-check \
-        "pyiceberg[pyarrow,sql-sqlite]==$PYICEBERG_VERSION" ||
+        "pyiceberg[pyarrow,sql-sqlite,sql-postgres]==$PYICEBERG_VERSION" ||
         _iceberg_die "pip install pyiceberg failed"
     date -u +%FT%TZ >"$home/.complete"
 }
@@ -141,11 +144,13 @@ _iceberg_running() { daemon_running "$ICEBERG_STATE_DIR" iceberg-rest; }
 _iceberg_answers() { curl -fsS -o /dev/null "$(iceberg_rest_uri)/v1/config" 2>/dev/null; }
 
 _iceberg_up() {
+    # The reader too: a catalog started by an earlier version of this
+    # script may run beside a reader not yet installed.
+    iceberg_fetch || return 1
     if _iceberg_running; then
         _iceberg_log "the REST catalog already runs at $(iceberg_rest_uri)"
         return 0
     fi
-    iceberg_fetch || return 1
     local classes java
     classes=$(_iceberg_classes)
     java=$(kafka_java)
@@ -173,6 +178,7 @@ _iceberg_up() {
 
 iceberg_up() {
     s3_up || return 1
+    postgres_up || return 1
     with_lock iceberg _iceberg_up
 }
 
@@ -182,9 +188,13 @@ _iceberg_down() {
     rm -rf "$ICEBERG_STATE_DIR"
 }
 
-iceberg_down() { with_lock iceberg _iceberg_down; }
+iceberg_down() {
+    with_lock iceberg _iceberg_down
+    postgres_down
+}
 
 iceberg_env() {
+    postgres_env
     _iceberg_running || return 0
     printf 'export ICEBERG_REST_URI=%s ICEBERG_WAREHOUSE=%s ICEBERG_PYTHON=%q\n' \
         "$(iceberg_rest_uri)" "$(iceberg_warehouse)" "$(_pyiceberg_home)/bin/python"
@@ -195,5 +205,8 @@ iceberg_status() {
         echo "iceberg: REST catalog $ICEBERG_VERSION running, pid $(daemon_pid "$ICEBERG_STATE_DIR" iceberg-rest), $(iceberg_rest_uri)"
     else
         echo "iceberg: stopped"
+    fi
+    if _pg_running; then
+        echo "iceberg: PostgreSQL (SQL catalog) running, $MILLPOND_HOST_IP:$PG_PORT"
     fi
 }

@@ -12,6 +12,48 @@ pub fn stack_var(name: &str) -> String {
     })
 }
 
+/// Which of the stack's catalogs holds a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catalog {
+    /// Apache Iceberg's REST catalog server (`ICEBERG_REST_URI`).
+    Rest,
+    /// The SQL catalog in the stack's PostgreSQL (`ICEBERG_SQL_URL`).
+    Sql,
+}
+
+impl Catalog {
+    /// What a consumer's `ICEBERG_CATALOG_URI` is set to.
+    pub fn uri(self) -> String {
+        match self {
+            Catalog::Rest => stack_var("ICEBERG_REST_URI"),
+            Catalog::Sql => stack_var("ICEBERG_SQL_URL"),
+        }
+    }
+
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Catalog::Rest => &[],
+            Catalog::Sql => &["--sql"],
+        }
+    }
+
+    /// Creates `namespace.table` for the test records (`id` long required,
+    /// `pad` string), partitioned by `partition` if given (see table.py).
+    pub fn create_table(self, name: &str, partition: Option<&str>) {
+        let mut args = self.flags().to_vec();
+        args.extend(["create", name]);
+        args.extend(partition);
+        table_py(&args);
+    }
+
+    /// Reads `namespace.table`, with the offsets the sink keeps for `topic`.
+    pub fn read(self, table: &str, topic: &str) -> Read {
+        let mut args = self.flags().to_vec();
+        args.extend(["ids", table]);
+        parse_read(&table_py(&args), topic)
+    }
+}
+
 /// Runs `e2e/iceberg/table.py` with `args`; its standard output.
 pub fn table_py(args: &[&str]) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/table.py");
@@ -28,12 +70,9 @@ pub fn table_py(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Creates `namespace.table` for the test records (`id` long required,
-/// `pad` string), partitioned by `partition` (`bucket`) if given.
+/// Creates `namespace.table` in the REST catalog ([`Catalog::create_table`]).
 pub fn create_table(name: &str, partition: Option<&str>) {
-    let mut args = vec!["create", name];
-    args.extend(partition);
-    table_py(&args);
+    Catalog::Rest.create_table(name, partition);
 }
 
 /// What the reader finds in a table.
@@ -48,6 +87,8 @@ pub struct Read {
     pub median_file_bytes: Option<u64>,
     /// The current schema's top-level column names.
     pub columns: Vec<String>,
+    /// Distinct values of the uuid column `key`, when the table has one.
+    pub keys: Option<u64>,
     /// The current snapshot's `millpond.offsets.<topic>`.
     pub offsets: BTreeMap<i32, i64>,
 }
@@ -61,9 +102,13 @@ impl Read {
     }
 }
 
-/// Reads `namespace.table`, with the offsets the sink keeps for `topic`.
+/// Reads `namespace.table` of the REST catalog ([`Catalog::read`]).
 pub fn read(table: &str, topic: &str) -> Read {
-    let json: serde_json::Value = serde_json::from_str(&table_py(&["ids", table])).unwrap();
+    Catalog::Rest.read(table, topic)
+}
+
+fn parse_read(out: &str, topic: &str) -> Read {
+    let json: serde_json::Value = serde_json::from_str(out).unwrap();
     let offsets = json["summary"][format!("millpond.offsets.{topic}")]
         .as_str()
         .map(|raw| {
@@ -93,6 +138,7 @@ pub fn read(table: &str, topic: &str) -> Read {
             .iter()
             .map(|c| c.as_str().unwrap().to_string())
             .collect(),
+        keys: json["keys"].as_u64(),
         offsets,
     }
 }
