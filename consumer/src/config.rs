@@ -324,7 +324,9 @@ impl Settings {
 /// The catalog of an `iceberg://` sink.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct IcebergArgs {
-    /// URL of the Iceberg REST catalog.
+    /// The catalog: an Iceberg REST catalog's URL (`https://...`), or a SQL
+    /// catalog's PostgreSQL connection URL
+    /// (`postgresql://user:password@host:5432/database`).
     #[arg(long = "iceberg-catalog-uri", env = "ICEBERG_CATALOG_URI")]
     pub catalog_uri: Option<String>,
 
@@ -371,6 +373,16 @@ pub struct IcebergArgs {
         default_value_t = false
     )]
     pub evolve_schema: bool,
+
+    /// Seconds written data files wait for more before they are committed
+    /// (fewer, larger files and snapshots; 0: every flush is a commit). A
+    /// commit comes sooner when every write in the pod waits for it.
+    #[arg(
+        long = "iceberg-commit-interval-seconds",
+        env = "ICEBERG_COMMIT_INTERVAL_SECONDS",
+        default_value_t = 0
+    )]
+    pub commit_interval_seconds: u64,
 }
 
 impl IcebergArgs {
@@ -378,7 +390,7 @@ impl IcebergArgs {
     /// a catalog was given.
     pub fn catalog(&self) -> Option<CatalogSettings> {
         let uri = self.catalog_uri.clone().filter(|u| !u.is_empty())?;
-        let mut props = std::collections::HashMap::from([("uri".to_string(), uri.clone())]);
+        let mut props = std::collections::HashMap::new();
         let optional = [
             ("warehouse", &self.warehouse),
             ("token", &self.token),
@@ -392,10 +404,10 @@ impl IcebergArgs {
             }
         }
         Some(CatalogSettings {
-            uri,
-            props,
             auto_create: self.auto_create,
             evolve_schema: self.evolve_schema,
+            commit_interval: std::time::Duration::from_secs(self.commit_interval_seconds),
+            ..CatalogSettings::new(&uri, props)
         })
     }
 }

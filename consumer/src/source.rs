@@ -150,6 +150,7 @@ struct Pipeline {
 impl Pipeline {
     fn set_limits(&mut self, limits: &Limits) {
         self.delivery.set_knobs(knobs(limits));
+        self.sink.set_max_in_flight(limits.max_in_flight);
         self.consume_batch_size = limits.consume_batch_size;
         self.shared.metrics.set_limits(limits);
         tracing::info!(?limits, "limits changed");
@@ -215,12 +216,18 @@ impl Pipeline {
         let (partition, offset) = (chunk.partition, chunk.offsets[0]);
         let line = chunk.lines().next().unwrap_or_default();
         let Some(dlq) = &self.dead_letter else {
+            // A refusal the sink could name keeps its name first, for the
+            // operator's `Degraded` reason.
+            let (named, said) = match millpond_core::sink::trouble::of(reason) {
+                Some(t) => (format!("{t}: "), &reason[t.len() + 2..]),
+                None => (String::new(), reason),
+            };
             return Err(Error::Poison {
                 topic: self.topic.clone(),
                 partition,
                 offset,
                 reason: format!(
-                    "the sink refused it: {reason} (set DEAD_LETTER_TOPIC to divert such records)"
+                    "{named}the sink refused it: {said} (set DEAD_LETTER_TOPIC to divert such records)"
                 ),
             });
         };
@@ -239,6 +246,7 @@ impl Pipeline {
         )?;
         self.shared.metrics.sink_refused_records_total.inc();
         self.shared.metrics.dead_letter_total.inc();
+        self.sink.dead_lettered(batch);
         self.delivery.dead_lettered(batch.id);
         Ok(())
     }
@@ -301,9 +309,11 @@ impl Pipeline {
         partitions: &[i32],
         trigger: FlushTrigger,
     ) {
+        self.sink.hurry(true);
         self.delivery.hand_off(trigger);
         self.carry_out();
         let done = self.wait_for(Some(partitions), self.handoff_timeout);
+        self.sink.hurry(false);
         self.commit(consumer);
         if done {
             self.delivery.forget(partitions);
@@ -729,6 +739,7 @@ impl Pipeline {
     fn new(parts: Parts, shared: &Shared, runtime: &Handle) -> Self {
         let limits = shared.limits.current();
         let (acks_tx, acks_rx) = mpsc::channel();
+        parts.sink.set_max_in_flight(limits.max_in_flight);
         Pipeline {
             delivery: Delivery::new(&parts.topic, parts.sink_metadata, knobs(&limits)),
             topic: parts.topic,

@@ -15,20 +15,30 @@ use support::*;
 
 const RECORD: usize = 200;
 
-use millpond_e2e::iceberg::{create_table, read, stack_var};
+use millpond_e2e::iceberg::{create_table, read, stack_var, Catalog};
 
-/// What a consumer needs to reach the catalog and the store.
+/// What a consumer needs to reach the REST catalog and the store.
 fn iceberg_env(table: &str) -> Vec<(&'static str, String)> {
+    iceberg_env_in(Catalog::Rest, table)
+}
+
+/// What a consumer needs to reach `catalog` and the store.
+fn iceberg_env_in(catalog: Catalog, table: &str) -> Vec<(&'static str, String)> {
     let (namespace, name) = table.split_once('.').unwrap();
-    vec![
+    let mut env = vec![
         ("SINK_URL", format!("iceberg://{namespace}/{name}")),
-        ("ICEBERG_CATALOG_URI", stack_var("ICEBERG_REST_URI")),
+        ("ICEBERG_CATALOG_URI", catalog.uri()),
         ("AWS_ENDPOINT", stack_var("S3_ENDPOINT")),
         ("AWS_ALLOW_HTTP", "true".to_string()),
         ("AWS_ACCESS_KEY_ID", stack_var("S3_ACCESS_KEY_ID")),
         ("AWS_SECRET_ACCESS_KEY", stack_var("S3_SECRET_ACCESS_KEY")),
         ("AWS_REGION", stack_var("S3_REGION")),
-    ]
+    ];
+    if catalog == Catalog::Sql {
+        // Where the SQL catalog puts a table it creates.
+        env.push(("ICEBERG_WAREHOUSE", stack_var("ICEBERG_WAREHOUSE")));
+    }
+    env
 }
 
 /// A fresh table of the test records in the stack's catalog.
@@ -100,6 +110,42 @@ fn a_partitioned_table_gets_every_record_once() {
     );
 }
 
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn a_table_partitioned_by_every_kind_of_transform_gets_every_record_once() {
+    let table = table(&kafka::unique_topic("ice-transforms"), Some("transforms"));
+    let record = |id: u64| {
+        let region = ["eu", "us", "ap"][id as usize % 3];
+        format!(
+            r#"{{"id":{id},"pad":"p{}","region":"{region}","at":"2026-12-03T{:02}:15:00Z","on":"2026-{:02}-10","key":"0190e0b2-7c1a-7000-8000-{id:012x}"}}"#,
+            id % 5,
+            id % 3,
+            1 + id % 2
+        )
+        .into_bytes()
+    };
+    let read = deliver(&table, "ice-transforms", record, &[]);
+    read.assert_every_id_once(500);
+    assert_eq!(read.keys, Some(500), "every uuid landed: {read:?}");
+    let regions: std::collections::BTreeSet<&str> = read
+        .data_files
+        .iter()
+        .map(|f| {
+            let at = f.find("/region=").expect("files laid out by region") + 8;
+            &f[at..at + 2]
+        })
+        .collect();
+    assert_eq!(regions, ["ap", "eu", "us"].into(), "{read:?}");
+    for file in &read.data_files {
+        for field in ["at_hour=", "on_month=", "id_bucket=", "pad_trunc="] {
+            assert!(
+                file.contains(field),
+                "{file} is under its {field} partition"
+            );
+        }
+    }
+}
+
 /// Three writers on one table while records keep coming: two are killed
 /// with SIGKILL (and replaced), one is paused past its session timeout
 /// while its partitions move to the others, then resumed with its batches
@@ -108,12 +154,28 @@ fn a_partitioned_table_gets_every_record_once() {
 #[test]
 #[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
 fn killed_and_paused_writers_leave_every_record_once() {
+    killed_and_paused_writers(Catalog::Rest, &[]);
+}
+
+/// The same through the SQL catalog in PostgreSQL, with a commit interval:
+/// files written and waiting for their commit when a writer is killed or
+/// paused.
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalogs: run e2e/test"]
+fn killed_and_paused_writers_leave_every_record_once_through_the_sql_catalog() {
+    killed_and_paused_writers(Catalog::Sql, &[("ICEBERG_COMMIT_INTERVAL_SECONDS", "2")]);
+}
+
+fn killed_and_paused_writers(catalog: Catalog, extra: &[(&'static str, &str)]) {
     let work = tempfile::tempdir().unwrap();
     let partitions = 6;
     let topic = topic("ice-faults", partitions);
-    let table = table(&topic, None);
+    let table = format!("millpond_tests.{}", topic.replace('-', "_"));
+    catalog.create_table(&table, None);
+    let read = |table: &str, topic: &str| catalog.read(table, topic);
     let group = format!("millpond-{topic}");
-    let mut env = iceberg_env(&table);
+    let mut env = iceberg_env_in(catalog, &table);
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
     env.push(("KAFKA_TOPIC", topic.clone()));
     env.push(("FLUSH_BYTES", "128Ki".into()));
     env.push(("FLUSH_INTERVAL_MS", "300".into()));
@@ -268,6 +330,47 @@ fn a_record_that_does_not_fit_the_table_goes_to_the_dead_letter_topic() {
     );
 }
 
+/// Without a dead-letter topic the pod stops at the record, and its exit
+/// message names the trouble first (the operator's `Degraded` reason) with
+/// the record's position; what came before it is in the table.
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn without_a_dead_letter_topic_an_unfit_record_stops_the_pod_with_schema_mismatch() {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("ice-mismatch", 1);
+    let table = table(&topic, None);
+    kafka::produce_with(&kafka::bootstrap(), &topic, 1, 0..100, |id| {
+        if id == 42 {
+            br#"{"id":"forty-two","pad":"x"}"#.to_vec()
+        } else {
+            kafka::json_record(id, RECORD)
+        }
+    })
+    .unwrap();
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    let mut c = Consumer::start(work.path(), "ice-mismatch", &env);
+    let status = c.wait(Duration::from_secs(60));
+    let log = c.log_text();
+    assert_eq!(status.code(), Some(3), "stops at the record: {log}");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    let want = format!(
+        "error: poison record at {topic}/0@42: SchemaMismatch: the sink refused it: a record does not fit table {table}: "
+    );
+    assert!(last.starts_with(&want), "{last}");
+    let read = read(&table, &topic);
+    assert_eq!((read.rows, read.max), (42, Some(41)), "{read:?}");
+    assert_eq!(
+        read.offsets,
+        [(0, 42)].into(),
+        "the table holds up to the record"
+    );
+}
+
 /// Runs one consumer on `records` into `table` with `extra` settings until
 /// its group committed everything; what pyiceberg reads then.
 fn deliver(
@@ -328,4 +431,54 @@ fn new_fields_become_columns_only_with_evolve_schema() {
     );
     read.assert_every_id_once(500);
     assert_eq!(read.columns, ["id", "pad", "score"], "{read:?}");
+}
+
+/// A trickle of records with a commit interval: many flushes, few commits,
+/// one data file per commit, every record once. A group holds at most the
+/// pod's in-flight permits (each staged flush keeps its permit until the
+/// commit): 16 here, more than the interval gathers.
+#[test]
+#[ignore = "needs the local Kafka broker, S3 store and Iceberg catalog: run e2e/test"]
+fn a_commit_interval_gathers_flushes_into_fewer_larger_files() {
+    let work = tempfile::tempdir().unwrap();
+    let topic = topic("ice-interval", 2);
+    let table = table(&topic, None);
+    let mut env = iceberg_env(&table);
+    env.push(("KAFKA_TOPIC", topic.clone()));
+    env.push(("FLUSH_INTERVAL_MS", "200".into()));
+    env.push(("ICEBERG_COMMIT_INTERVAL_SECONDS", "4".into()));
+    env.push(("FLUSH_BYTES", "256Ki".into()));
+    env.push(("MAX_IN_FLIGHT", "16".into()));
+    let mut c = Consumer::start(work.path(), "ice-interval", &env);
+    let (rounds, per_round) = (40, 50);
+    for round in 0..rounds {
+        let ids = round * per_round..(round + 1) * per_round;
+        kafka::produce_json(&kafka::bootstrap(), &topic, 2, ids, RECORD).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    committed_to_the_end(&format!("millpond-{topic}"), &topic, 2);
+    let (_, metrics) = c.get("/metrics").unwrap();
+    c.signal("TERM");
+    assert!(
+        c.wait(Duration::from_secs(30)).success(),
+        "{}",
+        c.log_text()
+    );
+    let flushes: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("millpond_flushes_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let read = read(&table, &topic);
+    read.assert_every_id_once(rounds * per_round);
+    assert!(flushes >= 20, "the records came in many flushes: {flushes}");
+    assert!(
+        read.snapshots <= 5,
+        "about one commit per 4 s over ~10 s, not one per flush ({flushes}): {read:?}"
+    );
+    assert_eq!(
+        read.data_files.len() as u64,
+        read.snapshots,
+        "one data file per commit: {read:?}"
+    );
 }

@@ -37,9 +37,10 @@ pub mod env {
     pub const ICEBERG_OAUTH2_SERVER_URI: &str = "ICEBERG_OAUTH2_SERVER_URI";
     pub const ICEBERG_AUTO_CREATE: &str = "ICEBERG_AUTO_CREATE";
     pub const ICEBERG_EVOLVE_SCHEMA: &str = "ICEBERG_EVOLVE_SCHEMA";
+    pub const ICEBERG_COMMIT_INTERVAL_SECONDS: &str = "ICEBERG_COMMIT_INTERVAL_SECONDS";
 
     /// Every variable above.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         KAFKA_BOOTSTRAP_SERVERS,
         KAFKA_TOPIC,
         KAFKA_GROUP_ID,
@@ -66,6 +67,7 @@ pub mod env {
         ICEBERG_OAUTH2_SERVER_URI,
         ICEBERG_AUTO_CREATE,
         ICEBERG_EVOLVE_SCHEMA,
+        ICEBERG_COMMIT_INTERVAL_SECONDS,
     ];
 }
 

@@ -59,8 +59,16 @@ pub mod trouble {
     pub const TABLE_NOT_FOUND: &str = "TableNotFound";
     /// The object store refused the credentials (HTTP 403).
     pub const STORAGE_ACCESS_DENIED: &str = "StorageAccessDenied";
+    /// A record does not fit the Iceberg table (a refusal, not an outage:
+    /// the record goes to the dead-letter topic, or stops the pod).
+    pub const SCHEMA_MISMATCH: &str = "SchemaMismatch";
 
-    pub const ALL: [&str; 3] = [CATALOG_UNREACHABLE, TABLE_NOT_FOUND, STORAGE_ACCESS_DENIED];
+    pub const ALL: [&str; 4] = [
+        CATALOG_UNREACHABLE,
+        TABLE_NOT_FOUND,
+        STORAGE_ACCESS_DENIED,
+        SCHEMA_MISMATCH,
+    ];
 
     /// `trouble: error`.
     pub fn tag(trouble: &str, error: &str) -> String {

@@ -419,15 +419,26 @@ pub struct HttpSinkSpec {
 
 /// The catalog of an Iceberg table sink: an Iceberg REST catalog (AWS Glue
 /// and S3 Tables through their REST endpoints, Polaris, Lakekeeper, Nessie,
-/// Apache Iceberg's own server).
+/// Apache Iceberg's own server) at `catalogUri`, or a SQL catalog in
+/// PostgreSQL (the JDBC catalog's tables) at `sqlUriSecretRef`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.tokenSecretRef) && has(self.credentialSecretRef))").message("iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one"))]
+#[x_kube(validation = Rule::new("!(has(self.tokenSecretRef) && has(self.credentialSecretRef))").message(TOKEN_OR_CREDENTIAL_MESSAGE))]
+#[x_kube(validation = Rule::new("has(self.catalogUri) != has(self.sqlUriSecretRef)").message(ONE_CATALOG_MESSAGE))]
+#[x_kube(validation = Rule::new("!has(self.sqlUriSecretRef) || !(has(self.tokenSecretRef) || has(self.credentialSecretRef) || has(self.scope) || has(self.oauth2ServerUri))").message(REST_ONLY_MESSAGE))]
 pub struct IcebergSpec {
     /// URL of the REST catalog, e.g. https://catalog.example.com/api/catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("iceberg.catalogUri must be an http:// or https:// URL"))]
-    pub catalog_uri: String,
+    pub catalog_uri: Option<String>,
+
+    /// Secret key holding the connection URL of a SQL catalog in PostgreSQL,
+    /// `postgresql://user:password@host:5432/database` (the tables
+    /// `iceberg_tables` and `iceberg_namespace_properties` of Iceberg's JDBC
+    /// catalog, created when missing; the catalog name is `millpond`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_uri_secret_ref: Option<SecretKeyRef>,
 
     /// Warehouse to ask the catalog for (a name or a location such as
     /// s3://bucket/warehouse, as the catalog expects).
@@ -468,7 +479,24 @@ pub struct IcebergSpec {
     /// it such fields are left out.
     #[serde(default)]
     pub evolve_schema: bool,
+
+    /// Seconds written data files wait for more records before they are
+    /// committed: fewer, larger files and snapshots, and fewer commits for
+    /// the pods to race on, at the cost of that much delay before records
+    /// show in the table (and before the consumer group's commit). A commit
+    /// comes sooner when a pod has nothing else to write. Unset or 0: every
+    /// flush is a commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub commit_interval_seconds: Option<u32>,
 }
+
+pub const TOKEN_OR_CREDENTIAL_MESSAGE: &str =
+    "iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one";
+pub const ONE_CATALOG_MESSAGE: &str =
+    "sink.iceberg needs one catalog: catalogUri (REST) or sqlUriSecretRef (SQL)";
+pub const REST_ONLY_MESSAGE: &str =
+    "iceberg.tokenSecretRef, credentialSecretRef, scope and oauth2ServerUri apply to a REST catalog (catalogUri) only";
 
 pub const S3_RULE_MESSAGE: &str = "sink.s3 applies to an s3:// or iceberg:// sink.url only";
 pub const ICEBERG_RULE_MESSAGE: &str =
@@ -571,18 +599,26 @@ impl IcebergSpec {
             field: field.to_string(),
             message: message.to_string(),
         };
-        let uri = &self.catalog_uri;
-        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-            return Err(invalid(
-                "sink.iceberg.catalogUri",
-                "iceberg.catalogUri must be an http:// or https:// URL",
-            ));
+        if let Some(uri) = &self.catalog_uri {
+            if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+                return Err(invalid(
+                    "sink.iceberg.catalogUri",
+                    "iceberg.catalogUri must be an http:// or https:// URL",
+                ));
+            }
         }
         if self.token_secret_ref.is_some() && self.credential_secret_ref.is_some() {
-            return Err(invalid(
-                "sink.iceberg",
-                "iceberg.tokenSecretRef and iceberg.credentialSecretRef are alternatives: set one",
-            ));
+            return Err(invalid("sink.iceberg", TOKEN_OR_CREDENTIAL_MESSAGE));
+        }
+        if self.catalog_uri.is_some() == self.sql_uri_secret_ref.is_some() {
+            return Err(invalid("sink.iceberg", ONE_CATALOG_MESSAGE));
+        }
+        let rest_only = self.token_secret_ref.is_some()
+            || self.credential_secret_ref.is_some()
+            || self.scope.is_some()
+            || self.oauth2_server_uri.is_some();
+        if self.sql_uri_secret_ref.is_some() && rest_only {
+            return Err(invalid("sink.iceberg", REST_ONLY_MESSAGE));
         }
         Ok(())
     }
@@ -1360,6 +1396,17 @@ sink:
                  tokenSecretRef: {name: a, key: t}, credentialSecretRef: {name: a, key: c}}}",
                 "sink.iceberg",
             ),
+            ("sink: {url: 'iceberg://a/o', iceberg: {warehouse: w}}", "sink.iceberg"),
+            (
+                "sink: {url: 'iceberg://a/o', iceberg: {catalogUri: 'http://c', \
+                 sqlUriSecretRef: {name: a, key: u}}}",
+                "sink.iceberg",
+            ),
+            (
+                "sink: {url: 'iceberg://a/o', iceberg: {sqlUriSecretRef: {name: a, key: u}, \
+                 tokenSecretRef: {name: a, key: t}}}",
+                "sink.iceberg",
+            ),
             (
                 "kafka: {config: {enable.auto.commit: 'true'}}",
                 "kafka.config",
@@ -1388,6 +1435,12 @@ sink:
         s.sink = serde_yaml::from_str(
             "{url: 'iceberg://lake.raw/orders_v2', iceberg: {catalogUri: 'https://c/api', \
              warehouse: lake, tokenSecretRef: {name: c, key: t}}, s3: {region: eu-west-1}}",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        s.sink = serde_yaml::from_str(
+            "{url: 'iceberg://lake/orders', iceberg: {sqlUriSecretRef: {name: c, key: uri}, \
+             warehouse: 's3://lake/warehouse', commitIntervalSeconds: 30}}",
         )
         .unwrap();
         s.validate().unwrap();

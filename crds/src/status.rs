@@ -218,6 +218,9 @@ pub mod condition {
         pub const TABLE_NOT_FOUND: &str = millpond_core::sink::trouble::TABLE_NOT_FOUND;
         /// The sink is down because its object store refuses the credentials.
         pub const STORAGE_ACCESS_DENIED: &str = millpond_core::sink::trouble::STORAGE_ACCESS_DENIED;
+        /// A pod stopped at a record that does not fit its Iceberg table
+        /// (a PoisonRecord the table's schema explains).
+        pub const SCHEMA_MISMATCH: &str = millpond_core::sink::trouble::SCHEMA_MISMATCH;
         /// A pod stopped at a record its sink cannot take and there is no
         /// dead-letter topic (spec.sink.deadLetterTopic) to divert it to.
         pub const POISON_RECORD: &str = "PoisonRecord";

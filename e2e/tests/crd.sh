@@ -146,6 +146,12 @@ else
     fail "the Iceberg example is accepted" "$out"
 fi
 
+if out=$(kubectl apply -n "$NS" -f examples/iceberg-sql.yaml 2>&1); then
+    pass "the Iceberg SQL catalog example is accepted"
+else
+    fail "the Iceberg SQL catalog example is accepted" "$out"
+fi
+
 check "the API server fills defaults the example leaves out" \
     "4 1 300 1000 true 3" \
     "$(kubectl get mpc orders -n "$NS" -o jsonpath='{.spec.autoscaling.maxScaleUpStep} {.spec.autoscaling.maxScaleDownStep} {.spec.autoscaling.scaleDownStabilizationSeconds} {.spec.limits.consumeBatchSize} {.spec.autotune.enabled} {.spec.autoscaling.stuckIntervals}')"
@@ -369,6 +375,40 @@ refused "an iceberg catalog with both a token and client credentials" \
       catalogUri: http://catalog:8181
       tokenSecretRef: {name: catalog, key: token}
       credentialSecretRef: {name: catalog, key: credential}
+EOF
+
+refused "an iceberg sink with both a REST and a SQL catalog" \
+    'spec.sink.iceberg: Invalid value: "object": sink.iceberg needs one catalog: catalogUri (REST) or sqlUriSecretRef (SQL)' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: iceberg://analytics/orders
+    iceberg:
+      catalogUri: http://catalog:8181
+      sqlUriSecretRef: {name: catalog-db, key: uri}
+EOF
+
+refused "an iceberg sink with neither catalog" \
+    'spec.sink.iceberg: Invalid value: "object": sink.iceberg needs one catalog: catalogUri (REST) or sqlUriSecretRef (SQL)' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink: {url: "iceberg://analytics/orders", iceberg: {warehouse: lake}}
+EOF
+
+refused "a SQL catalog with REST credentials" \
+    'spec.sink.iceberg: Invalid value: "object": iceberg.tokenSecretRef, credentialSecretRef, scope and oauth2ServerUri apply to a REST catalog (catalogUri) only' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: iceberg://analytics/orders
+    iceberg:
+      sqlUriSecretRef: {name: catalog-db, key: uri}
+      tokenSecretRef: {name: catalog, key: token}
+EOF
+
+refused "a commit interval over an hour" \
+    'spec.sink.iceberg.commitIntervalSeconds: Invalid value: 3601: spec.sink.iceberg.commitIntervalSeconds in body should be less than or equal to 3600' <<'EOF'
+  kafka: {bootstrapServers: "kafka:9092", topic: orders}
+  sink:
+    url: iceberg://analytics/orders
+    iceberg: {catalogUri: "http://catalog:8181", commitIntervalSeconds: 3601}
 EOF
 
 refused "an unknown sink format" \

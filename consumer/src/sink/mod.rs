@@ -129,6 +129,30 @@ impl Sink {
         kind.memory_factor()
     }
 
+    /// The writes the pod may run at once: a sink that holds written
+    /// batches for a commit (Iceberg, with a commit interval) commits once
+    /// it holds that many.
+    pub fn set_max_in_flight(&self, permits: u32) {
+        if let Sink::Iceberg(s) = self {
+            s.set_max_in_flight(permits);
+        }
+    }
+
+    /// The pod is handing partitions off (`true`) or done with it: held
+    /// batches are committed at once meanwhile.
+    pub fn hurry(&self, on: bool) {
+        if let Sink::Iceberg(s) = self {
+            s.hurry(on);
+        }
+    }
+
+    /// A batch of one record this sink refused is in the dead-letter topic.
+    pub fn dead_lettered(&self, batch: &Batch) {
+        if let Sink::Iceberg(s) = self {
+            s.dead_lettered(batch);
+        }
+    }
+
     /// Exports the sink's own metrics (the Iceberg sink's commits).
     pub fn observe(&self, metrics: &crate::metrics::Metrics) {
         if let Sink::Iceberg(s) = self {

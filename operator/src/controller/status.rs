@@ -240,8 +240,12 @@ fn degraded_condition(seen: &Seen, plan: &Plan, now: &Time, generation: Option<i
 fn degraded_reason(seen: &Seen, plan: &Plan) -> Option<(&'static str, String)> {
     let unscraped = &seen.pods.unscraped;
     let stuck = &plan.decision.stuck_partitions;
-    if let Some(message) = pod_health::poison_message(&seen.pods.troubles) {
-        Some((reason::POISON_RECORD, message))
+    if let Some((message, trouble)) = pod_health::poison_message(&seen.pods.troubles) {
+        let why = match trouble {
+            Some(millpond_core::sink::trouble::SCHEMA_MISMATCH) => reason::SCHEMA_MISMATCH,
+            _ => reason::POISON_RECORD,
+        };
+        Some((why, message))
     } else if let Some(outage) = &plan.decision.limited.outage {
         // What the pod could tell about its sink, else only that it is down.
         let why =

@@ -217,14 +217,18 @@ fn s3_env(s3: &S3Spec) -> Vec<EnvVar> {
 /// references to their Secrets.
 fn iceberg_env(iceberg: &IcebergSpec) -> Vec<EnvVar> {
     let mut env = vec![
-        plain(env::ICEBERG_CATALOG_URI, &iceberg.catalog_uri),
         plain(env::ICEBERG_AUTO_CREATE, iceberg.auto_create.to_string()),
         plain(
             env::ICEBERG_EVOLVE_SCHEMA,
             iceberg.evolve_schema.to_string(),
         ),
+        plain(
+            env::ICEBERG_COMMIT_INTERVAL_SECONDS,
+            iceberg.commit_interval_seconds.unwrap_or(0).to_string(),
+        ),
     ];
     let optional = [
+        (env::ICEBERG_CATALOG_URI, &iceberg.catalog_uri),
         (env::ICEBERG_WAREHOUSE, &iceberg.warehouse),
         (env::ICEBERG_CATALOG_SCOPE, &iceberg.scope),
         (env::ICEBERG_OAUTH2_SERVER_URI, &iceberg.oauth2_server_uri),
@@ -235,6 +239,7 @@ fn iceberg_env(iceberg: &IcebergSpec) -> Vec<EnvVar> {
         }
     }
     let secrets = [
+        (env::ICEBERG_CATALOG_URI, &iceberg.sql_uri_secret_ref),
         (env::ICEBERG_CATALOG_TOKEN, &iceberg.token_secret_ref),
         (
             env::ICEBERG_CATALOG_CREDENTIAL,
@@ -608,6 +613,21 @@ mod tests {
         );
         assert!(env_var(&c, "ICEBERG_CATALOG_TOKEN").is_none());
         assert_eq!(env_value(&c, "AWS_REGION"), "eu-west-1");
+    }
+
+    #[test]
+    fn a_sql_catalog_reaches_the_pod_only_through_its_secret() {
+        let m = edit(
+            MINIMAL,
+            "url: file:///data/orders",
+            "url: iceberg://analytics/orders\n    iceberg:\n      \
+             sqlUriSecretRef: {name: catalog-db, key: uri}\n      \
+             warehouse: s3://lake/warehouse\n      commitIntervalSeconds: 30",
+        );
+        let c = container(&deployment(&m, &ctx(), 1).unwrap()).clone();
+        assert_eq!(secret_of(&c, "ICEBERG_CATALOG_URI"), ("catalog-db", "uri"));
+        assert_eq!(env_value(&c, "ICEBERG_WAREHOUSE"), "s3://lake/warehouse");
+        assert_eq!(env_value(&c, "ICEBERG_COMMIT_INTERVAL_SECONDS"), "30");
     }
 
     #[test]

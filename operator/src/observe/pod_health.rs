@@ -238,12 +238,18 @@ fn unready_for(pod: &Pod, now: Timestamp) -> Option<i64> {
 
 /// The `Degraded` message for pods stopped at poison records, when any is:
 /// where, why, and what to do.
-pub fn poison_message(troubles: &[PodTrouble]) -> Option<String> {
+pub fn poison_message(troubles: &[PodTrouble]) -> Option<(String, Option<&'static str>)> {
     let mut poisoned = troubles.iter().filter(|t| t.poison.is_some());
     let first = poisoned.next()?;
     let p = first.poison.as_ref()?;
+    let trouble = millpond_core::sink::trouble::of(&p.reason);
+    let table = if trouble == Some(millpond_core::sink::trouble::SCHEMA_MISMATCH) {
+        ", or change the table to take it (spec.sink.iceberg.evolveSchema adds columns for new fields)"
+    } else {
+        ""
+    };
     let mut message = format!(
-        "pod {} stopped at a record its sink cannot take, at {p}: {}; it stops there again after every restart (restarted {} times): set spec.sink.deadLetterTopic to divert such records, or move the group's offset past {p}; the lag of its partitions does not drive scaling",
+        "pod {} stopped at a record its sink cannot take, at {p}: {}; it stops there again after every restart (restarted {} times): set spec.sink.deadLetterTopic to divert such records{table}, or move the group's offset past {p}; the lag of its partitions does not drive scaling",
         first.pod, p.reason, first.restarts
     );
     let others = poisoned.count();
@@ -252,7 +258,7 @@ pub fn poison_message(troubles: &[PodTrouble]) -> Option<String> {
             "; {others} other pod(s) stopped at a poison record too"
         ));
     }
-    Some(message)
+    Some((message, trouble))
 }
 
 /// The `Ready` condition's reason and message for `troubles` (the first
@@ -359,6 +365,33 @@ mod tests {
     /// there is no dead-letter topic (exit code 3).
     const POISON_EXIT: &str = "{\"level\":\"INFO\",\"message\":\"starting\"}\nerror: poison record at orders/2@300: the sink refused it: POST http://sink:8080/in: HTTP 422 Unprocessable Entity: field id is missing (set DEAD_LETTER_TOPIC to divert such records)\n";
 
+    /// The same, recorded from the consumer writing an Iceberg table whose
+    /// `id` column is a long, at a record carrying `"id":"forty-two"`.
+    const SCHEMA_MISMATCH_EXIT: &str = "error: poison record at ice-mismatch-19546-751000114/0@42: SchemaMismatch: the sink refused it: a record does not fit table millpond_tests.ice_mismatch_19546_751000114: Json error: whilst decoding field 'id': failed to parse \"forty-two\" as Int64 (set DEAD_LETTER_TOPIC to divert such records)\n";
+
+    #[test]
+    fn a_record_that_does_not_fit_the_table_is_named_a_schema_mismatch_with_what_to_change() {
+        let looping = pod(
+            "events-a",
+            serde_json::json!({
+                "name": "consumer", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 3, "reason": "Error", "message": SCHEMA_MISMATCH_EXIT}}
+            }),
+        );
+        let t = troubles(&[looping], now());
+        let (message, trouble) = poison_message(&t).unwrap();
+        assert_eq!(trouble, Some("SchemaMismatch"));
+        assert!(
+            message.contains("at ice-mismatch-19546-751000114/0@42: SchemaMismatch: the sink refused it: a record does not fit table millpond_tests.ice_mismatch_19546_751000114"),
+            "{message}"
+        );
+        assert!(
+            message.contains("evolveSchema"),
+            "says the table may change: {message}"
+        );
+    }
+
     #[test]
     fn a_poison_record_is_read_from_the_exit_message_with_where_and_why() {
         let looping = pod(
@@ -379,7 +412,8 @@ mod tests {
             poison.reason,
             "the sink refused it: POST http://sink:8080/in: HTTP 422 Unprocessable Entity: field id is missing"
         );
-        let message = poison_message(&t).unwrap();
+        let (message, trouble) = poison_message(&t).unwrap();
+        assert_eq!(trouble, None, "no trouble the sink named");
         assert!(
             message.starts_with("pod orders-a stopped at a record its sink cannot take, at orders/2@300: the sink refused it: POST"),
             "{message}"

@@ -19,6 +19,8 @@
 //! deletes them and starts over. After the append the write is
 //! acknowledged and the Kafka commit follows.
 
+mod commit;
+mod files;
 mod offsets;
 mod pinned;
 mod rows;
@@ -26,25 +28,18 @@ mod schema;
 mod storage;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use iceberg::spec::DataFileFormat;
+use arrow::array::RecordBatch;
+use iceberg::spec::{PrimitiveType, Type};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
-use iceberg::writer::file_writer::location_generator::{
-    DefaultFileNameGenerator, DefaultLocationGenerator,
-};
-use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::file_writer::ParquetWriterBuilder;
-use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
-use iceberg::writer::partitioning::PartitioningWriter;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{Catalog, CatalogBuilder, ErrorKind, NamespaceIdent, TableIdent};
 use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::SqlCatalogBuilder;
 use millpond_core::sink::trouble;
-use parquet::file::properties::WriterProperties;
 use tokio::sync::{Notify, OnceCell};
 use url::Url;
 
@@ -52,25 +47,64 @@ use super::WriteError;
 use crate::buffer::Batch;
 use crate::metrics::TableMetrics;
 use crate::{Error, Result};
-use offsets::{admit, render, summary_key, table_offsets, Admit, Offsets, Span};
+use commit::Pending;
+use offsets::{admit, table_offsets, Admit, Offsets, Span};
 
-/// Data files roll over at this size within one write.
-const TARGET_FILE_BYTES: usize = 128 << 20;
+/// The catalog's name: a SQL catalog keeps it in every row (`catalog_name`),
+/// so every reader of the same tables names it the same.
+pub const CATALOG_NAME: &str = "millpond";
+
 /// How long a write waits for an earlier batch of its partitions to be
-/// appended before it reports the sink unavailable (and is tried again).
+/// staged before it reports the sink unavailable (and is tried again).
 const WAIT_FOR_EARLIER: Duration = Duration::from_secs(30);
 
-/// How to reach the catalog: its URL and the REST catalog client's
-/// properties (`uri`, `warehouse`, `token`, `credential`, `scope`,
-/// `oauth2-server-uri`).
+/// How to reach the catalog: the catalog client's properties (`uri`,
+/// `warehouse`; a REST catalog's `token`, `credential`, `scope`,
+/// `oauth2-server-uri`). A `postgresql://` URI is a SQL catalog, an
+/// `http(s)://` one a REST catalog.
 #[derive(Debug, Clone)]
 pub struct CatalogSettings {
+    /// The catalog's URI as logs and errors show it (no password).
     pub uri: String,
     pub props: HashMap<String, String>,
     /// Create a missing table (and namespace) from the first batch.
     pub auto_create: bool,
     /// Add optional columns for fields the table does not have.
     pub evolve_schema: bool,
+    /// How long written files wait for more before they are committed
+    /// (zero: every flush is a commit).
+    pub commit_interval: Duration,
+}
+
+impl CatalogSettings {
+    /// Settings for the catalog at `uri`, with the other properties.
+    pub fn new(uri: &str, mut props: HashMap<String, String>) -> Self {
+        props.insert("uri".into(), uri.into());
+        let shown = match Url::parse(uri) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => uri.to_string(),
+        };
+        let sql = shown.starts_with("postgres://") || shown.starts_with("postgresql://");
+        if sql {
+            // A pod commits one group at a time: two connections are plenty.
+            props.insert("pool.max-connections".into(), "2".into());
+        }
+        CatalogSettings {
+            uri: shown,
+            props,
+            auto_create: false,
+            evolve_schema: false,
+            commit_interval: Duration::ZERO,
+        }
+    }
+
+    /// Whether the catalog is a SQL catalog (else REST).
+    pub fn is_sql(&self) -> bool {
+        self.uri.starts_with("postgres://") || self.uri.starts_with("postgresql://")
+    }
 }
 
 /// Appends batches to one Iceberg table.
@@ -80,9 +114,16 @@ pub struct IcebergSink {
     catalog: OnceCell<Arc<dyn Catalog>>,
     /// Names this process's data files apart from every other writer's.
     writer_id: String,
-    /// One append at a time from this process.
-    committing: tokio::sync::Mutex<()>,
-    /// Woken after each append.
+    /// The writes staged for the next commit (one commit at a time).
+    pending: tokio::sync::Mutex<Pending>,
+    /// The writes the pod may run at once (its in-flight permits): once
+    /// that many are staged, nothing more comes until a commit.
+    permits: AtomicUsize,
+    /// The pod hands partitions off: commit what is staged at once.
+    hurry: AtomicBool,
+    /// Woken when `permits` or `hurry` change.
+    changed: Notify,
+    /// Woken after each stage and each append.
     appended: Notify,
     /// Ranges of single records this sink refused (they go to the
     /// dead-letter topic): the table's offset may step over them.
@@ -91,7 +132,7 @@ pub struct IcebergSink {
 }
 
 /// What one write appends: per chunk, where its records start.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 struct Plan {
     admitted: Vec<(i32, Admit)>,
     offsets: Offsets,
@@ -118,11 +159,28 @@ impl IcebergSink {
             settings,
             catalog: OnceCell::new(),
             writer_id: format!("millpond-{}", uuid::Uuid::now_v7()),
-            committing: tokio::sync::Mutex::new(()),
+            pending: tokio::sync::Mutex::default(),
+            permits: AtomicUsize::new(1),
+            hurry: AtomicBool::new(false),
+            changed: Notify::new(),
             appended: Notify::new(),
             vouched: Mutex::default(),
             metrics: OnceLock::new(),
         })
+    }
+
+    /// The pod's in-flight permits (see [`IcebergSink::permits`]).
+    pub fn set_max_in_flight(&self, permits: u32) {
+        self.permits
+            .store(permits.max(1) as usize, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// While the pod hands partitions off, staged writes are committed at
+    /// once instead of after the commit interval.
+    pub fn hurry(&self, on: bool) {
+        self.hurry.store(on, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 
     pub fn observe(&self, metrics: TableMetrics) {
@@ -145,18 +203,29 @@ impl IcebergSink {
     async fn catalog(&self) -> std::result::Result<Arc<dyn Catalog>, WriteError> {
         self.catalog
             .get_or_try_init(|| async {
-                let catalog = RestCatalogBuilder::default()
-                    .with_storage_factory(Arc::new(storage::ObjectStorageFactory))
-                    .load("millpond", self.settings.props.clone())
-                    .await
-                    .map_err(|e| {
-                        WriteError::unavailable(format!(
-                            "Iceberg catalog {} unreachable: {}",
-                            self.settings.uri,
-                            said(&e)
-                        ))
-                    })?;
-                Ok(Arc::new(catalog) as Arc<dyn Catalog>)
+                let storage = Arc::new(storage::ObjectStorageFactory);
+                let props = self.settings.props.clone();
+                let catalog: iceberg::Result<Arc<dyn Catalog>> = if self.settings.is_sql() {
+                    SqlCatalogBuilder::default()
+                        .with_storage_factory(storage)
+                        .load(CATALOG_NAME, props)
+                        .await
+                        .map(|c| Arc::new(c) as Arc<dyn Catalog>)
+                } else {
+                    RestCatalogBuilder::default()
+                        .with_storage_factory(storage)
+                        .load(CATALOG_NAME, props)
+                        .await
+                        .map(|c| Arc::new(c) as Arc<dyn Catalog>)
+                };
+                catalog.map_err(|e| {
+                    let error = format!(
+                        "Iceberg catalog {} unreachable: {}",
+                        self.settings.uri,
+                        said(&e)
+                    );
+                    WriteError::unavailable(trouble::tag(trouble::CATALOG_UNREACHABLE, &error))
+                })
             })
             .await
             .cloned()
@@ -182,23 +251,20 @@ impl IcebergSink {
         })
     }
 
-    /// One attempt; waits for earlier batches of the same partitions.
+    /// One attempt; waits for earlier batches of the same partitions, then
+    /// for the commit that appends it.
     pub async fn write(&self, batch: Arc<Batch>) -> std::result::Result<(), WriteError> {
         let catalog = self.catalog().await?;
         let started = Instant::now();
         loop {
-            let table = match self.load(catalog.as_ref()).await {
-                Ok(table) => table,
-                Err(e) if self.settings.auto_create && is_not_found(&e) => {
-                    self.create(catalog.as_ref(), &batch).await?;
-                    continue;
-                }
-                Err(e) => return Err(e),
+            let table = self.table_for(catalog.as_ref(), &batch).await?;
+            let current = table_offsets(table.metadata(), &batch.topic)
+                .map_err(|e| WriteError::unavailable(format!("table {}: {e}", self.table)))?;
+            let planned = {
+                let pending = self.pending.lock().await;
+                self.plan(&batch, &pending.offsets_over(current.clone()))
             };
-            if self.settings.evolve_schema && self.evolve(catalog.as_ref(), &table, &batch).await? {
-                continue;
-            }
-            let Some(plan) = self.plan(&batch, &table)? else {
+            let Some(plan) = planned else {
                 if started.elapsed() > WAIT_FOR_EARLIER {
                     return Err(WriteError::unavailable(format!(
                         "an earlier batch of {} is not in table {} yet",
@@ -213,23 +279,41 @@ impl IcebergSink {
                 self.count(|m| m.records_held_total.inc_by(batch.records()));
                 return Ok(()); // the table holds every record already
             }
-            let files = self
-                .write_files(&table, &batch, &plan)
-                .await
-                .inspect_err(|e| {
-                    if matches!(e, WriteError::Refused { .. }) && batch.records() == 1 {
-                        self.vouch(&batch);
-                    }
-                })?;
-            if self
-                .append(catalog.clone(), &batch, &plan, files.clone())
-                .await?
-            {
-                self.appended.notify_waiters();
-                self.count(|m| m.records_held_total.inc_by(plan.held(&batch)));
+            let rows = self.rows(&table, &batch, &plan)?;
+            let outcome = {
+                let mut pending = self.pending.lock().await;
+                if self.plan(&batch, &pending.offsets_over(current)).as_ref() != Some(&plan) {
+                    continue; // a write staged meanwhile changed what fits
+                }
+                self.stage(&mut pending, &catalog, &table, rows, batch.clone(), plan)
+                    .await?
+            };
+            if self.settle(&catalog, outcome).await? {
                 return Ok(());
             }
-            self.delete(&table, files).await;
+        }
+    }
+
+    /// The table as it is now, created (`autoCreate`) or given columns for
+    /// new fields (`evolveSchema`) first.
+    async fn table_for(
+        &self,
+        catalog: &dyn Catalog,
+        batch: &Batch,
+    ) -> std::result::Result<Table, WriteError> {
+        loop {
+            let table = match self.load(catalog).await {
+                Ok(table) => table,
+                Err(e) if self.settings.auto_create && is_not_found(&e) => {
+                    self.create(catalog, batch).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if self.settings.evolve_schema && self.evolve(catalog, &table, batch).await? {
+                continue;
+            }
+            return Ok(table);
         }
     }
 
@@ -310,16 +394,11 @@ impl IcebergSink {
         Ok(true)
     }
 
-    /// Per chunk, where its records start; `None` while a chunk waits for an
-    /// earlier one.
-    fn plan(&self, batch: &Batch, table: &Table) -> std::result::Result<Option<Plan>, WriteError> {
-        let current = table_offsets(table.metadata(), &batch.topic)
-            .map_err(|e| WriteError::unavailable(format!("table {}: {e}", self.table)))?;
+    /// Per chunk, where its records start on a table at `current`; `None`
+    /// while a chunk waits for an earlier one.
+    fn plan(&self, batch: &Batch, current: &Offsets) -> Option<Plan> {
         let vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
-        let mut plan = Plan {
-            admitted: Vec::new(),
-            offsets: Offsets::new(),
-        };
+        let mut plan = Plan::default();
         for chunk in &batch.chunks {
             let span = Span {
                 first: chunk.first_offset,
@@ -329,7 +408,7 @@ impl IcebergSink {
             let ranges = vouched.get(&chunk.partition).map_or(&[][..], Vec::as_slice);
             let admitted = admit(span, current.get(&chunk.partition).copied(), ranges);
             match admitted {
-                Admit::Wait => return Ok(None),
+                Admit::Wait => return None,
                 Admit::From(_) => {
                     plan.offsets.insert(chunk.partition, chunk.last_offset + 1);
                 }
@@ -337,23 +416,22 @@ impl IcebergSink {
             }
             plan.admitted.push((chunk.partition, admitted));
         }
-        Ok(Some(plan))
+        Some(plan)
     }
 
-    /// Uploads the admitted records as data files (one per table partition).
-    async fn write_files(
+    /// The admitted records as rows of the table's schema; refused when one
+    /// does not fit.
+    fn rows(
         &self,
         table: &Table,
         batch: &Batch,
         plan: &Plan,
-    ) -> std::result::Result<Vec<iceberg::spec::DataFile>, WriteError> {
-        let metadata = table.metadata();
-        let schema = metadata.current_schema().clone();
-        let arrow_schema = Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(&schema).map_err(|e| {
+    ) -> std::result::Result<Option<RecordBatch>, WriteError> {
+        let schema = table.metadata().current_schema();
+        let arrow_schema =
+            Arc::new(iceberg::arrow::schema_to_arrow_schema(schema).map_err(|e| {
                 WriteError::unavailable(format!("table {}: {}", self.table, said(&e)))
-            })?,
-        );
+            })?);
         let lines = batch
             .chunks
             .iter()
@@ -365,155 +443,34 @@ impl IcebergSink {
                 };
                 rows::lines_from(chunk, from)
             });
-        let Some(rows) = rows::decode(arrow_schema, lines).map_err(|e| {
-            WriteError::refused(
-                None,
-                format!("a record does not fit table {}: {e}", self.table),
-            )
-        })?
-        else {
-            return Ok(Vec::new());
-        };
-        if rows.num_rows() == 0 {
-            return Ok(Vec::new());
-        }
-        let failed = |e: iceberg::Error| {
-            let said = said(&e);
-            let error = format!("writing data files of table {}: {said}", self.table);
-            let denied = said.contains("403 Forbidden") || said.contains("AccessDenied");
-            WriteError::unavailable(if denied {
-                trouble::tag(trouble::STORAGE_ACCESS_DENIED, &error)
-            } else {
-                error
-            })
-        };
-        let location = DefaultLocationGenerator::new(metadata).map_err(failed)?;
-        let names = DefaultFileNameGenerator::new(
-            format!("{}-{}", self.writer_id, batch.id),
-            None,
-            DataFileFormat::Parquet,
-        );
-        let rolling = RollingFileWriterBuilder::new(
-            ParquetWriterBuilder::new(WriterProperties::builder().build(), schema.clone()),
-            TARGET_FILE_BYTES,
-            table.file_io().clone(),
-            location,
-            names,
-        );
-        let builder = DataFileWriterBuilder::new(rolling);
-        let spec = metadata.default_partition_spec();
-        if spec.is_unpartitioned() {
-            let mut writer = builder.build(None).await.map_err(failed)?;
-            writer.write(rows).await.map_err(failed)?;
-            return writer.close().await.map_err(failed);
-        }
-        let splitter = iceberg::arrow::RecordBatchPartitionSplitter::try_new_with_computed_values(
-            schema,
-            spec.clone(),
-        )
-        .map_err(failed)?;
-        let mut writer = FanoutWriter::new(builder);
-        for (key, part) in splitter.split(&rows).map_err(failed)? {
-            writer.write(key, part).await.map_err(failed)?;
-        }
-        writer.close().await.map_err(failed)
+        let uuids: Vec<String> = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|f| *f.field_type == Type::Primitive(PrimitiveType::Uuid))
+            .map(|f| f.name.clone())
+            .collect();
+        rows::decode(arrow_schema, &uuids, lines).map_err(|e| {
+            let error = format!("a record does not fit table {}: {e}", self.table);
+            WriteError::refused(None, trouble::tag(trouble::SCHEMA_MISMATCH, &error))
+        })
     }
 
-    /// Appends `files` with the plan's offsets on the snapshot the plan
-    /// still fits; `false` when it no longer fits (the files must go).
-    async fn append(
-        &self,
-        catalog: Arc<dyn Catalog>,
-        batch: &Batch,
-        plan: &Plan,
-        files: Vec<iceberg::spec::DataFile>,
-    ) -> std::result::Result<bool, WriteError> {
-        let _one_at_a_time = self.committing.lock().await;
-        let mut conflicts = 0;
-        loop {
-            let table = self.load(catalog.as_ref()).await?;
-            if self.plan(batch, &table)?.as_ref() != Some(plan) {
-                return Ok(false);
-            }
-            let mut merged = table_offsets(table.metadata(), &batch.topic)
-                .map_err(|e| WriteError::unavailable(format!("table {}: {e}", self.table)))?;
-            merged.extend(plan.offsets.iter().map(|(p, o)| (*p, *o)));
-            let properties = HashMap::from([(summary_key(&batch.topic), render(&merged))]);
-            let tx = Transaction::new(&table);
-            let tx = tx
-                .fast_append()
-                .add_data_files(files.clone())
-                .set_snapshot_properties(properties)
-                .apply(tx)
-                .map_err(|e| WriteError::unavailable(said(&e)))?;
-            let pinned = pinned::Pinned {
-                catalog: catalog.clone(),
-                table,
-            };
-            let started = Instant::now();
-            let result = tx.commit(&pinned).await;
-            let outcome = match &result {
-                Ok(_) => "committed",
-                Err(e) if pinned::is_conflict(e) => "conflict",
-                Err(_) => "failed",
-            };
-            self.count(|m| {
-                m.commits_total.with_label_values(&[outcome]).inc();
-                m.commit_duration_seconds
-                    .observe(started.elapsed().as_secs_f64());
-            });
-            match result {
-                Ok(_) => {
-                    self.committed(&files, &merged);
-                    return Ok(true);
-                }
-                // Another writer appended first: check the plan on its
-                // snapshot, after a pause that spreads the writers out.
-                Err(e) if pinned::is_conflict(&e) => {
-                    conflicts += 1;
-                    tokio::time::sleep(conflict_pause(conflicts)).await;
-                    continue;
-                }
-                // The append may have landed all the same: the next attempt
-                // reads the offsets and finds its records held if it did.
-                Err(e) => {
-                    return Err(WriteError::unavailable(format!(
-                        "committing to Iceberg table {}: {}",
-                        self.table,
-                        said(&e)
-                    )))
-                }
-            }
-        }
+    /// A failed upload of data files, tagged when the store denied access.
+    fn upload_failed(&self, e: &iceberg::Error) -> WriteError {
+        let said = said(e);
+        let error = format!("writing data files of table {}: {said}", self.table);
+        let denied = said.contains("403 Forbidden") || said.contains("AccessDenied");
+        WriteError::unavailable(if denied {
+            trouble::tag(trouble::STORAGE_ACCESS_DENIED, &error)
+        } else {
+            error
+        })
     }
 
-    fn committed(&self, files: &[iceberg::spec::DataFile], offsets: &Offsets) {
-        self.count(|m| {
-            m.data_files_total.inc_by(files.len() as u64);
-            let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
-            m.data_bytes_total.inc_by(bytes);
-            for (partition, offset) in offsets {
-                m.offset
-                    .with_label_values(&[&partition.to_string()])
-                    .set(*offset);
-            }
-        });
-    }
-
-    /// Removes data files no snapshot will reference (best effort: a file
-    /// left behind is found by listing the table's data files that no
-    /// snapshot names; see the README).
-    async fn delete(&self, table: &Table, files: Vec<iceberg::spec::DataFile>) {
-        for file in files {
-            if let Err(e) = table.file_io().delete(file.file_path()).await {
-                tracing::warn!(file = file.file_path(), error = %e, "removing an unused data file");
-            }
-        }
-    }
-
-    /// A batch of one record is being refused: its range goes to the
-    /// dead-letter topic, and the table's offset may step over it.
-    fn vouch(&self, batch: &Batch) {
+    /// A batch of one record this sink refused is in the dead-letter topic:
+    /// the table's offset may step over it.
+    pub fn dead_lettered(&self, batch: &Batch) {
         let mut vouched = self.vouched.lock().unwrap_or_else(|e| e.into_inner());
         for chunk in &batch.chunks {
             vouched
@@ -544,25 +501,25 @@ fn table_of(url: &Url) -> Result<TableIdent> {
     Ok(TableIdent::new(namespace, name.to_string()))
 }
 
-/// A random pause after the `n`th conflict in a row, growing to 2 s: the
-/// writers that lost a race do not all come back at once.
-fn conflict_pause(n: u32) -> Duration {
-    let cap = Duration::from_millis(50 << n.min(5)).min(Duration::from_secs(2));
-    cap.mul_f64(rand::random::<f64>())
-}
-
 /// Whether a failed load found no table (or no namespace).
 fn is_not_found(e: &WriteError) -> bool {
     trouble::of(&e.to_string()) == Some(trouble::TABLE_NOT_FOUND)
 }
 
-/// Whether the catalog could not be reached at all (refused connection,
-/// unknown host, timeout), rather than answering.
+/// Whether the catalog (or a SQL catalog's database) could not be reached
+/// at all (refused connection, unknown host, timeout), rather than
+/// answering.
 fn unreachable(e: &iceberg::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         if let Some(http) = cause.downcast_ref::<reqwest::Error>() {
             return http.is_connect() || http.is_timeout();
+        }
+        if let Some(sql) = cause.downcast_ref::<sqlx::Error>() {
+            return matches!(
+                sql,
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut
+            );
         }
         source = cause.source();
     }

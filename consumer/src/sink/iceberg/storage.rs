@@ -32,8 +32,12 @@ use tokio::io::AsyncWriteExt;
 
 use crate::sink::object::{store_answer, what_failed};
 
-/// Files above this size are uploaded in parts while they are written.
-const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Files above this size are uploaded in parts of this size while they are
+/// written.
+const MULTIPART_THRESHOLD: usize = 8 << 20;
+/// Parts of one file uploaded at once: with the part being filled, a file
+/// holds at most three parts in memory (24 MiB) however large it grows.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// The clients of the process, by bucket and settings.
 static STORES: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> =
@@ -180,7 +184,8 @@ impl Storage for ObjectStorage {
     async fn writer(&self, path: &str) -> Result<Box<dyn FileWrite>> {
         let (store, at) = self.locate(path)?;
         Ok(Box::new(ObjectWriter {
-            writer: BufWriter::with_capacity(store, at, MULTIPART_THRESHOLD),
+            writer: BufWriter::with_capacity(store, at, MULTIPART_THRESHOLD)
+                .with_max_concurrency(PARTS_IN_FLIGHT),
             location: path.to_string(),
         }))
     }
