@@ -525,6 +525,12 @@ impl SinkSpec {
         }
     }
 
+    /// Whether the sink writes files of `format` (a volume or a bucket).
+    pub fn writes_files(&self) -> bool {
+        use millpond_core::sink::SinkKind;
+        matches!(self.kind(), SinkKind::File(_) | SinkKind::Object(_))
+    }
+
     /// The schema's rules on the sink, for objects that did not pass the
     /// API server.
     fn validate(&self) -> Result<()> {
@@ -543,8 +549,7 @@ impl SinkSpec {
         if !known {
             return Err(invalid("sink.url", SINK_URL_RULE_MESSAGE));
         }
-        let files = url.starts_with("file://") || url.starts_with("s3://");
-        if self.format == SinkFormat::Parquet && !files {
+        if self.format == SinkFormat::Parquet && !self.writes_files() {
             return Err(invalid(
                 "sink.format",
                 "sink.format parquet needs a file:// or s3:// sink (HTTP sinks receive NDJSON)",

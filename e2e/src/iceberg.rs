@@ -48,26 +48,37 @@ impl Catalog {
 
     /// Reads `namespace.table`, with the offsets the sink keeps for `topic`.
     pub fn read(self, table: &str, topic: &str) -> Read {
+        self.try_read(table, topic)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Catalog::read`], or the reader's error (no such table yet).
+    pub fn try_read(self, table: &str, topic: &str) -> Result<Read, String> {
         let mut args = self.flags().to_vec();
         args.extend(["ids", table]);
-        parse_read(&table_py(&args), topic)
+        run_table_py(&args).map(|out| parse_read(&out, topic))
     }
 }
 
 /// Runs `e2e/iceberg/table.py` with `args`; its standard output.
 pub fn table_py(args: &[&str]) -> String {
+    run_table_py(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run_table_py(args: &[&str]) -> Result<String, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/table.py");
     let out = Command::new(stack_var("ICEBERG_PYTHON"))
         .arg(script)
         .args(args)
         .output()
         .expect("running the pyiceberg reader");
-    assert!(
-        out.status.success(),
-        "table.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    if !out.status.success() {
+        return Err(format!(
+            "table.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8(out.stdout).unwrap())
 }
 
 /// Creates `namespace.table` in the REST catalog ([`Catalog::create_table`]).

@@ -3,11 +3,12 @@
 //! table holds with `Degraded` naming it, nothing committed; once the table
 //! exists, three pods write it at once, then the consumer scales in to one
 //! (a rebalance while writing), and pyiceberg finds every record once with
-//! the table's offsets equal to the group's.
+//! the table's offsets equal to the group's. The same through a SQL catalog
+//! in the stack's PostgreSQL, its connection URL from a Secret.
 
 use std::time::Duration;
 
-use millpond_e2e::iceberg::{create_table, read, stack_var};
+use millpond_e2e::iceberg::{create_table, read, stack_var, Catalog};
 use millpond_e2e::kafka;
 use serde_json::json;
 
@@ -100,4 +101,74 @@ async fn a_missing_table_holds_then_writers_scaling_in_leave_every_record_once()
         "the table's offsets are the group's"
     );
     assert_eq!(s.consumer_pods("orders").await.len(), 1, "scaled in to one");
+}
+
+/// The catalog in PostgreSQL, its URL from a Secret: `autoCreate` makes the
+/// table under the warehouse, `commitIntervalSeconds` gathers flushes, and
+/// pyiceberg, through its own SQL catalog on the same database, reads every
+/// record once.
+#[tokio::test]
+#[ignore = "needs the local stack with its S3 store and Iceberg catalogs: e2e/stack up all s3 iceberg, then e2e/test"]
+async fn a_sql_catalog_from_a_secret_gets_every_record_once() {
+    let s = Scenario::new("iceberg-sql").await;
+    let topic = s.topic("operator-iceberg-sql", 2, RECORDS).await;
+    let table = format!("millpond_operator_sql.{}", topic.replace('-', "_"));
+    let (namespace, name) = table.split_once('.').unwrap();
+    s.secret(
+        "lake",
+        &[
+            ("id", &stack_var("S3_ACCESS_KEY_ID")),
+            ("secret", &stack_var("S3_SECRET_ACCESS_KEY")),
+            ("catalog", &stack_var("ICEBERG_SQL_URL")),
+        ],
+    )
+    .await;
+    let mpc = s
+        .create_consumer(
+            "orders",
+            json!({
+                "kafka": {"bootstrapServers": kafka::bootstrap(), "topic": topic},
+                "sink": {
+                    "url": format!("iceberg://{namespace}/{name}"),
+                    "iceberg": {
+                        "sqlUriSecretRef": {"name": "lake", "key": "catalog"},
+                        "warehouse": stack_var("ICEBERG_WAREHOUSE"),
+                        "autoCreate": true,
+                        "commitIntervalSeconds": 5,
+                    },
+                    "s3": {
+                        "endpoint": stack_var("S3_ENDPOINT"),
+                        "region": stack_var("S3_REGION"),
+                        "accessKeyIdSecretRef": {"name": "lake", "key": "id"},
+                        "secretAccessKeySecretRef": {"name": "lake", "key": "secret"},
+                    },
+                },
+                "resources": {"memory": "256Mi"},
+                "limits": {"flushBytes": "1Mi"},
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
+            }),
+        )
+        .await;
+    let all = eventually(
+        Duration::from_secs(300),
+        "every record in the table",
+        || async {
+            // Until the first commit the table may not exist yet.
+            let read = Catalog::Sql.try_read(&table, &topic)?;
+            let rows = read.rows;
+            (rows >= RECORDS)
+                .then_some(read)
+                .ok_or_else(|| format!("{rows} rows so far"))
+        },
+    )
+    .await;
+    all.assert_every_id_once(RECORDS);
+    let group = mpc.spec.kafka.group_id();
+    committed_to_the_end(&group, &topic, 2, Duration::from_secs(60)).await;
+    let highs = kafka::high_watermarks(&kafka::bootstrap(), &topic, 2).unwrap();
+    assert_eq!(
+        Catalog::Sql.read(&table, &topic).offsets,
+        highs,
+        "the table's offsets are the group's"
+    );
 }

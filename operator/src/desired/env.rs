@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     SecretProjection, Volume, VolumeMount, VolumeProjection,
 };
 use millpond_core::pod::env;
+use millpond_core::sink::SinkKind;
 use millpond_crds::{
     IcebergSpec, KafkaSpec, MillpondConsumer, MillpondConsumerSpec, S3Spec, SaslMechanism,
     SinkFormat,
@@ -122,7 +123,8 @@ fn derived_env(mpc: &MillpondConsumer, spec: &MillpondConsumerSpec) -> Result<Ve
         let ms = seconds.saturating_mul(1000).to_string();
         env.push(plain(env::SINK_GIVE_UP_AFTER_MS, ms));
     }
-    if !sink.url.starts_with("file://") {
+    if !matches!(sink.kind(), SinkKind::File(_)) {
+        // Requests: the HTTP sink's, the object store's, the catalog's.
         let http = sink.http.clone().unwrap_or_default();
         env.push(plain(env::HTTP_TIMEOUT_MS, http.timeout_ms.to_string()));
     }
@@ -258,8 +260,7 @@ fn iceberg_env(iceberg: &IcebergSpec) -> Vec<EnvVar> {
 /// format as `?format=`.
 fn sink_url(spec: &MillpondConsumerSpec) -> Result<String> {
     let url = &spec.sink.url;
-    let files = url.starts_with("file://") || url.starts_with("s3://");
-    if !files {
+    if !spec.sink.writes_files() {
         return Ok(url.clone());
     }
     if url.contains('?') || url.contains('#') {
