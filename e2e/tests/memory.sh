@@ -12,12 +12,18 @@
 # it writes and its socket buffers. Checks: every record delivered exactly
 # once (no restart, so no redelivery), restartCount 0, never OOMKilled.
 # Prints the container's peak memory from its cgroup and its peak RSS.
+#
+# MEMORY_SINK=iceberg: the same backlog into an Apache Iceberg table of the
+# stack's REST catalog and S3 store instead (e2e/stack up iceberg), read
+# back by pyiceberg.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 require_stack KAFKA_BOOTSTRAP_SERVERS
+SINK_KIND=${MEMORY_SINK:-file}
+[[ $SINK_KIND == iceberg ]] && require_stack ICEBERG_REST_URI ICEBERG_PYTHON S3_ENDPOINT
 
 RECORDS=${MEMORY_RECORDS:-1300000}
 RECORD_BYTES=500
@@ -37,6 +43,17 @@ trap cleanup EXIT
 
 install_operator "$NS" "$RELEASE" 5
 host_volume "$NS" sink "$SINK"
+TABLE="millpond_memory.catchup_$$"
+if [[ $SINK_KIND == iceberg ]]; then
+    "$ICEBERG_PYTHON" e2e/iceberg/table.py create "$TABLE" >/dev/null
+    kubectl create secret generic lake -n "$NS" \
+        --from-literal=id="$S3_ACCESS_KEY_ID" --from-literal=secret="$S3_SECRET_ACCESS_KEY" >/dev/null
+    sink_spec="{url: \"iceberg://${TABLE%%.*}/${TABLE#*.}\", iceberg: {catalogUri: \"$ICEBERG_REST_URI\"},
+    s3: {endpoint: \"$S3_ENDPOINT\", region: \"$S3_REGION\",
+      accessKeyIdSecretRef: {name: lake, key: id}, secretAccessKeySecretRef: {name: lake, key: secret}}}"
+else
+    sink_spec='{url: "file:///sink/catchup"}'
+fi
 
 produced=$(target/release/millpond-loadgen --topic "$TOPIC" --create-partitions "$PARTITIONS" \
     --records "$RECORDS" --size "$RECORD_BYTES")
@@ -48,7 +65,7 @@ kind: MillpondConsumer
 metadata: {name: catchup}
 spec:
   kafka: {bootstrapServers: "$KAFKA_BOOTSTRAP_SERVERS", topic: $TOPIC}
-  sink: {url: "file:///sink/catchup"}
+  sink: $sink_spec
   template:
     volumes: [{name: sink, mountPath: /sink, persistentVolumeClaim: {claimName: sink}}]
   resources: {memory: 128Mi}
@@ -68,7 +85,13 @@ memcg=$(memory_cgroup "$pid")
 echo "# limits the operator derived for 128Mi: $(kubectl get configmap catchup-limits -n "$NS" -o json | jq -c .data)"
 echo "# consumer pid $pid, memory cgroup $memcg (limit $(numfmt --to=iec-i "$(cat "$memcg/memory.limit_in_bytes")"))"
 
-lines() { cat "$SINK"/catchup/*.ndjson 2>/dev/null | wc -l; }
+if [[ $SINK_KIND == iceberg ]]; then
+    lines() { "$ICEBERG_PYTHON" e2e/iceberg/table.py ids "$TABLE" | jq .rows; }
+    distinct() { "$ICEBERG_PYTHON" e2e/iceberg/table.py ids "$TABLE" | jq .distinct; }
+else
+    lines() { cat "$SINK"/catchup/*.ndjson 2>/dev/null | wc -l; }
+    distinct() { cat "$SINK"/catchup/*.ndjson | grep -o '"id":[0-9]*' | sort -u | wc -l; }
+fi
 restarts() { pod_json | jq -r '[.items[].status.containerStatuses[0].restartCount] | add // 0'; }
 # Keeps the last VmHWM seen: it is gone once the process exits.
 hwm_kib=0
@@ -87,14 +110,14 @@ check "the 128Mi pod never restarted while catching up" 0 "$(restarts)"
 check "and was never OOMKilled" "" \
     "$(pod_json | jq -r '.items[0].status.containerStatuses[0].lastState.terminated.reason // ""')"
 check "every one of the $RECORDS records reached the sink" "$RECORDS" "$(lines)"
-check "each exactly once" "$RECORDS" "$(cat "$SINK"/catchup/*.ndjson | grep -o '"id":[0-9]*' | sort -u | wc -l)"
+check "each exactly once" "$RECORDS" "$(distinct)"
 
 # What the cgroup charged: its peak (page cache included, which the kernel
 # reclaims at the limit), kernel memory and TCP buffers, the process' peak
 # RSS, and what was resident when it had caught up.
 mib() { echo "$(($1 / 1048576)) MiB"; }
 stat() { awk -v k="$1" '$1 == k { print $2 }' "$memcg/memory.stat"; }
-echo "# caught up on $((RECORDS * RECORD_BYTES / 1000000)) MB in ${took}s under a $(mib "$(cat "$memcg/memory.limit_in_bytes")") limit:" \
+echo "# caught up on $((RECORDS * RECORD_BYTES / 1000000)) MB into the $SINK_KIND sink in ${took}s under a $(mib "$(cat "$memcg/memory.limit_in_bytes")") limit:" \
     "cgroup peak $(mib "$(cat "$memcg/memory.max_usage_in_bytes")") (page cache included)," \
     "kernel memory peak $(mib "$(cat "$memcg/memory.kmem.max_usage_in_bytes")"), TCP buffers peak $(mib "$(cat "$memcg/memory.kmem.tcp.max_usage_in_bytes")")," \
     "peak RSS $((hwm_kib / 1024)) MiB; at the end rss $(mib "$(stat total_rss)"), page cache $(mib "$(stat total_cache)"), dirty $(mib "$(stat total_dirty)")"
