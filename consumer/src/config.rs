@@ -496,4 +496,29 @@ mod tests {
             assert!(err.contains(expected), "{extra:?}: {err}");
         }
     }
+
+    #[test]
+    fn a_postgresql_uri_is_a_sql_catalog_and_its_password_stays_out_of_logs() {
+        let args = IcebergArgs {
+            catalog_uri: Some("postgresql://iceberg:s3cr3t@db:5432/lake".into()),
+            warehouse: Some("s3://lake/warehouse".into()),
+            commit_interval_seconds: 30,
+            ..IcebergArgs::default()
+        };
+        let settings = args.catalog().unwrap();
+        assert!(settings.is_sql());
+        assert_eq!(settings.uri, "postgresql://iceberg:***@db:5432/lake");
+        assert_eq!(
+            settings.props["uri"],
+            "postgresql://iceberg:s3cr3t@db:5432/lake"
+        );
+        assert_eq!(settings.props["warehouse"], "s3://lake/warehouse");
+        assert_eq!(settings.commit_interval, std::time::Duration::from_secs(30));
+
+        let rest = IcebergArgs {
+            catalog_uri: Some("https://catalog.example.com/api".into()),
+            ..IcebergArgs::default()
+        };
+        assert!(!rest.catalog().unwrap().is_sql());
+    }
 }

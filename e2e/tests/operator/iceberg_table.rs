@@ -14,6 +14,42 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// The Secret `lake`: the store's keys (`id`, `secret`) and the SQL
+/// catalog's URL (`catalog`).
+async fn lake_secret(s: &Scenario) {
+    s.secret(
+        "lake",
+        &[
+            ("id", &stack_var("S3_ACCESS_KEY_ID")),
+            ("secret", &stack_var("S3_SECRET_ACCESS_KEY")),
+            ("catalog", &stack_var("ICEBERG_SQL_URL")),
+        ],
+    )
+    .await;
+}
+
+/// A consumer of `topic` writing `table` through `iceberg` (the catalog),
+/// with the store's keys from the Secret `lake`; one pod.
+fn writing(topic: &str, table: &str, iceberg: serde_json::Value) -> serde_json::Value {
+    let (namespace, name) = table.split_once('.').unwrap();
+    json!({
+        "kafka": {"bootstrapServers": kafka::bootstrap(), "topic": topic},
+        "sink": {
+            "url": format!("iceberg://{namespace}/{name}"),
+            "iceberg": iceberg,
+            "s3": {
+                "endpoint": stack_var("S3_ENDPOINT"),
+                "region": stack_var("S3_REGION"),
+                "accessKeyIdSecretRef": {"name": "lake", "key": "id"},
+                "secretAccessKeySecretRef": {"name": "lake", "key": "secret"},
+            },
+        },
+        "resources": {"memory": "256Mi"},
+        "limits": {"flushBytes": "1Mi"},
+        "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
+    })
+}
+
 fn replicas(n: i32) -> serde_json::Value {
     json!({"spec": {"autoscaling": {"minReplicas": n, "maxReplicas": n}}})
 }
@@ -24,35 +60,10 @@ async fn a_missing_table_holds_then_writers_scaling_in_leave_every_record_once()
     let s = Scenario::new("iceberg").await;
     let topic = s.topic("operator-iceberg", 4, RECORDS).await;
     let table = format!("millpond_operator.{}", topic.replace('-', "_"));
-    let (namespace, name) = table.split_once('.').unwrap();
-    s.secret(
-        "lake",
-        &[
-            ("id", &stack_var("S3_ACCESS_KEY_ID")),
-            ("secret", &stack_var("S3_SECRET_ACCESS_KEY")),
-        ],
-    )
-    .await;
+    lake_secret(&s).await;
+    let iceberg = json!({"catalogUri": stack_var("ICEBERG_REST_URI")});
     let mpc = s
-        .create_consumer(
-            "orders",
-            json!({
-                "kafka": {"bootstrapServers": kafka::bootstrap(), "topic": topic},
-                "sink": {
-                    "url": format!("iceberg://{namespace}/{name}"),
-                    "iceberg": {"catalogUri": stack_var("ICEBERG_REST_URI")},
-                    "s3": {
-                        "endpoint": stack_var("S3_ENDPOINT"),
-                        "region": stack_var("S3_REGION"),
-                        "accessKeyIdSecretRef": {"name": "lake", "key": "id"},
-                        "secretAccessKeySecretRef": {"name": "lake", "key": "secret"},
-                    },
-                },
-                "resources": {"memory": "256Mi"},
-                "limits": {"flushBytes": "1Mi"},
-                "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
-            }),
-        )
+        .create_consumer("orders", writing(&topic, &table, iceberg))
         .await;
 
     let degraded = s.degraded("orders", "TableNotFound").await;
@@ -113,41 +124,15 @@ async fn a_sql_catalog_from_a_secret_gets_every_record_once() {
     let s = Scenario::new("iceberg-sql").await;
     let topic = s.topic("operator-iceberg-sql", 2, RECORDS).await;
     let table = format!("millpond_operator_sql.{}", topic.replace('-', "_"));
-    let (namespace, name) = table.split_once('.').unwrap();
-    s.secret(
-        "lake",
-        &[
-            ("id", &stack_var("S3_ACCESS_KEY_ID")),
-            ("secret", &stack_var("S3_SECRET_ACCESS_KEY")),
-            ("catalog", &stack_var("ICEBERG_SQL_URL")),
-        ],
-    )
-    .await;
+    lake_secret(&s).await;
+    let iceberg = json!({
+        "sqlUriSecretRef": {"name": "lake", "key": "catalog"},
+        "warehouse": stack_var("ICEBERG_WAREHOUSE"),
+        "autoCreate": true,
+        "commitIntervalSeconds": 5,
+    });
     let mpc = s
-        .create_consumer(
-            "orders",
-            json!({
-                "kafka": {"bootstrapServers": kafka::bootstrap(), "topic": topic},
-                "sink": {
-                    "url": format!("iceberg://{namespace}/{name}"),
-                    "iceberg": {
-                        "sqlUriSecretRef": {"name": "lake", "key": "catalog"},
-                        "warehouse": stack_var("ICEBERG_WAREHOUSE"),
-                        "autoCreate": true,
-                        "commitIntervalSeconds": 5,
-                    },
-                    "s3": {
-                        "endpoint": stack_var("S3_ENDPOINT"),
-                        "region": stack_var("S3_REGION"),
-                        "accessKeyIdSecretRef": {"name": "lake", "key": "id"},
-                        "secretAccessKeySecretRef": {"name": "lake", "key": "secret"},
-                    },
-                },
-                "resources": {"memory": "256Mi"},
-                "limits": {"flushBytes": "1Mi"},
-                "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
-            }),
-        )
+        .create_consumer("orders", writing(&topic, &table, iceberg))
         .await;
     let all = eventually(
         Duration::from_secs(300),

@@ -1,23 +1,23 @@
-//! The Iceberg table sink: each batch becomes Parquet data files of the
-//! table, appended in one snapshot together with the topic's offsets, so a
-//! record is in the table exactly once across crashes, rebalances and
-//! writers that lost their partitions ([`offsets`] has the rule,
-//! [`pinned`] the fencing).
+//! The Iceberg table sink: batches become Parquet data files of the table,
+//! appended in one snapshot together with the topic's offsets, so a record
+//! is in the table exactly once across crashes, rebalances and writers that
+//! lost their partitions ([`offsets`] has the rule, [`pinned`] the fencing).
 //!
 //! `iceberg://<namespace>/<table>` (a nested namespace as `a.b`). The
-//! catalog is a REST catalog ([`CatalogSettings`]: `ICEBERG_CATALOG_URI`,
-//! optional `ICEBERG_WAREHOUSE`, and a bearer token or OAuth2 client
-//! credentials).
-//! Object storage is reached as by the `s3://` sink (`AWS_*`), or with what
-//! the catalog hands out.
+//! catalog ([`CatalogSettings`]: `ICEBERG_CATALOG_URI`, optional
+//! `ICEBERG_WAREHOUSE`) is a REST catalog, with a bearer token or OAuth2
+//! client credentials, or a SQL catalog in PostgreSQL. Object storage is
+//! reached as by the `s3://` sink (`AWS_*`), or with what the catalog hands
+//! out.
 //!
 //! One write: read the table's offsets, keep the records the table does not
-//! hold, upload them as data files, then append the files with the new
-//! offsets on exactly the snapshot whose offsets were read. If another
-//! writer committed in between, the catalog refuses; the write reads the
-//! offsets again and commits the same files if its records still fit, else
-//! deletes them and starts over. After the append the write is
-//! acknowledged and the Kafka commit follows.
+//! hold, write them into the open data files ([`files`]) and wait for the
+//! commit ([`commit`]), which appends the files with the new offsets of
+//! every write it holds on exactly the snapshot whose offsets it checked.
+//! If another writer committed in between, the catalog refuses; the commit
+//! checks the offsets again and appends the same files if every write still
+//! fits, else deletes them and the writes start over. After the append the
+//! writes are acknowledged and the Kafka commit follows.
 
 mod commit;
 mod files;
@@ -87,18 +87,19 @@ impl CatalogSettings {
             }
             _ => uri.to_string(),
         };
-        let sql = shown.starts_with("postgres://") || shown.starts_with("postgresql://");
-        if sql {
-            // A pod commits one group at a time: two connections are plenty.
-            props.insert("pool.max-connections".into(), "2".into());
-        }
-        CatalogSettings {
+        let mut settings = CatalogSettings {
             uri: shown,
             props,
             auto_create: false,
             evolve_schema: false,
             commit_interval: Duration::ZERO,
+        };
+        if settings.is_sql() {
+            // A pod commits one group at a time: two connections are plenty.
+            let pool = ("pool.max-connections".to_string(), "2".to_string());
+            settings.props.extend([pool]);
         }
+        settings
     }
 
     /// Whether the catalog is a SQL catalog (else REST).
@@ -125,8 +126,8 @@ pub struct IcebergSink {
     changed: Notify,
     /// Woken after each stage and each append.
     appended: Notify,
-    /// Ranges of single records this sink refused (they go to the
-    /// dead-letter topic): the table's offset may step over them.
+    /// Ranges of single records this sink refused that went to the
+    /// dead-letter topic: the table's offset may step over them.
     vouched: Mutex<BTreeMap<i32, Vec<(i64, i64)>>>,
     metrics: OnceLock<TableMetrics>,
 }
