@@ -153,3 +153,41 @@ fn parse_read(out: &str, topic: &str) -> Read {
         offsets,
     }
 }
+
+/// A snapshot of a table, as the REST catalog lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// When it was committed, milliseconds since the epoch (the catalog's clock).
+    pub at_ms: u64,
+    /// Rows in the table as of this snapshot (`total-records`).
+    pub total_records: u64,
+}
+
+/// The snapshots of `namespace.table` in the stack's REST catalog, oldest
+/// first: how a table filled, without reading its files.
+pub fn snapshots(table: &str) -> anyhow::Result<Vec<Snapshot>> {
+    let (namespace, name) = table.split_once('.').expect("namespace.table");
+    let url = format!(
+        "{}/v1/namespaces/{namespace}/tables/{name}",
+        stack_var("ICEBERG_REST_URI")
+    );
+    let text = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async { reqwest::get(&url).await?.error_for_status()?.text().await })?;
+    let body: serde_json::Value = serde_json::from_str(&text)?;
+    let mut snapshots: Vec<Snapshot> = body["metadata"]["snapshots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| Snapshot {
+            at_ms: s["timestamp-ms"].as_u64().unwrap_or(0),
+            total_records: s["summary"]["total-records"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        })
+        .collect();
+    snapshots.sort_by_key(|s| s.at_ms);
+    Ok(snapshots)
+}

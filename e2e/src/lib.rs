@@ -3,6 +3,8 @@
 //! the latency-bound test sink, the timeline a journey records, the stack's
 //! TLS listeners, and the Prometheus text format the benchmarks read.
 
+pub mod cgroup;
+pub mod connect;
 pub mod iceberg;
 pub mod kafka;
 pub mod ledger;

@@ -1,0 +1,280 @@
+//! One run of one contender: a fresh table, the contender started in a
+//! control group of its own, the table watched through the catalog until
+//! it holds every record and the group has committed to the end, then
+//! stopped and its table read by pyiceberg.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use millpond_e2e::cgroup::Cgroup;
+use millpond_e2e::connect::{self, Connect};
+use millpond_e2e::iceberg::{self, stack_var, Read, Snapshot};
+use millpond_e2e::kafka;
+
+use crate::{Args, Topic};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    Millpond,
+    Connect,
+}
+
+impl Contender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Millpond => "Millpond",
+            Contender::Connect => "Kafka Connect + Iceberg sink",
+        }
+    }
+}
+
+/// What one run measured.
+pub struct Outcome {
+    pub contender: Contender,
+    pub spread: &'static str,
+    pub killed: bool,
+    /// When the contender was told to start consuming (Millpond: started;
+    /// Connect: the connector created on a worker already up), epoch ms.
+    pub started_ms: u64,
+    pub snapshots: Vec<Snapshot>,
+    /// CPU time from `started_ms` until the table held every record.
+    pub cpu_seconds: f64,
+    /// CPU time the worker spent starting, before the connector (Connect).
+    pub startup_cpu_seconds: Option<f64>,
+    /// Peak RSS of the process (VmHWM), KiB; the larger of two lives when killed.
+    pub peak_rss_kib: u64,
+    /// The most memory its control group was charged at once.
+    pub group_peak_bytes: u64,
+    /// The control group's hard limit, if any.
+    pub limit_bytes: Option<u64>,
+    pub oom_kills: u64,
+    /// What pyiceberg found.
+    pub read: Read,
+}
+
+/// The contender's process and how to reach it.
+struct Running {
+    child: Child,
+    connector: Option<(Connect, String)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+pub fn run(args: &Args, contender: Contender, topic: &Topic, kill: bool) -> Result<Outcome> {
+    let id = kafka::unique_topic("r").replace('-', "_");
+    let table = format!("connect_bench.{id}");
+    iceberg::create_table(&table, None);
+    let limit = (contender == Contender::Millpond).then_some(args.memory_mib << 20);
+    let group = Cgroup::new(&format!("millpond-connect-bench-{id}"), limit)?;
+    let consumer_group = match contender {
+        Contender::Millpond => format!("bench-{id}"),
+        Contender::Connect => format!("connect-{id}"),
+    };
+    eprintln!(
+        "{} into {table} ({} topic{})",
+        contender.name(),
+        topic.spread,
+        if kill { ", killed once" } else { "" }
+    );
+
+    let mut running = start(args, contender, &group, &id, &topic.name)?;
+    let startup_cpu = (contender == Contender::Connect).then(|| group.cpu_seconds());
+    let started_ms = now_ms();
+    if contender == Contender::Connect {
+        create_connector(args, &id, &table, &topic.name)?;
+        running.connector = Some((Connect::new(&connect_uri(args)), id.clone()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let mut peak_rss = 0;
+    let mut killed = false;
+    let snapshots = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let snapshots = iceberg::snapshots(&table)?;
+        let rows = snapshots.last().map_or(0, |s| s.total_records);
+        if kill && !killed && rows as f64 >= args.kill_at * args.records as f64 {
+            peak_rss = peak_rss.max(rss(&running));
+            eprintln!("  SIGKILL at {rows} rows; restarting");
+            running.child.kill()?;
+            running.child.wait()?;
+            let connector = running.connector.take();
+            running = start(args, contender, &group, &id, &topic.name)?;
+            running.connector = connector;
+            killed = true;
+        }
+        check_alive(&mut running)?;
+        if rows >= args.records && committed_to_end(args, &consumer_group, &topic.name)? {
+            break snapshots;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not land {} records in {}s (table holds {rows})",
+                contender.name(),
+                args.records,
+                args.timeout
+            );
+        }
+    };
+    let cpu_seconds = group.cpu_seconds() - startup_cpu.unwrap_or(0.0);
+    peak_rss = peak_rss.max(rss(&running));
+    stop(running)?;
+    Ok(Outcome {
+        contender,
+        spread: topic.spread,
+        killed: kill,
+        started_ms,
+        snapshots,
+        cpu_seconds,
+        startup_cpu_seconds: startup_cpu,
+        peak_rss_kib: peak_rss,
+        group_peak_bytes: group.peak_bytes(),
+        limit_bytes: limit,
+        oom_kills: group.oom_kills(),
+        read: iceberg::read(&table, &topic.name),
+    })
+}
+
+fn connect_uri(args: &Args) -> String {
+    format!("http://127.0.0.1:{}", args.connect_port)
+}
+
+/// Starts the contender's process in `group`.
+fn start(
+    args: &Args,
+    contender: Contender,
+    group: &Cgroup,
+    id: &str,
+    topic: &str,
+) -> Result<Running> {
+    let child = match contender {
+        Contender::Millpond => start_millpond(args, id, topic)?,
+        Contender::Connect => start_worker(args, id)?,
+    };
+    group.add(child.id())?;
+    if contender == Contender::Connect {
+        Connect::new(&connect_uri(args)).wait_ready(Duration::from_secs(180))?;
+    }
+    Ok(Running {
+        child,
+        connector: None,
+    })
+}
+
+/// The consumer as the operator runs it in a pod, into the stack's catalog.
+fn start_millpond(args: &Args, id: &str, topic: &str) -> Result<Child> {
+    let table = format!("iceberg://connect_bench/{id}");
+    let group = format!("bench-{id}");
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    Command::new(&args.consumer_bin)
+        .env("KAFKA_BOOTSTRAP_SERVERS", &args.bootstrap_servers)
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_GROUP_ID", group)
+        .env("SINK_URL", table)
+        .env("MEMORY_BUDGET", format!("{}Mi", args.memory_mib))
+        .env(
+            "ICEBERG_COMMIT_INTERVAL_SECONDS",
+            args.commit_interval.to_string(),
+        )
+        .env("ICEBERG_CATALOG_URI", stack_var("ICEBERG_REST_URI"))
+        .env("AWS_ENDPOINT", stack_var("S3_ENDPOINT"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", stack_var("S3_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", stack_var("S3_SECRET_ACCESS_KEY"))
+        .env("AWS_REGION", stack_var("S3_REGION"))
+        .env("METRICS_ADDR", metrics.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(
+            args.scratch.join(format!("{id}.log")),
+        )?)
+        .spawn()
+        .with_context(|| format!("starting {}", args.consumer_bin.display()))
+}
+
+/// A Kafka Connect worker of its own for the benchmark (its own port, group
+/// and state), its log in the scratch directory.
+fn start_worker(args: &Args, id: &str) -> Result<Child> {
+    let log = args.scratch.join(format!("{id}-worker.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    Command::new(&args.connect_worker)
+        .env("MILLPOND_CONNECT_PORT", args.connect_port.to_string())
+        .env("MILLPOND_CONNECT_GROUP", "millpond-connect-bench")
+        .env("MILLPOND_STATE_DIR", args.scratch.join("state"))
+        // The AWS SDK would otherwise ask for an instance's metadata.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", args.connect_worker.display()))
+}
+
+/// The connector for `table`, committing through a control topic of its own.
+fn create_connector(args: &Args, id: &str, table: &str, topic: &str) -> Result<()> {
+    let control = format!("{id}-control");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(kafka::create_topic(&args.bootstrap_servers, &control, 1))?;
+    let config = connect::iceberg_sink(
+        topic,
+        table,
+        &control,
+        args.commit_interval,
+        args.connect_tasks,
+    );
+    Connect::new(&connect_uri(args)).create(id, &config)
+}
+
+/// Fails when the process exited or the connector failed.
+fn check_alive(running: &mut Running) -> Result<()> {
+    if let Some(status) = running.child.try_wait()? {
+        bail!("the contender exited: {status} (its log is in the scratch directory)");
+    }
+    if let Some((connect, name)) = &running.connector {
+        if let Some(trace) = connect.failure(name) {
+            bail!(
+                "connector {name} failed: {}",
+                trace.lines().take(5).collect::<Vec<_>>().join(" | ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `group` has committed every partition of `topic` to its end.
+fn committed_to_end(args: &Args, group: &str, topic: &str) -> Result<bool> {
+    let ends = kafka::high_watermarks(&args.bootstrap_servers, topic, args.partitions)?;
+    Ok(kafka::committed(&args.bootstrap_servers, group, topic, args.partitions)? == ends)
+}
+
+fn rss(running: &Running) -> u64 {
+    millpond_e2e::process::status_kib(&running.child.id().to_string(), "VmHWM")
+}
+
+/// Stops the contender as its operator would: SIGTERM (Millpond hands off
+/// and exits; the worker leaves its group), the connector deleted first.
+fn stop(mut running: Running) -> Result<()> {
+    if let Some((connect, name)) = &running.connector {
+        connect.delete(name)?;
+    }
+    Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running.child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            running.child.kill()?;
+            bail!("the contender did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
