@@ -15,7 +15,8 @@
 #                     worker in the foreground, for the benchmark)
 #
 # MILLPOND_CONNECT_PORT (default 18083), MILLPOND_CONNECT_GROUP (default
-# millpond-connect) and MILLPOND_STATE_DIR let a second worker run beside.
+# millpond-connect) and MILLPOND_STATE_DIR let a second worker run beside;
+# MILLPOND_CONNECT_OFFSET_FLUSH_MS sets the worker's offset.flush.interval.ms.
 #
 # Not part of a bare `e2e/stack up`: `e2e/stack up connect` starts it.
 #
@@ -34,6 +35,11 @@ CONNECT_HEAP_OPTS=${MILLPOND_CONNECT_HEAP_OPTS:--Xms256M -Xmx2G}
 CONNECT_STATE_DIR=${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}/connect
 # The worker group; its three topics are named after it.
 CONNECT_GROUP=${MILLPOND_CONNECT_GROUP:-millpond-connect}
+# The worker's offset.flush.interval.ms (Connect's default, 60 s, when
+# empty). A sink task with nothing to read is handed records (and the
+# Iceberg connector reads its control topic) only that often, so with more
+# than one task the connector's commits time out (30 s) unless it is lower.
+CONNECT_OFFSET_FLUSH_MS=${MILLPOND_CONNECT_OFFSET_FLUSH_MS:-}
 
 declare -F log >/dev/null || source "$_CONNECT_LIB_DIR/common.sh"
 declare -F kafka_java >/dev/null || source "$_CONNECT_LIB_DIR/kafka.sh"
@@ -168,6 +174,9 @@ rest.advertised.host.name=127.0.0.1
 rest.advertised.port=$CONNECT_PORT
 scheduled.rebalance.max.delay.ms=0
 PROPS
+    if [[ -n $CONNECT_OFFSET_FLUSH_MS ]]; then
+        echo "offset.flush.interval.ms=$CONNECT_OFFSET_FLUSH_MS"
+    fi
 }
 
 # connect_worker : runs a worker in the foreground (exec). The properties

@@ -46,11 +46,15 @@ pub struct Args {
     /// limit, in MiB (a pod's `resources.limits.memory`).
     #[arg(long, default_value_t = 128)]
     memory_mib: u64,
-    /// The connector's `tasks.max`. With 2 tasks in one worker on this
-    /// machine, the workers never answered the coordinator's START_COMMIT
-    /// (every commit timed out, committing 0 tables); with 1 they do.
+    /// The connector's `tasks.max`. With more than one, a task with
+    /// nothing to read answers the connector's commits only every
+    /// `offset.flush.interval.ms` (60 s by default), past the connector's
+    /// 30 s commit timeout: set `--connect-offset-flush-ms` too.
     #[arg(long, default_value_t = 1)]
     connect_tasks: u32,
+    /// The worker's `offset.flush.interval.ms` (Connect's default if unset).
+    #[arg(long)]
+    connect_offset_flush_ms: Option<u64>,
     /// Kill each contender once this share of the records is in its table.
     #[arg(long, default_value_t = 0.4)]
     kill_at: f64,

@@ -204,7 +204,12 @@ fn start_worker(args: &Args, id: &str) -> Result<Child> {
         .create(true)
         .append(true)
         .open(log)?;
+    let flush_ms = args.connect_offset_flush_ms.map(|ms| ms.to_string());
     Command::new(&args.connect_worker)
+        .env(
+            "MILLPOND_CONNECT_OFFSET_FLUSH_MS",
+            flush_ms.unwrap_or_default(),
+        )
         .env("MILLPOND_CONNECT_PORT", args.connect_port.to_string())
         .env("MILLPOND_CONNECT_GROUP", "millpond-connect-bench")
         .env("MILLPOND_STATE_DIR", args.scratch.join("state"))

@@ -99,12 +99,14 @@ pub fn report(args: &Args, outcomes: &[Outcome]) -> String {
     let n = args.records;
     let _ = writeln!(
         out,
-        "{n} JSON records of {} B over {} partitions; commit interval {} s; Millpond at {} MiB, the connector with {} tasks.\n",
+        "{n} JSON records of {} B over {} partitions; commit interval {} s; Millpond at {} MiB, the connector with {} tasks, the worker's offset.flush.interval.ms {}.\n",
         args.size,
         args.partitions,
         args.commit_interval,
         args.memory_mib,
-        args.connect_tasks
+        args.connect_tasks,
+        args.connect_offset_flush_ms
+            .map_or("60000 (default)".to_string(), |ms| ms.to_string()),
     );
     let _ = writeln!(out, "| topic | contender | records/s (whole run) | records/s (10–90 %) | CPU-s per 1M records | peak RSS | peak memory of its cgroup | first snapshot after | snapshots | data files | median file | in the table |");
     let _ = writeln!(
