@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use millpond_e2e::tls;
+use millpond_testkit::tls;
 use support::endpoint::Endpoint;
 use support::*;
 

@@ -15,7 +15,7 @@ use support::*;
 
 const RECORD: usize = 200;
 
-use millpond_e2e::iceberg::{create_table, read, stack_var, Catalog};
+use millpond_testkit::iceberg::{create_table, read, stack_var, Catalog};
 
 /// What a consumer needs to reach the REST catalog and the store.
 fn iceberg_env(table: &str) -> Vec<(&'static str, String)> {
@@ -378,7 +378,7 @@ fn deliver(
     slug: &str,
     records: impl FnMut(u64) -> Vec<u8>,
     extra: &[(&'static str, &str)],
-) -> millpond_e2e::iceberg::Read {
+) -> millpond_testkit::iceberg::Read {
     let work = tempfile::tempdir().unwrap();
     let topic = topic(slug, 2);
     kafka::produce_with(&kafka::bootstrap(), &topic, 2, 0..500, records).unwrap();

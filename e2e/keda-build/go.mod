@@ -1,5 +1,5 @@
 // Wrapper module that builds KEDA's operator and metrics adapter from the
-// release named below, for the side-by-side benchmark (e2e/bench/keda.sh).
+// release named below, for the side-by-side benchmark (bench/keda.sh).
 // The release's go.mod has replace lines, which 'go install pkg@version'
 // refuses; they are copied here unchanged.
 module millpond/e2e/keda-build

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 #
 # Kafka Connect with Apache Iceberg's sink connector, the peer Millpond's
-# Iceberg sink is measured against (e2e/bench/connect-iceberg.sh): one
+# Iceberg sink is measured against (bench/connect-iceberg.sh): one
 # worker in distributed mode, from the same Kafka release as the broker,
 # with org.apache.iceberg:iceberg-kafka-connect and what it needs (the REST
 # catalog client, S3FileIO) as a plugin. Both resolved once from Maven

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 #
-# KEDA on the local stack, for the side-by-side benchmark (e2e/bench/keda.sh):
+# KEDA on the local stack, for the side-by-side benchmark (bench/keda.sh):
 # its operator (scalers, the gRPC metrics service) and its metrics adapter
 # (the `external.metrics.k8s.io` API server), built from the release named in
 # e2e/keda-build/go.mod through the Go module proxy, cached in

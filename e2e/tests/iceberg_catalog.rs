@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use millpond_e2e::iceberg::{read, stack_var, table_py};
+use millpond_testkit::iceberg::{read, stack_var, table_py};
 
 #[test]
 #[ignore = "needs the stack's Iceberg REST catalog: e2e/stack up iceberg, then e2e/test"]

@@ -1,6 +1,6 @@
 //! `millpond-operator`: runs `MillpondConsumer`s.
 //!
-//! * [`policy`]: the pure scaling and tuning decision (replayable);
+//! * the pure scaling and tuning decision is the `millpond-policy` crate;
 //! * [`desired`]: the desired Kubernetes objects of a `MillpondConsumer`, as pure functions;
 //! * [`observe`]: the group's offsets from Kafka and the pods' metrics;
 //! * [`leader`]: leader election on a Lease, so only one replica acts;
@@ -12,5 +12,4 @@ pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod observe;
-pub mod policy;
 pub mod scope;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use millpond_crds::condition::reason;
-use millpond_e2e::{kafka, tls};
 use millpond_operator::observe::kafka::{KafkaObserveError, KafkaTarget, Observers};
+use millpond_testkit::{kafka, tls};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use millpond_operator::policy::{Observation, PartitionObservation, PodSample, TunedLimits};
+use millpond_policy::{Observation, PartitionObservation, PodSample, TunedLimits};
 
 /// The physics of the simulated consumers and their sink.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,13 +22,13 @@
 //!   limit. With a behavior: scale-up at most `max(+4 pods, +100 %)` per
 //!   15 s, scale-down at most 100 % per 15 s.
 //!
-//! Calibrated against KEDA 2.19 on the real stack (`e2e/bench/keda.sh`,
+//! Calibrated against KEDA 2.19 on the real stack (`bench/keda.sh`,
 //! `docs/autoscaling.md`): the metric read at every sync and the old-way
 //! scale-up limit are what it does (1 → 4 → 8 → 12 pods on a burst).
 
 use serde::{Deserialize, Serialize};
 
-use millpond_operator::policy::{human, Observation};
+use millpond_policy::{human, Observation};
 
 /// Where the group starts on a partition without a committed offset.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +316,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millpond_operator::policy::{PartitionObservation, TunedLimits};
+    use millpond_policy::{PartitionObservation, TunedLimits};
 
     fn obs(lags: &[i64], replicas: u32) -> Observation {
         Observation {

@@ -1,5 +1,5 @@
 //! `millpond-simulator`: replays the operator's policy
-//! ([`millpond_operator::policy::decide`]), and a KEDA-style baseline
+//! ([`millpond_policy::decide`]), and a KEDA-style baseline
 //! ([`keda`]), on workload traces; `millpond-simulate` is its command, and
 //! the e2e tools draw their timelines with its [`svg`].
 //!
@@ -35,7 +35,7 @@ use millpond_crds::{AutoscalingSpec, AutotuneSpec, LimitsSpec};
 
 use cluster::{Cluster, Physics};
 use keda::{KedaSpec, KedaState};
-use millpond_operator::policy::{self, Observation, PolicySpec, PolicyState, TunedLimits};
+use millpond_policy::{self as policy, Observation, PolicySpec, PolicyState, TunedLimits};
 
 /// Lag above this many seconds of production counts as behind.
 pub const BEHIND_SECONDS: f64 = 15.0;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use millpond_e2e::kafka;
+pub use millpond_testkit::kafka;
 
 pub mod endpoint;
 

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 
 /// Produce `{"id": N, "pad": "..."}` records of a given size.
 #[derive(Parser)]

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
-use millpond_e2e::ledger::{self, Ledger};
+use millpond_testkit::ledger::{self, Ledger};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]

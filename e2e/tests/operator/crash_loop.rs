@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 use serde_json::json;
 
 use crate::support::*;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use millpond_crds::MillpondConsumer;
-use millpond_e2e::tls::stack_env;
+use millpond_testkit::tls::stack_env;
 use serde_json::{json, Value};
 
 use crate::support::*;

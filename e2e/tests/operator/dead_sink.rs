@@ -33,7 +33,7 @@ async fn a_dead_sink_sets_sink_unavailable_holds_the_replicas_and_everything_arr
     let mpc = s.create_consumer(
         "dead",
         json!({
-            "kafka": {"bootstrapServers": millpond_e2e::kafka::bootstrap(), "topic": topic},
+            "kafka": {"bootstrapServers": millpond_testkit::kafka::bootstrap(), "topic": topic},
             "sink": {"url": "file:///sink/dead"},
             "template": {"volumes": [
                 {"name": "sink", "mountPath": "/sink", "persistentVolumeClaim": {"claimName": "sink"}}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use millpond_e2e::{kafka, tls};
+use millpond_testkit::{kafka, tls};
 use serde_json::{json, Value};
 
 use crate::credentials::ca_secret;

@@ -19,7 +19,7 @@ use crate::support::*;
 /// `file:///sink/<name>` on the claim `sink`, 256Mi, 1 to 4 pods.
 fn orders(topic: &str, name: &str) -> Value {
     json!({
-        "kafka": {"bootstrapServers": millpond_e2e::kafka::bootstrap(), "topic": topic},
+        "kafka": {"bootstrapServers": millpond_testkit::kafka::bootstrap(), "topic": topic},
         "sink": {"url": format!("file:///sink/{name}")},
         "template": {"volumes": [
             {"name": "sink", "mountPath": "/sink", "persistentVolumeClaim": {"claimName": "sink"}}

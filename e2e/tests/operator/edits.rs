@@ -16,7 +16,7 @@ use crate::support::*;
 /// A consumer of `topic` whose pods never need to deliver anything.
 pub fn scratch_consumer(topic: &str) -> Value {
     json!({
-        "kafka": {"bootstrapServers": millpond_e2e::kafka::bootstrap(), "topic": topic},
+        "kafka": {"bootstrapServers": millpond_testkit::kafka::bootstrap(), "topic": topic},
         "sink": {"url": "file:///out/orders"},
         "template": {"volumes": [{"name": "out", "mountPath": "/out", "emptyDir": {}}]},
         "resources": {"memory": "256Mi"},

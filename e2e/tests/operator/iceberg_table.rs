@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use millpond_e2e::iceberg::{create_table, read, stack_var, Catalog};
-use millpond_e2e::kafka;
+use millpond_testkit::iceberg::{create_table, read, stack_var, Catalog};
+use millpond_testkit::kafka;
 use serde_json::json;
 
 use crate::support::*;

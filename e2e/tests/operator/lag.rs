@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use millpond_crds::MillpondConsumer;
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -29,5 +29,6 @@ mod lag;
 mod leader;
 mod object_storage;
 mod partitions_added;
+#[path = "../support/mod.rs"]
 mod support;
 mod watch_namespaces;

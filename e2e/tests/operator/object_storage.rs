@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 use serde_json::json;
 
 use crate::support::*;

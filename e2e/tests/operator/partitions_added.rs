@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use millpond_e2e::{kafka, prom};
+use millpond_testkit::{kafka, prom};
 use serde_json::json;
 
 use crate::support::*;

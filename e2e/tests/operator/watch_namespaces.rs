@@ -90,7 +90,7 @@ async fn installed_with_watch_namespaces_the_operator_runs_those_namespaces_and_
     for ns in [&a, &b, &c] {
         // Paused at 0 replicas: the objects and the decision, no pods.
         let spec = json!({
-            "kafka": {"bootstrapServers": millpond_e2e::kafka::bootstrap(), "topic": topic},
+            "kafka": {"bootstrapServers": millpond_testkit::kafka::bootstrap(), "topic": topic},
             "sink": {"url": "http://127.0.0.1:9/in"},
             "autoscaling": {"paused": true},
             "replicas": 0,

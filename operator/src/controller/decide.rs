@@ -10,7 +10,7 @@ use super::decided::{limits_generation, Decided};
 use super::degraded::Degraded;
 use super::seen::Seen;
 use super::validate::Validated;
-use crate::policy::{self, Observation, PartitionObservation, PolicySpec, TunedLimits};
+use millpond_policy::{self as policy, Observation, PartitionObservation, PolicySpec, TunedLimits};
 
 /// What the reconciliation is to act on.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 use millpond_crds::CurrentLimits;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::PolicyState;
+use millpond_policy::PolicyState;
 
 /// Annotation on the Deployment holding the [`Decided`] record.
 pub const STATE_ANNOTATION: &str = "millpond.io/policy-state";
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_steady_window_filling_up_is_the_same_record() {
-        use crate::policy::Recommendation;
+        use millpond_policy::Recommendation;
         let rec = |at_ms: u64, demand: f64| Recommendation {
             at_ms,
             demand,

@@ -4,7 +4,7 @@
 //! 1. [`validate`] the spec (no client) → [`validate::Validated`];
 //! 2. [`seen`]: observe the Secrets, Kafka and the pods (all I/O, each
 //!    with a deadline) → [`seen::Seen`];
-//! 3. [`decide`]: the memory budget and the pure [`crate::policy::decide`],
+//! 3. [`decide`]: the memory budget and the pure [`millpond_policy::decide`],
 //!    resuming from the last decision ([`decided`]) → [`decide::Plan`];
 //! 4. [`crate::desired`]: the desired objects (pure);
 //! 5. [`apply`]: server-side apply of what differs from the watch

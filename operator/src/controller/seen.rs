@@ -22,7 +22,7 @@ use super::{Context, Stop, CONSUMER_PORT};
 use crate::observe::kafka::{self, KafkaTarget, OffsetReset, PartitionOffsets};
 use crate::observe::pod_health::{self, PodTrouble};
 use crate::observe::{credentials, pods};
-use crate::policy;
+use millpond_policy as policy;
 
 /// What one interval showed of a consumer.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::runtime::events::{Event, EventType};
 use millpond_crds::condition::{self, reason};
-use millpond_crds::{Direction, MillpondConsumer, MillpondConsumerStatus};
+use millpond_crds::{Direction, LagStatus, MillpondConsumer, MillpondConsumerStatus};
 
 use super::apply::Pushed;
 use super::decide::Plan;
@@ -14,7 +14,7 @@ use super::seen::Seen;
 use crate::desired;
 use crate::observe::pod_health::{self, PodTrouble};
 use crate::observe::pods;
-use crate::policy::SinkOutage;
+use millpond_policy::{Decision, LagSummary, SinkOutage};
 
 /// The status after a decision: `ready` pods of the Deployment, and
 /// `pods_behind_limits` still on an older limits generation.
@@ -37,14 +37,14 @@ pub fn decided(
     carry_transitions(&mut conditions, &old.conditions);
     let last_decision = match (plan.direction, &old.last_decision) {
         (Direction::Hold, Some(last)) => last.clone(),
-        _ => decision.status(now.clone()),
+        _ => last_decision(decision, now),
     };
     MillpondConsumerStatus {
         replicas: plan.replicas as i32,
         ready_replicas: ready,
         selector: Some(desired::selector_string(mpc)),
         partitions: Some(seen.partitions() as i32),
-        lag: Some(decision.lag_status()),
+        lag: Some(lag_status(&decision.lag)),
         buffer_fullness: plan.buffer_fullness,
         limited_by: Some(decision.limited.limit.as_str().to_string()),
         hot_partitions: decision
@@ -62,6 +62,26 @@ pub fn decided(
         last_observed_time: Some(now.clone()),
         observed_generation: generation,
         conditions,
+    }
+}
+
+/// The policy's decision as `status.lastDecision`.
+fn last_decision(decision: &Decision, now: &Time) -> millpond_crds::Decision {
+    millpond_crds::Decision {
+        time: now.clone(),
+        direction: decision.direction,
+        from: decision.from as i32,
+        to: decision.replicas as i32,
+        reason: decision.reason.clone(),
+    }
+}
+
+/// The policy's lag figures as `status.lag`.
+fn lag_status(lag: &LagSummary) -> LagStatus {
+    LagStatus {
+        total: lag.total,
+        max_partition: lag.max_partition,
+        rate_per_second: lag.rate_per_second,
     }
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod}
 use k8s_openapi::jiff::Timestamp;
 use millpond_core::pod::env;
 
-use crate::policy::FailingPod;
+use millpond_policy::FailingPod;
 
 /// A pod not ready for longer than this (seconds) fails on its own: a
 /// starting pod is ready once the group gave it partitions.

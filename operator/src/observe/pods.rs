@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use millpond_core::pod::metric;
 
-use crate::policy;
+use millpond_policy as policy;
 
 /// What one pod reported. Counters are totals since the pod started; rates
 /// come from the difference of two scrapes ([`interval`]).

@@ -36,8 +36,9 @@ use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_core::quantity::format_bytes;
 use serde::{Deserialize, Serialize};
 
-use super::limited::{Limit, Signals, BACKPRESSURE_SHARE, SATURATED_IN_FLIGHT};
-use super::{human, Observation, PolicySpec, TuneBounds, TunedLimits};
+use crate::limited::{Limit, Signals, BACKPRESSURE_SHARE, SATURATED_IN_FLIGHT};
+use crate::model::{Observation, PolicySpec, TuneBounds, TunedLimits};
+use crate::words::human;
 
 /// Flush size factor per growth step.
 pub const GROW_FLUSH: f64 = 1.5;

@@ -1,4 +1,5 @@
-//! What the scenarios share: the operator installed once with `helm upgrade
+//! What the scenarios of every test target here share (each target uses a
+//! part, hence `dead_code` allowed): the operator installed once with `helm upgrade
 //! --install` (as a user installs it), a namespace of its own for each
 //! scenario (deleted at the end, also when the scenario fails, after
 //! printing what was in it), and the few ways a scenario looks at the
@@ -7,6 +8,8 @@
 //! Scenarios run two at a time. Those that disturb every other one (pausing
 //! the broker, killing the operator leader) run [`Scenario::alone`]; the
 //! others share the cluster.
+
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -27,7 +30,7 @@ use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostPar
 use kube::runtime::wait::{await_condition, conditions, Condition as WaitCondition};
 use kube::{Api, Client, Resource, ResourceExt};
 use millpond_crds::{MillpondConsumer, MillpondConsumerSpec};
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};

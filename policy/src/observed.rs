@@ -29,8 +29,8 @@
 
 use std::collections::BTreeSet;
 
-use super::limited::{FULL_BUFFER, SATURATED_IN_FLIGHT};
-use super::{
+use crate::limited::{FULL_BUFFER, SATURATED_IN_FLIGHT};
+use crate::model::{
     LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
 };
 

@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use millpond_e2e::cgroup::Cgroup;
-use millpond_e2e::connect::{self, Connect};
-use millpond_e2e::iceberg::{self, stack_var, Read, Snapshot};
-use millpond_e2e::kafka;
+use millpond_testkit::cgroup::Cgroup;
+use millpond_testkit::connect::{self, Connect};
+use millpond_testkit::iceberg::{self, stack_var, Read, Snapshot};
+use millpond_testkit::kafka;
 
 use crate::{Args, Topic};
 
@@ -261,7 +261,7 @@ fn committed_to_end(args: &Args, group: &str, topic: &str) -> Result<bool> {
 }
 
 fn rss(running: &Running) -> u64 {
-    millpond_e2e::process::status_kib(&running.child.id().to_string(), "VmHWM")
+    millpond_testkit::process::status_kib(&running.child.id().to_string(), "VmHWM")
 }
 
 /// Stops the contender as its operator would: SIGTERM (Millpond hands off

@@ -4,7 +4,7 @@
 //! meanwhile (no records delivered, every write failing or slow) says
 //! nothing of what they or the sink can do once it is back.
 
-use super::Observation;
+use crate::model::Observation;
 
 /// The pods whose sink is down, for how long, and its last error.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,7 +68,7 @@ impl std::fmt::Display for SinkOutage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PodSample, SinkDown};
+    use crate::{PodSample, SinkDown};
 
     fn pod(name: &str, down: Option<(f64, &str)>) -> PodSample {
         PodSample {

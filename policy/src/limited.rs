@@ -32,8 +32,10 @@
 //! figures in words (`buffer 1.0× full, 2/2 writes busy`) are the means over
 //! the pods that decided.
 
-use super::outage::{self, SinkOutage};
-use super::{human, Observation, PodSample};
+use crate::model::{Observation, PodSample};
+use crate::observed::Seen;
+use crate::outage::{self, SinkOutage};
+use crate::words::human;
 
 /// Mean buffer fullness at or above which the buffer counts as full.
 pub const FULL_BUFFER: f64 = 0.7;
@@ -189,6 +191,14 @@ fn sink_bound(pod: &PodSample, dt: Option<f64>) -> bool {
             || waited(pod, dt) >= BACKPRESSURE_SHARE)
 }
 
+/// Which pods are [`busy`], in the order of `obs.pods`.
+pub fn busy_pods(obs: &Observation, seen: &Seen, dt: Option<f64>) -> Vec<bool> {
+    obs.pods
+        .iter()
+        .map(|p| busy(p, seen.moving_lag(&p.partitions), dt))
+        .collect()
+}
+
 /// Whether `pod` is busy: `waiting` records lag on its partitions that
 /// move, more than [`BUSY_SECONDS`] of its throughput, or it waited for
 /// permits [`BUSY_BACKPRESSURE`] of the interval.
@@ -270,7 +280,7 @@ pub fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::TunedLimits;
+    use crate::TunedLimits;
 
     fn pod(fullness: f64, saturation: f64, backpressure: f64, size_share: f64) -> PodSample {
         PodSample {

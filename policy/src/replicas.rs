@@ -24,10 +24,15 @@
 //!    backlog needs the pods once they run), not while the produce rate
 //!    climbs, at most `maxScaleDownStep` pods per decision.
 
-use super::limited::{Limit, Signals};
-use super::sizing::{self, Demand};
-use super::tune::Tuned;
-use super::{human, plural, PolicySpec, PolicyState};
+use millpond_crds::Direction;
+
+use crate::demand::Demands;
+use crate::limited::{Limit, Signals};
+use crate::model::{Observation, PartitionTrack, PolicySpec, PolicyState};
+use crate::observed::Seen;
+use crate::sizing::{self, Demand};
+use crate::tune::Tuned;
+use crate::words::{human, plural};
 
 /// Scale-down waits while the produce rate is above the lowest of this window
 /// by more than the tolerance.
@@ -52,9 +57,32 @@ pub struct Input<'a> {
     /// This interval's tuning.
     pub tuned: &'a Tuned,
     /// Stuck partitions, with when each was first reported stuck (ms).
-    pub stuck_since: &'a [(i32, u64)],
+    pub stuck_since: Vec<(i32, u64)>,
     /// Partitions that wait for failing pods.
     pub waiting: &'a [i32],
+}
+
+impl<'a> Input<'a> {
+    /// The input of one decision.
+    pub(crate) fn of(
+        obs: &Observation,
+        seen: &'a Seen,
+        demands: &'a Demands,
+        limited: &'a Signals,
+        tuned: &'a Tuned,
+    ) -> Self {
+        Input {
+            partitions: (obs.partitions.len() as u32).max(1),
+            current: obs.replicas,
+            capacity: demands.capacity,
+            demand: &demands.demand,
+            relaxed: &demands.relaxed,
+            limited,
+            tuned,
+            stuck_since: stuck_since(&seen.tracks),
+            waiting: &seen.waiting,
+        }
+    }
 }
 
 /// The count and why.
@@ -129,7 +157,7 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         partitions: p,
         cap,
         current,
-        stuck_since: input.stuck_since,
+        stuck_since: &input.stuck_since,
         waiting: input.waiting,
     };
     let (replicas, why) = if want > current && spec.size(input.relaxed, cap, p) > current {
@@ -287,4 +315,28 @@ fn climbing(spec: &PolicySpec, state: &PolicyState, now_ms: u64) -> Option<Strin
             )
         },
     )
+}
+
+/// The direction from `from` to `to` replicas, remembered in `state`.
+pub(crate) fn record(state: &mut PolicyState, from: u32, to: u32, now_ms: u64) -> Direction {
+    let direction = match to.cmp(&from) {
+        std::cmp::Ordering::Greater => Direction::Up,
+        std::cmp::Ordering::Less => Direction::Down,
+        std::cmp::Ordering::Equal => Direction::Hold,
+    };
+    if direction != Direction::Hold {
+        state.last_scale_ms = Some(now_ms);
+    }
+    if direction == Direction::Up {
+        state.last_scale_up_ms = Some(now_ms);
+    }
+    direction
+}
+
+/// Each stuck partition with the time it was first reported stuck.
+fn stuck_since(tracks: &[PartitionTrack]) -> Vec<(i32, u64)> {
+    tracks
+        .iter()
+        .filter_map(|t| t.stuck_since_ms.map(|since| (t.partition, since)))
+        .collect()
 }

@@ -1,5 +1,5 @@
 //! `millpond-scale-bench`: one autoscaler against a burst on the real stack,
-//! and the side-by-side report of several (e2e/bench/keda.sh drives it).
+//! and the side-by-side report of several (bench/keda.sh drives it).
 //!
 //! ```text
 //! millpond-scale-bench run --workload step --contender keda --namespace NS \
@@ -30,9 +30,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{Api, Client};
-use millpond_e2e::kafka;
 use millpond_simulator::report::duration;
 use millpond_simulator::svg::{self, Line, Panel};
+use millpond_testkit::kafka;
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# e2e/bench/fleet.sh [COUNT]: COUNT (default 1000) MillpondConsumers on one
+# bench/fleet.sh [COUNT]: COUNT (default 1000) MillpondConsumers on one
 # operator, on the real stack. A benchmark, not a test (e2e/test does not
 # run it); bounded: the measuring tool stops after BENCH_SECONDS (default
 # 900; a whole run of 1000 takes about 8 minutes on 2 cores), it gives
@@ -8,7 +8,7 @@
 # BENCH_WAIT_SECONDS (default 600), and everything it created is removed
 # at the end (its namespaces, the helm release, the topic).
 #
-#   e2e/stack up && e2e/bench/fleet.sh 1000
+#   e2e/stack up && bench/fleet.sh 1000
 #
 # `kubectl apply` the CRD → `helm install` the chart as a user does (its
 # defaults: 2 operator replicas, leader election; INTERVAL_SECONDS=15) →
@@ -22,9 +22,9 @@
 # a Markdown report: operator memory, reconcile duration, status freshness,
 # API and Kafka requests per interval.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-# shellcheck source=../tests/lib.sh
+# shellcheck source=../e2e/tests/lib.sh
 source e2e/tests/lib.sh
 require_stack KAFKA_BOOTSTRAP_SERVERS
 
@@ -38,6 +38,7 @@ OPERATOR_NS="millpond-bench-fleet-operator-$$"
 RELEASE="mp"
 TOPIC="bench-fleet-$$"
 
+# shellcheck disable=SC2317  # runs on the EXIT trap
 cleanup() {
     helm uninstall "$RELEASE" -n "$OPERATOR_NS" --wait --timeout 60s >/dev/null 2>&1
     # Garbage collection of what the operator created for each consumer
@@ -49,7 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet -p millpond-e2e --bin millpond-fleet-bench --bin millpond-loadgen || exit 1
+cargo build --release --quiet -p millpond-bench -p millpond-e2e --bin millpond-fleet-bench --bin millpond-loadgen || exit 1
 
 # Alone on the stack: another operator would reconcile these consumers too
 # (and this one its consumers). Waits up to BENCH_WAIT_SECONDS (default 600)
@@ -87,6 +88,7 @@ if ! out=$(helm install "$RELEASE" charts/millpond-operator -n "$OPERATOR_NS" \
     echo "fleet: helm install failed: $out" >&2
     exit 1
 fi
+# shellcheck disable=SC2317  # run by poll
 has_leader() { [[ -n $(operator_leader "$OPERATOR_NS" "$RELEASE") ]]; }
 poll 60 has_leader || echo "fleet: no operator holds the leader lease yet" >&2
 image=$(kubectl get deploy -n "$OPERATOR_NS" -o jsonpath='{.items[0].spec.template.spec.containers[0].image}')

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# e2e/bench/default-prefetch.sh: what the memory test's catch-up does with
+# bench/default-prefetch.sh: what the memory test's catch-up does with
 # librdkafka's default prefetch under the same 128Mi limit. A benchmark,
 # not a test (it is expected to fail); bounded: it stops after
 # BENCH_SECONDS (default 300) or when the backlog is delivered.
 #
-#   e2e/stack up && e2e/bench/default-prefetch.sh
+#   e2e/stack up && bench/default-prefetch.sh
 #
 # One pod of the consumer image, as the operator would run it (same
 # security context, same file sink on a volume, same flush size), but with
@@ -16,9 +16,9 @@
 # 500 B over 8 partitions. Prints a Markdown summary: OOM kills, restarts,
 # records delivered, peak memory of the cgroup.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-# shellcheck source=../tests/lib.sh
+# shellcheck source=../e2e/tests/lib.sh
 source e2e/tests/lib.sh
 require_stack KAFKA_BOOTSTRAP_SERVERS
 

@@ -1,5 +1,5 @@
 //! Millpond's Iceberg sink beside Kafka Connect with Apache Iceberg's sink
-//! connector, on the same topic, catalog and store (`e2e/bench/connect-iceberg.sh`).
+//! connector, on the same topic, catalog and store (`bench/connect-iceberg.sh`).
 //!
 //! Loads one topic with records spread evenly over its partitions and one
 //! with a hot partition, then runs each contender in turn into a fresh
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Parser;
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 
 use measure::{Contender, Outcome};
 

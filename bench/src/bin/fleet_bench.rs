@@ -1,5 +1,5 @@
 //! Many MillpondConsumers on one operator, against the real stack: the
-//! operator installed by `helm install` (e2e/bench/fleet.sh does that and
+//! operator installed by `helm install` (bench/fleet.sh does that and
 //! the clean-up), `--count` consumers created at once, paused at 0 replicas
 //! (no pods), all on one topic with a group each. Measured:
 //!
@@ -43,8 +43,8 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams}
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use millpond_crds::MillpondConsumer;
-use millpond_e2e::prom::{self, Sample};
 use millpond_operator::metrics;
+use millpond_testkit::prom::{self, Sample};
 use serde_json::json;
 
 #[derive(Parser, Clone)]
@@ -1208,7 +1208,7 @@ fn container_memory(container_id: &str) -> Option<(f64, u64, f64, f64)> {
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         cgroups.contains(id).then_some((pid, cgroups))
     })?;
-    let hwm = millpond_e2e::process::status_kib(&pid.to_string(), "VmHWM") as f64 * 1024.0;
+    let hwm = millpond_testkit::process::status_kib(&pid.to_string(), "VmHWM") as f64 * 1024.0;
     let read =
         |path: String| -> Option<f64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     // cgroup v1 (a `memory` hierarchy) or v2 (the unified one).

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use millpond_e2e::kafka;
+use millpond_testkit::kafka;
 
 #[derive(Parser)]
 struct Args {
@@ -83,7 +83,7 @@ fn fresh_dir(dir: &Path) -> Result<()> {
 
 /// Peak resident set size of a running process (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    millpond_e2e::process::status_kib(&pid.to_string(), "VmHWM")
+    millpond_testkit::process::status_kib(&pid.to_string(), "VmHWM")
 }
 
 fn free_port() -> u16 {
@@ -202,7 +202,7 @@ fn run_parquet(args: &Args, topic: &str, total: u64) -> Result<Run> {
 /// The consumer into a fresh table of the stack's Iceberg REST catalog; the
 /// rows counted by pyiceberg, each id once.
 fn run_iceberg(args: &Args, topic: &str, total: u64, extra: &[(&str, &str)]) -> Result<Run> {
-    use millpond_e2e::iceberg::{create_table, read, stack_var};
+    use millpond_testkit::iceberg::{create_table, read, stack_var};
     let table = format!(
         "millpond_bench.{}",
         kafka::unique_topic("t").replace('-', "_")

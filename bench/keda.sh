@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# e2e/bench/keda.sh [WORKLOAD...]: Millpond beside the real KEDA, on the
+# bench/keda.sh [WORKLOAD...]: Millpond beside the real KEDA, on the
 # real stack, on the same bursts. A benchmark, not a test (e2e/test does not
 # run it); bounded: each run stops once its burst is delivered and its
 # Deployment is back at one pod, or after BENCH_RUN_SECONDS (default 900),
 # and everything it created is removed at the end.
 #
-#   e2e/stack up && e2e/bench/keda.sh              # step skewed waves
-#   e2e/bench/keda.sh step                         # one workload
+#   e2e/stack up && bench/keda.sh              # step skewed waves
+#   bench/keda.sh step                         # one workload
 #
 # BENCH_CONTENDERS="millpond" (or "keda") runs one side only; the report
 # reads the other side's samples from an earlier run in BENCH_OUT.
@@ -32,9 +32,9 @@
 # KEDA is built and started by `e2e/stack up keda` (about 4 minutes the
 # first time), and stopped again at the end.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-# shellcheck source=../tests/lib.sh
+# shellcheck source=../e2e/tests/lib.sh
 source e2e/tests/lib.sh
 require_stack KAFKA_BOOTSTRAP_SERVERS MILLPOND_HOST_IP
 
@@ -63,17 +63,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet -p millpond-e2e --bin millpond-scale-bench --bin millpond-test-sink || exit 1
+cargo build --release --quiet -p millpond-bench -p millpond-e2e --bin millpond-scale-bench --bin millpond-test-sink || exit 1
 mkdir -p "$OUT"
 
 if ! kubectl get apiservice v1beta1.external.metrics.k8s.io >/dev/null 2>&1; then
     e2e/stack up keda || exit 1
     started_keda=1
 fi
+# shellcheck source=../e2e/lib/keda.sh
 keda_version=$(source e2e/lib/keda.sh && keda_version)
 echo "# KEDA $keda_version, lagThreshold $LAG_THRESHOLD; $RECORDS records a workload; samples in $OUT"
 
 # The consumer image and the chart's operator: the same as a user's.
+# shellcheck source=../e2e/lib/images.sh
 image=$(source e2e/lib/images.sh && echo "$IMAGE_CONSUMER")
 install_operator "$OPERATOR_NS" "$RELEASE" 15
 

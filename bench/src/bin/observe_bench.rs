@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use millpond_e2e::kafka;
 use millpond_operator::observe::kafka::{KafkaTarget, Observer, Observers, PartitionOffsets};
+use millpond_testkit::kafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -311,5 +311,5 @@ fn percentile(values: &mut [f64], q: f64) -> f64 {
 
 /// This process's resident memory (KiB).
 fn rss_kib() -> u64 {
-    millpond_e2e::process::status_kib("self", "VmRSS")
+    millpond_testkit::process::status_kib("self", "VmRSS")
 }

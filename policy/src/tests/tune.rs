@@ -1,7 +1,7 @@
 //! Tuning of flush size and in-flight writes, by where the pods are limited.
 
 use super::*;
-use crate::policy::tune::{self, Tuned};
+use crate::tune::{self, Tuned};
 
 /// One pod's interval: flushes taking `flush_seconds`, waiting for a permit
 /// `backpressure` of the interval, `size_share` of the flushes by size.

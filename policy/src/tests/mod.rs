@@ -1,4 +1,4 @@
-use millpond_core::budget::{plan, BudgetRequest};
+use millpond_core::budget::{plan, BudgetPlan, BudgetRequest};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 
 use super::*;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# e2e/bench/consumer-ab.sh: two builds of millpond-consumer side by side,
+# bench/consumer-ab.sh: two builds of millpond-consumer side by side,
 # alternating A, B, A, B on one topic, so both see the same broker and the
 # same noise. A benchmark, not a test; bounded: PAIRS (default 4) pairs per
 # sink, each run stops once every record is delivered (or after 120 s).
 #
-#   e2e/stack up kafka && e2e/bench/consumer-ab.sh OLD/millpond-consumer target/release/millpond-consumer
+#   e2e/stack up kafka && bench/consumer-ab.sh OLD/millpond-consumer target/release/millpond-consumer
 #
 # Each run: a fresh group reads RECORDS (2M) records of 500 B over 8
 # partitions into the NDJSON file sink, the Parquet file sink and the HTTP
@@ -13,9 +13,9 @@
 # `millpond_records_delivered_total` = RECORDS (group join included).
 # Prints seconds per run and the mean per build and sink.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
-# shellcheck source=../tests/lib.sh
+# shellcheck source=../e2e/tests/lib.sh
 source e2e/tests/lib.sh
 require_stack KAFKA_BOOTSTRAP_SERVERS
 
