@@ -128,7 +128,7 @@ _iceberg_fetch_reader() {
     [[ -f $home/.complete ]] && return 0
     have python3 || _iceberg_die "python3 is not installed"
     _iceberg_log "installing pyiceberg $PYICEBERG_VERSION into $home (once)"
-    rm -rf "$home" && python3 -m venv "$home" || _iceberg_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+    { rm -rf "$home" && python3 -m venv "$home"; } || _iceberg_die "python3 -m venv failed (Debian: apt-get install python3-venv)"
     "$home/bin/pip" install -q --disable-pip-version-check \
         "pyiceberg[pyarrow,sql-sqlite,sql-postgres]==$PYICEBERG_VERSION" ||
         _iceberg_die "pip install pyiceberg failed"

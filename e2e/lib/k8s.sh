@@ -232,14 +232,14 @@ _k8s_pki_generate() {
 }
 
 _k8s_pki() {
-    local d=$K8S_STATE_DIR/pki f missing=
+    local d=$K8S_STATE_DIR/pki f stale=
     for f in "${_K8S_PKI_FILES[@]}"; do
-        [[ -s $d/$f ]] || missing=$f
+        [[ -s $d/$f ]] || stale=$f
     done
     # Addresses changed (another host address or Service range): new ones.
     openssl x509 -in "$d/apiserver.crt" -noout -ext subjectAltName 2>/dev/null |
-        grep -q "IP Address:$MILLPOND_HOST_IP, IP Address:$K8S_SERVICE_IP," || missing=apiserver.crt
-    [[ -z $missing ]] && return 0
+        grep -q "IP Address:$MILLPOND_HOST_IP, IP Address:$K8S_SERVICE_IP," || stale=apiserver.crt
+    [[ -z $stale ]] && return 0
     ensure_cmd openssl openssl
     _k8s_log "generating CAs, serving/client certificates and service-account keys"
     rm -rf "$d" && mkdir -p "$d" && chmod 700 "$d" || return 1

@@ -120,7 +120,7 @@ _node_containerd_ready() { node_ctr version >/dev/null 2>&1; }
 
 _node_start_containerd() {
     _node_running containerd && return 0
-    have containerd && have runc && [[ -x /usr/lib/cni/bridge ]] ||
+    { have containerd && have runc && [[ -x /usr/lib/cni/bridge ]]; } ||
         apt_install containerd runc containernetworking-plugins
     have conntrack || apt_install conntrack
     mkdir -p "$NODE_STATE/containerd" "$NODE_STATE/cni/net.d" "$NODE_STATE/cni/ipam"

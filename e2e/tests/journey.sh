@@ -155,8 +155,11 @@ for _ in $(seq 10); do
     ((r < lowest)) && lowest=$r
     sleep 1
 done
-((lowest >= at_kill)) && pass "the new leader keeps the scale-out ($at_kill replicas at hand-over, none removed)" \
-    || fail "the new leader keeps the scale-out" "$at_kill replicas at hand-over, then $lowest"
+if ((lowest >= at_kill)); then
+    pass "the new leader keeps the scale-out ($at_kill replicas at hand-over, none removed)"
+else
+    fail "the new leader keeps the scale-out" "$at_kill replicas at hand-over, then $lowest"
+fi
 # ... because it continues from the saved state, not from scratch: its first
 # decision still holds the demand the old leader recorded before the kill.
 elected_at=$(policy_state | jq -r '.atMs // 0')
@@ -179,7 +182,11 @@ else
     fail "every record reached the sink" "$(sink_stats "?expected=$RECORDS")"
 fi
 lag_zero() { [[ $(mpc '{.status.lag.total}') == 0 ]]; }
-poll 60 lag_zero && pass "the lag drains to 0" || fail "the lag drains to 0" "$(mpc '{.status.lag}')"
+if poll 60 lag_zero; then
+    pass "the lag drains to 0"
+else
+    fail "the lag drains to 0" "$(mpc '{.status.lag}')"
+fi
 check_contains "kubectl get mpc shows replicas, lag, fullness and status" \
     "$(kubectl get mpc -n "$NS" 2>&1)" REPLICAS READY LAG FULLNESS LIMITED STATUS "$NAME"
 
@@ -201,8 +208,11 @@ summary=$(target/release/millpond-timeline --input "$SAMPLES" --json "$OUT/journ
 echo "# timeline: $OUT/journey.json, $OUT/journey.svg"
 echo "# $summary"
 peak=$(jq .peakReplicas <<<"$summary")
-((peak > 1 && peak <= PARTITIONS)) && pass "replicas peaked at $peak, never above the $PARTITIONS partitions" \
-    || fail "replicas stay within the partitions" "peak $peak"
+if ((peak > 1 && peak <= PARTITIONS)); then
+    pass "replicas peaked at $peak, never above the $PARTITIONS partitions"
+else
+    fail "replicas stay within the partitions" "peak $peak"
+fi
 flush_first=$(jq .flushBytes.first <<<"$summary")
 flush_max=$(jq .flushBytes.max <<<"$summary")
 inflight_first=$(jq .maxInFlight.first <<<"$summary")
@@ -227,8 +237,11 @@ else
     fail "tuning first" "limits moved on the pods at ${tuned_at:-never}s, the Deployment went above 1 replica at ${added_at:-never}s" \
         "$(jq -c '.added.reason' <<<"$levers")"
 fi
-((flush_max <= 512 * 1024 && inflight_max <= 3)) && pass "and stay within the autotune bounds (512Ki, 3)" \
-    || fail "limits within the autotune bounds" "$summary"
+if ((flush_max <= 512 * 1024 && inflight_max <= 3)); then
+    pass "and stay within the autotune bounds (512Ki, 3)"
+else
+    fail "limits within the autotune bounds" "$summary"
+fi
 # The pods themselves run the decided limits (their own metrics, not status).
 pods_limits() {
     local ip
@@ -255,8 +268,11 @@ check "no record is missing at the sink" 0 "$(jq .missing <<<"$final")"
 events=$(jq '.scaleUps + .scaleDowns + 2' <<<"$summary")
 bound=$((events * (inflight_max + 2) * flush_max / RECORD_BYTES))
 dups=$(jq .duplicates <<<"$final")
-((dups <= bound)) && pass "duplicates are bounded: $dups (bound $bound from $events hand-overs)" \
-    || fail "duplicates are bounded" "$dups duplicates, bound $bound"
+if ((dups <= bound)); then
+    pass "duplicates are bounded: $dups (bound $bound from $events hand-overs)"
+else
+    fail "duplicates are bounded" "$dups duplicates, bound $bound"
+fi
 check "the operator never restarted" "" \
     "$(kubectl get pods -n "$NS" -l app.kubernetes.io/name=millpond-operator -o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount}{"\n"}{end}' | grep -v '^0$')"
 
