@@ -7,10 +7,12 @@
 //!   `key=value` lists of them;
 //! * [`sink`]: what each sink holds in memory beside a batch;
 //! * [`pod`]: the consumer pod's environment, the metrics the operator
-//!   reads and the limits update its admin endpoint takes.
+//!   reads and the limits update its admin endpoint takes;
+//! * [`prom`]: the Prometheus text format those metrics are read in.
 
 pub mod budget;
 pub mod pod;
+pub mod prom;
 pub mod properties;
 pub mod quantity;
 pub mod sink;

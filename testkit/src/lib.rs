@@ -5,8 +5,9 @@
 //! the stack's catalog, a Kafka Connect worker's REST API, and the processes
 //! and control groups a benchmark measures.
 //!
-//! It depends on no crate of the product: the consumer's and the operator's
-//! tests use it, and the product is what they test.
+//! Of the product it depends on `millpond-core` only (the contracts, such
+//! as the Prometheus text format the pods speak): the consumer's and the
+//! operator's tests use it without a dependency cycle.
 
 pub mod cgroup;
 pub mod connect;

@@ -1,83 +1,11 @@
 //! The Prometheus text format as the benchmarks read it: samples with their
-//! labels, sums over label selections, and quantiles of a histogram from
+//! labels (parsed by `millpond_core::prom`, as the operator reads pods), sums
+//! over label selections, and quantiles of a histogram from
 //! the difference of two scrapes.
 
 use std::collections::BTreeMap;
 
-/// One sample: `name{labels} value`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
-}
-
-impl Sample {
-    /// The value of label `key`, empty when absent.
-    pub fn label(&self, key: &str) -> &str {
-        self.labels.get(key).map_or("", String::as_str)
-    }
-}
-
-/// Every sample of `text` (comments, timestamps and malformed lines left
-/// out).
-pub fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(parse_line)
-        .collect()
-}
-
-fn parse_line(line: &str) -> Option<Sample> {
-    let (name, labels, rest) = match line.find('{') {
-        Some(open) => {
-            let (labels, rest) = parse_labels(&line[open + 1..])?;
-            (&line[..open], labels, rest)
-        }
-        None => {
-            let (name, rest) = line.split_once(' ')?;
-            (name, BTreeMap::new(), rest)
-        }
-    };
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name: name.trim().to_string(),
-        labels,
-        value,
-    })
-}
-
-/// `k="v",...}` and what follows the closing brace.
-fn parse_labels(s: &str) -> Option<(BTreeMap<String, String>, &str)> {
-    let mut labels = BTreeMap::new();
-    let mut rest = s;
-    loop {
-        rest = rest.trim_start_matches([',', ' ']);
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let (key, after) = rest.split_once("=\"")?;
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (i, '"') => break i,
-                (_, c) => value.push(c),
-            }
-        };
-        labels.insert(key.trim().to_string(), value);
-        rest = &after[end + 1..];
-    }
-}
+pub use millpond_core::prom::{parse, Sample};
 
 /// The sum of the samples named `name` whose labels pass `keep`.
 pub fn sum(samples: &[Sample], name: &str, keep: impl Fn(&Sample) -> bool) -> f64 {

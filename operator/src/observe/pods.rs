@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use millpond_core::pod::metric;
+use millpond_core::prom;
 
 use millpond_policy as policy;
 
@@ -42,24 +43,16 @@ pub struct PodMetrics {
 /// Reads the metrics the operator uses from the Prometheus text format.
 pub fn parse(text: &str) -> PodMetrics {
     let mut s = PodMetrics::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.parse::<f64>() else {
-            continue;
-        };
-        let name = series.split('{').next().unwrap_or(series);
-        match name {
+    for sample in prom::parse(text) {
+        let value = sample.value;
+        match sample.name.as_str() {
             metric::RECORDS_TOTAL => s.records_total = value,
             metric::RECORDS_DELIVERED_TOTAL => s.records_delivered_total = value,
             metric::BUFFER_FULLNESS => s.buffer_fullness = value,
             metric::BUFFER_FULLNESS_SECONDS_TOTAL => s.buffer_fullness_seconds_total = Some(value),
             metric::SINK_UP => s.sink_up = Some(value),
             metric::SINK_DOWN_SECONDS => s.sink_down_seconds = value,
-            metric::SINK_LAST_ERROR_INFO => {
-                s.sink_last_error = label(series, "error").unwrap_or_default()
-            }
+            metric::SINK_LAST_ERROR_INFO => s.sink_last_error = sample.label("error").to_string(),
             metric::IN_FLIGHT_BATCHES => s.in_flight = value,
             metric::LIMIT_MAX_IN_FLIGHT => s.max_in_flight = value,
             metric::LIMIT_FLUSH_BYTES => s.flush_bytes = value,
@@ -67,22 +60,20 @@ pub fn parse(text: &str) -> PodMetrics {
             metric::FLUSH_DURATION_SECONDS_COUNT => s.flush_duration_count = value,
             metric::FLUSHES_TOTAL => {
                 s.flushes_total += value;
-                if series.contains("trigger=\"size\"") {
+                if sample.label("trigger") == "size" {
                     s.flushes_by_size += value;
                 }
             }
             metric::BACKPRESSURE_WAIT_SECONDS_TOTAL => s.backpressure_wait_seconds_total = value,
             // Only the sink's failures say the sink struggles; Kafka, commit
             // and refused-limits errors (rebalances, hand-overs) do not.
-            metric::ERRORS_TOTAL
-                if series.contains("type=\"sink\"") || series.contains("type=\"io\"") =>
-            {
+            metric::ERRORS_TOTAL if matches!(sample.label("type"), "sink" | "io") => {
                 s.sink_errors_total += value
             }
             metric::LIMITS_GENERATION => s.limits_generation = value,
             metric::ASSIGNED_PARTITIONS => s.assigned_partitions = value,
             metric::PARTITION_LAG => {
-                if let Some(p) = label(series, "partition").and_then(|p| p.parse().ok()) {
+                if let Ok(p) = sample.label("partition").parse() {
                     s.partitions.push(p);
                 }
             }
@@ -91,38 +82,6 @@ pub fn parse(text: &str) -> PodMetrics {
     }
     s.partitions.sort_unstable();
     s
-}
-
-/// The value of label `name` of `series` (`name{a="x",b="y"}`), unescaped
-/// as the Prometheus text format escapes it (`\\`, `\"`, `\n`).
-fn label(series: &str, name: &str) -> Option<String> {
-    let (_, mut rest) = series.split_once('{')?;
-    loop {
-        let (key, after) = rest.split_once("=\"")?;
-        let (value, after) = quoted(after)?;
-        if key.trim_start_matches([',', ' ']) == name {
-            return Some(value);
-        }
-        rest = after;
-    }
-}
-
-/// The unescaped text up to the closing quote of a label value, and what
-/// follows that quote.
-fn quoted(text: &str) -> Option<(String, &str)> {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Some((value, &text[i + 1..])),
-            '\\' => match chars.next()?.1 {
-                'n' => value.push('\n'),
-                other => value.push(other),
-            },
-            c => value.push(c),
-        }
-    }
-    None
 }
 
 /// One pod's behaviour between two scrapes `seconds` apart, as the policy
