@@ -12,7 +12,7 @@
 //! operator never lists Secrets): it is applied when it differs from what
 //! the operator last applied, or read when it took the token. The decision
 //! record on the Deployment is rewritten only when the decision differs in
-//! more than its times ([`Decided::timeless`]), so a steady consumer costs
+//! more than its times ([`LastDecision::timeless`]), so a steady consumer costs
 //! no writes.
 
 use std::collections::BTreeSet;
@@ -31,8 +31,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::cache;
-use super::decided::{Decided, STATE_ANNOTATION};
-use super::{memory_of, Context, Error, ADMIN_PORT, FIELD_MANAGER};
+use super::last_decision::{LastDecision, STATE_ANNOTATION};
+use super::{remembered_of, Context, Error, ADMIN_PORT, FIELD_MANAGER};
 use crate::desired::{self, BuildContext};
 
 /// Applies every owned object of `mpc` that differs from `replicas`,
@@ -42,7 +42,7 @@ pub async fn owned(
     mpc: &MillpondConsumer,
     replicas: u32,
     limits: &CurrentLimits,
-    decided: &Decided,
+    decided: &LastDecision,
 ) -> Result<String, Error> {
     let ns = mpc.namespace().unwrap_or_default();
     let token = admin_token(ctx, mpc).await?;
@@ -52,8 +52,8 @@ pub async fn owned(
     };
     let mut want = desired::objects(mpc, &build, replicas as i32, limits)?;
     let (record, secret_applied) = {
-        let mut memories = ctx.memory.lock().await;
-        let mem = memory_of(&mut memories, mpc);
+        let mut remembered = ctx.remembered.lock().await;
+        let mem = remembered_of(&mut remembered, mpc);
         let record = match &mem.checkpoint {
             Some((kept, text)) if kept.timeless() == decided.timeless() => text.clone(),
             _ => serde_json::to_string(decided)?,
@@ -83,8 +83,8 @@ pub async fn owned(
         Some(policy) => apply_changed(ctx, &c.network_policies, mpc, policy).await?,
         None => remove_admin_network_policy(ctx, mpc).await?,
     }
-    let mut memories = ctx.memory.lock().await;
-    let mem = memory_of(&mut memories, mpc);
+    let mut remembered = ctx.remembered.lock().await;
+    let mem = remembered_of(&mut remembered, mpc);
     mem.applied_secret = Some(secret);
     mem.checkpoint = Some((decided.clone(), record));
     Ok(token)
@@ -109,7 +109,7 @@ async fn remove_admin_network_policy(ctx: &Context, mpc: &MillpondConsumer) -> R
 /// The admin token the pods know: remembered, else read from the Secret,
 /// else a new one.
 async fn admin_token(ctx: &Context, mpc: &MillpondConsumer) -> Result<String, Error> {
-    if let Some(token) = memory_of(&mut *ctx.memory.lock().await, mpc)
+    if let Some(token) = remembered_of(&mut *ctx.remembered.lock().await, mpc)
         .admin_token
         .clone()
     {
@@ -122,8 +122,8 @@ async fn admin_token(ctx: &Context, mpc: &MillpondConsumer) -> Result<String, Er
         .as_ref()
         .and_then(desired::admin_token_of)
         .unwrap_or_else(new_token);
-    let mut memories = ctx.memory.lock().await;
-    let mem = memory_of(&mut memories, mpc);
+    let mut remembered = ctx.remembered.lock().await;
+    let mem = remembered_of(&mut remembered, mpc);
     mem.admin_token = Some(token.clone());
     mem.applied_secret = live
         .map(|mut s| {
@@ -162,8 +162,8 @@ where
     };
     let now = Instant::now();
     let skip = {
-        let mut memories = ctx.memory.lock().await;
-        let pending = &mut memory_of(&mut memories, mpc).pending;
+        let mut remembered = ctx.remembered.lock().await;
+        let pending = &mut remembered_of(&mut remembered, mpc).pending;
         let live = live
             .as_ref()
             .map(|(json, version)| (json, version.as_deref()));
@@ -186,7 +186,7 @@ where
         replaced: live.and_then(|(_, version)| version),
         expires: now + ctx.settings.interval,
     };
-    memory_of(&mut *ctx.memory.lock().await, mpc)
+    remembered_of(&mut *ctx.remembered.lock().await, mpc)
         .pending
         .insert(key, applied);
     Ok(())

@@ -4,8 +4,8 @@
 //! 1. [`validate`] the spec (no client) → [`validate::Validated`];
 //! 2. [`seen`]: observe the Secrets, Kafka and the pods (all I/O, each
 //!    with a deadline) → [`seen::Seen`];
-//! 3. [`decide`]: the memory budget and the pure [`millpond_policy::decide`],
-//!    resuming from the last decision ([`decided`]) → [`decide::Plan`];
+//! 3. [`plan`]: the memory budget and the pure [`millpond_policy::decide`],
+//!    resuming from the last decision ([`last_decision`]) → [`plan::Plan`];
 //! 4. [`crate::desired`]: the desired objects (pure);
 //! 5. [`apply`]: server-side apply of what differs from the watch
 //!    [`cache`], limit pushes, status, Events;
@@ -39,20 +39,20 @@ use crate::observe::pods::PodMetrics;
 
 pub mod apply;
 pub mod cache;
-pub mod decide;
-pub mod decided;
 pub mod degraded;
+pub mod last_decision;
+pub mod plan;
 #[cfg(test)]
 mod scripted;
 pub mod seen;
 pub mod status;
 pub mod validate;
 
-pub use decided::STATE_ANNOTATION;
 pub use degraded::Degraded;
+pub use last_decision::STATE_ANNOTATION;
 
 use cache::Cache;
-use decided::Decided;
+use last_decision::LastDecision;
 
 /// The one field manager of every object the operator writes.
 pub const FIELD_MANAGER: &str = "millpond-operator";
@@ -142,11 +142,11 @@ impl KafkaOffsets for Arc<Observers> {
     }
 }
 
-/// Per-consumer memory between reconciliations of one leadership term
+/// What is remembered of one consumer between reconciliations of one leadership term
 /// (dropped when the operator stops leading: a new leader reads the
 /// decision back from the Deployment).
 #[derive(Default)]
-struct Memory {
+struct Remembered {
     /// The consumer's uid: a consumer deleted and created again under the
     /// same name starts afresh.
     uid: Option<String>,
@@ -156,9 +156,9 @@ struct Memory {
     /// partition it has not committed yet.
     uncommitted_starts: BTreeMap<i32, i64>,
     /// The last decision, as recorded on the Deployment or since.
-    decided: Option<Decided>,
+    decided: Option<LastDecision>,
     /// The decision as last written on the Deployment, and the text written.
-    checkpoint: Option<(Decided, String)>,
+    checkpoint: Option<(LastDecision, String)>,
     /// The pods' admin token.
     admin_token: Option<String>,
     /// The admin Secret as last applied or read.
@@ -183,7 +183,7 @@ pub struct Context {
     consumers: Store<MillpondConsumer>,
     /// The owned objects and pods as the watches last saw them.
     pub cache: Cache,
-    memory: Mutex<BTreeMap<String, Memory>>,
+    remembered: Mutex<BTreeMap<String, Remembered>>,
 }
 
 impl Context {
@@ -208,7 +208,7 @@ impl Context {
             leading,
             consumers,
             cache,
-            memory: Mutex::default(),
+            remembered: Mutex::default(),
         }
     }
 
@@ -218,17 +218,17 @@ impl Context {
     }
 }
 
-/// The memory of `mpc`, fresh for a consumer seen for the first time or
+/// What is remembered of `mpc`, fresh for a consumer seen for the first time or
 /// created again under the same name.
-fn memory_of<'a>(
-    memories: &'a mut BTreeMap<String, Memory>,
+fn remembered_of<'a>(
+    remembered: &'a mut BTreeMap<String, Remembered>,
     mpc: &MillpondConsumer,
-) -> &'a mut Memory {
-    let mem = memories.entry(key(mpc)).or_default();
+) -> &'a mut Remembered {
+    let mem = remembered.entry(key(mpc)).or_default();
     if mem.uid != mpc.uid() {
-        *mem = Memory {
+        *mem = Remembered {
             uid: mpc.uid(),
-            ..Memory::default()
+            ..Remembered::default()
         };
     }
     mem
@@ -243,7 +243,7 @@ fn key(mpc: &MillpondConsumer) -> String {
 pub async fn reconcile(mpc: Arc<MillpondConsumer>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !*ctx.leading.borrow() {
         // Whoever leads now may decide meanwhile: forget what this term knew.
-        ctx.memory.lock().await.clear();
+        ctx.remembered.lock().await.clear();
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let started = Instant::now();
@@ -273,14 +273,14 @@ async fn steps(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Stop> {
     }
     let from = current_replicas(ctx, mpc, &last);
     let seen = seen::observe(ctx, mpc, &format!("keeping {from} replicas")).await?;
-    let spec = decide::policy_spec(mpc, &valid, seen.partitions())?;
-    let plan = decide::decide(mpc, &spec, &seen, &last, from, now_ms);
+    let spec = plan::policy_spec(mpc, &valid, seen.partitions())?;
+    let plan = plan::plan(mpc, &spec, &seen, &last, from, now_ms);
     let token = apply::owned(ctx, mpc, plan.replicas, &plan.limits, &plan.decided).await?;
     let pods_behind = push_limits(ctx, &seen, &plan, &token).await;
     let old = mpc.status.clone().unwrap_or_default();
     let ready = ready_replicas(ctx, mpc);
     let now = Time(now);
-    let status = status::decided(&old, mpc, &seen, &plan, ready, pods_behind.1, &now);
+    let status = status::after_decision(&old, mpc, &seen, &plan, ready, pods_behind.1, &now);
     apply::status(ctx, mpc, &old, &status).await?;
     apply::publish(ctx, mpc, status::events(&plan, &pods_behind.0)).await;
     remember(ctx, mpc, plan.decided.clone()).await;
@@ -314,8 +314,8 @@ async fn report(mpc: &MillpondConsumer, ctx: &Context, why: Degraded) -> Result<
 /// The last decision: this term's, else the one recorded on the Deployment
 /// (read with a GET, not from the cache, so a new leader acts on the
 /// latest one).
-async fn last_decided(ctx: &Context, mpc: &MillpondConsumer) -> Result<Decided, Error> {
-    if let Some(d) = memory_of(&mut *ctx.memory.lock().await, mpc)
+async fn last_decided(ctx: &Context, mpc: &MillpondConsumer) -> Result<LastDecision, Error> {
+    if let Some(d) = remembered_of(&mut *ctx.remembered.lock().await, mpc)
         .decided
         .clone()
     {
@@ -327,21 +327,21 @@ async fn last_decided(ctx: &Context, mpc: &MillpondConsumer) -> Result<Decided, 
         .get_opt(&mpc.name_any())
         .await?
         .and_then(|d| d.annotations().get(STATE_ANNOTATION).cloned());
-    let decided = Decided::parse(recorded.as_ref());
-    let mut memories = ctx.memory.lock().await;
-    let mem = memory_of(&mut memories, mpc);
+    let decided = LastDecision::parse(recorded.as_ref());
+    let mut remembered = ctx.remembered.lock().await;
+    let mem = remembered_of(&mut remembered, mpc);
     mem.decided = Some(decided.clone());
     mem.checkpoint = recorded.map(|text| (decided.clone(), text));
     Ok(decided)
 }
 
-async fn remember(ctx: &Context, mpc: &MillpondConsumer, decided: Decided) {
-    memory_of(&mut *ctx.memory.lock().await, mpc).decided = Some(decided);
+async fn remember(ctx: &Context, mpc: &MillpondConsumer, decided: LastDecision) {
+    remembered_of(&mut *ctx.remembered.lock().await, mpc).decided = Some(decided);
 }
 
 /// The count the operator decided last, not the Deployment's: a Deployment
 /// scaled by hand is put back, never adopted.
-fn current_replicas(ctx: &Context, mpc: &MillpondConsumer, last: &Decided) -> u32 {
+fn current_replicas(ctx: &Context, mpc: &MillpondConsumer, last: &LastDecision) -> u32 {
     let deployment = cache::get(&ctx.cache.deployments, mpc, &mpc.name_any());
     last.replicas
         .map(|r| r as i32)
@@ -358,7 +358,7 @@ fn ready_replicas(ctx: &Context, mpc: &MillpondConsumer) -> i32 {
 
 /// Between two intervals: the owned objects as last decided, and the pod
 /// counts in the status; no observation, no decision.
-async fn keep(ctx: &Context, mpc: &MillpondConsumer, last: &Decided) -> Result<(), Error> {
+async fn keep(ctx: &Context, mpc: &MillpondConsumer, last: &LastDecision) -> Result<(), Error> {
     let (Some(decided_replicas), Some(limits)) = (last.replicas, &last.limits) else {
         return Ok(());
     };
@@ -375,7 +375,7 @@ async fn keep(ctx: &Context, mpc: &MillpondConsumer, last: &Decided) -> Result<(
 async fn push_limits(
     ctx: &Context,
     seen: &seen::Seen,
-    plan: &decide::Plan,
+    plan: &plan::Plan,
     token: &str,
 ) -> (apply::Pushed, Vec<String>) {
     let behind = behind_limits(&seen.pods.generations, plan.limits.generation);
@@ -394,7 +394,7 @@ async fn push_limits(
 }
 
 /// The decision in the logs and the operator's metrics.
-fn record(ctx: &Context, mpc: &MillpondConsumer, plan: &decide::Plan) {
+fn record(ctx: &Context, mpc: &MillpondConsumer, plan: &plan::Plan) {
     use millpond_crds::Direction;
     let direction = match plan.direction {
         Direction::Up => "up",
@@ -419,11 +419,11 @@ fn record(ctx: &Context, mpc: &MillpondConsumer, plan: &decide::Plan) {
     }
 }
 
-/// Drops the memory and the metric series of consumers that no longer
+/// Drops what is remembered and the metric series of consumers that no longer
 /// exist; the operator calls it once per interval.
 pub async fn forget_deleted(ctx: &Context) {
     let live: BTreeSet<String> = ctx.consumers.state().iter().map(|m| key(m)).collect();
-    let mut memory = ctx.memory.lock().await;
+    let mut memory = ctx.remembered.lock().await;
     for key in deleted(memory.keys(), &live) {
         memory.remove(&key);
         if let Some((ns, name)) = key.split_once('/') {

@@ -258,7 +258,7 @@ async fn a_first_reconcile_creates_every_object_and_reports_what_it_saw() {
 
     let deployment = h.body_of(&format!("PATCH {DEPLOYMENT}"));
     assert_eq!(deployment["spec"]["replicas"], 2, "minReplicas");
-    let record: Decided = serde_json::from_str(
+    let record: LastDecision = serde_json::from_str(
         deployment["metadata"]["annotations"][STATE_ANNOTATION]
             .as_str()
             .unwrap(),

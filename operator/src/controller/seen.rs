@@ -149,8 +149,8 @@ async fn observe_pods(
         troubles,
         ..PodsSeen::default()
     };
-    let mut memories = ctx.memory.lock().await;
-    let mem = super::memory_of(&mut memories, mpc);
+    let mut remembered = ctx.remembered.lock().await;
+    let mem = super::remembered_of(&mut remembered, mpc);
     let seconds = mem
         .scraped_at
         .map_or(ctx.settings.interval.as_secs_f64(), |t| {

@@ -8,8 +8,8 @@ use millpond_crds::condition::{self, reason};
 use millpond_crds::{Direction, LagStatus, MillpondConsumer, MillpondConsumerStatus};
 
 use super::apply::Pushed;
-use super::decide::Plan;
 use super::degraded::Degraded;
+use super::plan::Plan;
 use super::seen::Seen;
 use crate::desired;
 use crate::observe::pod_health::{self, PodTrouble};
@@ -18,7 +18,7 @@ use millpond_policy::{Decision, LagSummary, SinkOutage};
 
 /// The status after a decision: `ready` pods of the Deployment, and
 /// `pods_behind_limits` still on an older limits generation.
-pub fn decided(
+pub fn after_decision(
     old: &MillpondConsumerStatus,
     mpc: &MillpondConsumer,
     seen: &Seen,

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millpond_crds::{ImagePullPolicy, MillpondConsumer, MillpondConsumerSpec};
 
 use super::env::{consumer_env, tls_volume};
+use super::ports::{ADMIN_PORT, ADMIN_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME};
 use super::{
     deployment_name, labels, limits_config_map_name, object_meta, selector_labels, BuildContext,
     Error, Result,
@@ -23,15 +24,6 @@ use super::{
 
 /// Name of the consumer container.
 pub const CONTAINER_NAME: &str = "consumer";
-/// Port of `/metrics`, `/healthz` and `/readyz`.
-pub const METRICS_PORT: i32 = 9090;
-/// Port of `/admin/limits` alone (only the operator may reach it, see
-/// [`super::admin_network_policy`]).
-pub const ADMIN_PORT: i32 = 9091;
-/// Name of [`ADMIN_PORT`] on the container.
-pub const ADMIN_PORT_NAME: &str = "admin";
-/// Name of that port on the container and the Service.
-pub const METRICS_PORT_NAME: &str = "metrics";
 /// Pod annotation holding [`config_hash`].
 pub const CONFIG_HASH_ANNOTATION: &str = "millpond.io/config-hash";
 

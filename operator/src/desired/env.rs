@@ -17,7 +17,7 @@ use millpond_crds::{
 };
 
 use super::config_map::LIMIT_KEYS;
-use super::deployment::{ADMIN_PORT, METRICS_PORT};
+use super::ports::{ADMIN_PORT, METRICS_PORT};
 use super::secret::ADMIN_TOKEN_KEY;
 use super::{admin_secret_name, Error, Result};
 

@@ -52,6 +52,7 @@ mod deployment;
 mod env;
 mod network_policy;
 mod pdb;
+mod ports;
 mod secret;
 mod service;
 
@@ -70,14 +71,12 @@ use kube::{Resource, ResourceExt};
 use millpond_crds::{CurrentLimits, MillpondConsumer};
 
 pub use config_map::{limits_config_map, limits_env, LIMIT_KEYS};
-pub use deployment::{
-    config_hash, deployment, ADMIN_PORT, ADMIN_PORT_NAME, CONFIG_HASH_ANNOTATION, CONTAINER_NAME,
-    METRICS_PORT, METRICS_PORT_NAME,
-};
+pub use deployment::{config_hash, deployment, CONFIG_HASH_ANNOTATION, CONTAINER_NAME};
 pub(crate) use env::security_settings;
 pub use env::{overridden_env, TLS_DIR};
 pub use network_policy::{admin_network_policy, OperatorPods};
 pub use pdb::pod_disruption_budget;
+pub use ports::{ADMIN_PORT, ADMIN_PORT_NAME, METRICS_PORT, METRICS_PORT_NAME};
 pub use secret::{admin_secret, admin_token_of, ADMIN_TOKEN_KEY};
 pub use service::metrics_service;
 

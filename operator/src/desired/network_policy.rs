@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millpond_crds::MillpondConsumer;
 
-use super::deployment::{ADMIN_PORT_NAME, METRICS_PORT_NAME};
+use super::ports::{ADMIN_PORT_NAME, METRICS_PORT_NAME};
 use super::{admin_network_policy_name, object_meta, selector_labels, BuildContext, Result};
 
 /// Label every namespace carries with its own name (set by the API server).

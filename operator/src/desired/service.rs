@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use millpond_crds::MillpondConsumer;
 
-use super::deployment::{METRICS_PORT, METRICS_PORT_NAME};
+use super::ports::{METRICS_PORT, METRICS_PORT_NAME};
 use super::{metrics_service_name, object_meta, selector_labels, BuildContext, Result};
 
 /// A headless Service over the consumer pods' metrics port. Headless because

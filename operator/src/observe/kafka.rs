@@ -641,51 +641,6 @@ pub fn uncommitted_starts(
     }
 }
 
-/// Checks the user's librdkafka properties (`spec.kafka.config`) the way
-/// librdkafka will when a pod starts: an unknown property or a value it
-/// refuses is reported now, as a spec error, instead of as pods that fail to
-/// start. No client is created.
-pub fn check_overrides(config: &BTreeMap<String, String>) -> Result<(), String> {
-    let mut client = ClientConfig::new();
-    for (key, value) in config {
-        client.set(key, value);
-    }
-    client
-        .create_native_config()
-        .map(drop)
-        .map_err(|e| format!("kafka.config: {e}"))
-}
-
-#[cfg(test)]
-mod override_tests {
-    use super::*;
-
-    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn librdkafka_judges_the_overrides() {
-        assert_eq!(
-            check_overrides(&props(&[
-                ("fetch.wait.max.ms", "100"),
-                ("auto.offset.reset", "earliest")
-            ])),
-            Ok(())
-        );
-        let unknown = check_overrides(&props(&[("fetch.wait.max.msec", "100")])).unwrap_err();
-        assert!(unknown.contains("fetch.wait.max.msec"), "{unknown}");
-        let bad = check_overrides(&props(&[("fetch.max.bytes", "lots")])).unwrap_err();
-        assert!(
-            bad.starts_with("kafka.config: ") && bad.contains("fetch.max.bytes"),
-            "{bad}"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

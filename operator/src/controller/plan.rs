@@ -1,13 +1,13 @@
 //! Step 3, decide (pure): the memory budget with every partition on one pod,
 //! then [`policy::decide`] on what was seen, giving the [`Plan`]: replicas,
-//! limits (a new generation only when they change) and the [`Decided`]
+//! limits (a new generation only when they change) and the [`LastDecision`]
 //! record to keep.
 
 use millpond_core::budget::{self, BudgetRequest};
 use millpond_crds::{CurrentLimits, Direction, MillpondConsumer};
 
-use super::decided::{limits_generation, Decided};
 use super::degraded::Degraded;
+use super::last_decision::{limits_generation, LastDecision};
 use super::seen::Seen;
 use super::validate::Validated;
 use millpond_policy::{self as policy, Observation, PartitionObservation, PolicySpec, TunedLimits};
@@ -30,7 +30,7 @@ pub struct Plan {
     /// The highest mean buffer fullness among the scraped pods.
     pub buffer_fullness: Option<f64>,
     /// What to keep for the next decision.
-    pub decided: Decided,
+    pub decided: LastDecision,
 }
 
 /// The policy's knobs for `mpc` on a topic of `partitions`, or why its
@@ -62,11 +62,11 @@ pub fn policy_spec(
 
 /// Decides for `mpc` from `seen`, resuming from `last` (`from` replicas),
 /// at `now_ms`.
-pub fn decide(
+pub fn plan(
     mpc: &MillpondConsumer,
     spec: &PolicySpec,
     seen: &Seen,
-    last: &Decided,
+    last: &LastDecision,
     from: u32,
     now_ms: u64,
 ) -> Plan {
@@ -107,7 +107,7 @@ pub fn decide(
             std::cmp::Ordering::Less => Direction::Down,
             std::cmp::Ordering::Equal => Direction::Hold,
         },
-        decided: Decided {
+        decided: LastDecision {
             policy: state,
             replicas: Some(replicas),
             limits: Some(limits.clone()),
@@ -199,7 +199,14 @@ mod tests {
     fn the_first_decision_starts_the_limits_at_generation_one_and_holds_from_min_replicas() {
         let m = mpc(MINIMAL);
         let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
-        let plan = decide(&m, &spec, &seen(4, 0), &Decided::default(), 1, 1_000_000);
+        let plan = plan(
+            &m,
+            &spec,
+            &seen(4, 0),
+            &LastDecision::default(),
+            1,
+            1_000_000,
+        );
         assert_eq!((plan.from, plan.replicas), (1, 1));
         assert_eq!(plan.direction, Direction::Hold);
         assert_eq!(plan.limits.generation, 1);
@@ -217,7 +224,14 @@ mod tests {
                 &format!("  {replicas}autoscaling: {{paused: true}}\n  sink:\n"),
             );
             let spec = policy_spec(&m, &validate(&m).unwrap(), 4).unwrap();
-            let plan = decide(&m, &spec, &seen(4, 8_000), &Decided::default(), from, 1);
+            let plan = plan(
+                &m,
+                &spec,
+                &seen(4, 8_000),
+                &LastDecision::default(),
+                from,
+                1,
+            );
             (plan.replicas, plan.decision.reason)
         };
         let (replicas, reason) = decided("replicas: 0\n  ", 1);

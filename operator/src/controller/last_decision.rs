@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use millpond_policy::PolicyState;
 
-/// Annotation on the Deployment holding the [`Decided`] record.
+/// Annotation on the Deployment holding the [`LastDecision`] record.
 pub const STATE_ANNOTATION: &str = "millpond.io/policy-state";
 
 /// A reconciliation within this share of the interval after a decision is
@@ -24,7 +24,7 @@ const EARLY_SHARE: f64 = 0.9;
 /// The last decision and the policy's memory.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Decided {
+pub struct LastDecision {
     /// The policy's state after the decision.
     #[serde(flatten)]
     pub policy: PolicyState,
@@ -39,7 +39,7 @@ pub struct Decided {
     pub spec_generation: Option<i64>,
 }
 
-impl Decided {
+impl LastDecision {
     /// Reads the annotation; a missing or unreadable one is no decision yet.
     pub fn parse(annotation: Option<&String>) -> Self {
         annotation
@@ -65,7 +65,7 @@ impl Decided {
     /// window the policy takes over it (with the new recommendation, which
     /// it always holds) gives the same demand however many it keeps, so a
     /// steady consumer's record does not change as its window fills.
-    pub fn timeless(&self) -> Decided {
+    pub fn timeless(&self) -> LastDecision {
         let mut d = self.clone();
         d.policy.at_ms = None;
         for r in &mut d.policy.recommendations {
@@ -124,8 +124,8 @@ mod tests {
         }
     }
 
-    fn decided_at(at_ms: u64) -> Decided {
-        Decided {
+    fn decided_at(at_ms: u64) -> LastDecision {
+        LastDecision {
             policy: PolicyState {
                 at_ms: Some(at_ms),
                 ..PolicyState::default()
@@ -153,8 +153,8 @@ mod tests {
     #[test]
     fn a_spec_change_or_no_decision_yet_decides_at_once() {
         assert!(decided_at(100_000).due(100_400, 5_000, Some(3)));
-        assert!(Decided::default().due(0, 5_000, Some(1)));
-        let no_limits = Decided {
+        assert!(LastDecision::default().due(0, 5_000, Some(1)));
+        let no_limits = LastDecision {
             limits: None,
             ..decided_at(100_000)
         };
@@ -167,13 +167,13 @@ mod tests {
     fn the_annotation_round_trips_and_reads_the_older_policy_only_form() {
         let d = decided_at(7);
         let text = serde_json::to_string(&d).unwrap();
-        assert_eq!(Decided::parse(Some(&text)), d);
+        assert_eq!(LastDecision::parse(Some(&text)), d);
         let older = r#"{"atMs":5,"partitions":[],"recommendations":[]}"#.to_string();
-        let read = Decided::parse(Some(&older));
+        let read = LastDecision::parse(Some(&older));
         assert_eq!((read.policy.at_ms, read.replicas), (Some(5), None));
         assert_eq!(
-            Decided::parse(Some(&"{not json".to_string())),
-            Decided::default()
+            LastDecision::parse(Some(&"{not json".to_string())),
+            LastDecision::default()
         );
     }
 
