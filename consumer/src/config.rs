@@ -15,7 +15,7 @@ use crate::sink::{Backoff, CatalogSettings, HttpOptions, Sink};
 use crate::{Error, Result};
 
 /// Bounded Kafka consumer: bounded prefetch, adaptive batches, at-least-once
-/// delivery to a file or HTTP sink, limits that change while it runs.
+/// delivery to a file, HTTP, S3 or Iceberg sink, limits that change while it runs.
 ///
 /// Every flag can also be set by the environment variable shown beside it.
 /// Sizes accept Kubernetes quantities (`512Ki`, `64Mi`, `1Gi`, `100M`).
