@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 
 use super::cache;
 use super::last_decision::{LastDecision, STATE_ANNOTATION};
+use super::validate::Validated;
 use super::{remembered_of, Context, Error, ADMIN_PORT, FIELD_MANAGER};
 use crate::desired::{self, BuildContext};
 
@@ -39,18 +40,19 @@ use crate::desired::{self, BuildContext};
 /// `limits` and the `decided` record; returns the admin token.
 pub async fn owned(
     ctx: &Context,
-    mpc: &MillpondConsumer,
+    valid: &Validated<'_>,
     replicas: u32,
     limits: &CurrentLimits,
     decided: &LastDecision,
 ) -> Result<String, Error> {
+    let mpc = valid.mpc();
     let ns = mpc.namespace().unwrap_or_default();
     let token = admin_token(ctx, mpc).await?;
     let build = BuildContext {
         operator_pods: ctx.settings.operator_pods.clone(),
         ..BuildContext::new(ctx.settings.consumer_image.clone(), token.clone())
     };
-    let mut want = desired::objects(mpc, &build, replicas as i32, limits)?;
+    let mut want = desired::objects(valid, &build, replicas as i32, limits)?;
     let (record, secret_applied) = {
         let mut remembered = ctx.remembered.lock().await;
         let mem = remembered_of(&mut remembered, mpc);

@@ -53,6 +53,7 @@ pub use last_decision::STATE_ANNOTATION;
 
 use cache::Cache;
 use last_decision::LastDecision;
+use validate::Validated;
 
 /// The one field manager of every object the operator writes.
 pub const FIELD_MANAGER: &str = "millpond-operator";
@@ -267,7 +268,7 @@ async fn steps(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Stop> {
     let now = Timestamp::now();
     let now_ms = now.as_millisecond() as u64;
     if !last.due(now_ms, interval_ms, mpc.metadata.generation) {
-        keep(ctx, mpc, &last).await?;
+        keep(ctx, &valid, &last).await?;
         let due_in = last.due_in(now_ms, interval_ms).max(100);
         return Ok(Action::requeue(Duration::from_millis(due_in)));
     }
@@ -275,7 +276,7 @@ async fn steps(mpc: &MillpondConsumer, ctx: &Context) -> Result<Action, Stop> {
     let seen = seen::observe(ctx, mpc, &format!("keeping {from} replicas")).await?;
     let spec = plan::policy_spec(mpc, &valid, seen.partitions())?;
     let plan = plan::plan(mpc, &spec, &seen, &last, from, now_ms);
-    let token = apply::owned(ctx, mpc, plan.replicas, &plan.limits, &plan.decided).await?;
+    let token = apply::owned(ctx, &valid, plan.replicas, &plan.limits, &plan.decided).await?;
     let pods_behind = push_limits(ctx, &seen, &plan, &token).await;
     let old = mpc.status.clone().unwrap_or_default();
     let ready = ready_replicas(ctx, mpc);
@@ -304,9 +305,10 @@ async fn report(mpc: &MillpondConsumer, ctx: &Context, why: Degraded) -> Result<
     let now = Time(Timestamp::now());
     let status = status::degraded(&old, &why, mpc.metadata.generation, &now);
     apply::status(ctx, mpc, &old, &status).await?;
-    if why.keeps_objects() {
+    // Only reasons that leave the spec valid keep the objects.
+    if let (true, Ok(valid)) = (why.keeps_objects(), validate::validate(mpc)) {
         let last = last_decided(ctx, mpc).await?;
-        keep(ctx, mpc, &last).await?;
+        keep(ctx, &valid, &last).await?;
     }
     Ok(why.action(ctx.settings.interval))
 }
@@ -358,12 +360,13 @@ fn ready_replicas(ctx: &Context, mpc: &MillpondConsumer) -> i32 {
 
 /// Between two intervals: the owned objects as last decided, and the pod
 /// counts in the status; no observation, no decision.
-async fn keep(ctx: &Context, mpc: &MillpondConsumer, last: &LastDecision) -> Result<(), Error> {
+async fn keep(ctx: &Context, valid: &Validated<'_>, last: &LastDecision) -> Result<(), Error> {
+    let mpc = valid.mpc();
     let (Some(decided_replicas), Some(limits)) = (last.replicas, &last.limits) else {
         return Ok(());
     };
     let replicas = paused_replicas(mpc, None).unwrap_or(decided_replicas);
-    apply::owned(ctx, mpc, replicas, limits, last).await?;
+    apply::owned(ctx, valid, replicas, limits, last).await?;
     let old = mpc.status.clone().unwrap_or_default();
     let counted = status::counted(&old, replicas, ready_replicas(ctx, mpc));
     apply::status(ctx, mpc, &old, &counted).await

@@ -11,9 +11,12 @@ use rdkafka::config::ClientConfig;
 
 use super::degraded::Degraded;
 
-/// What the later steps read from a spec that passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validated {
+/// A consumer whose spec passed, and what the later steps read from it.
+/// Only [`validate`] makes one, so a step that takes it (the desired
+/// objects) need not check the spec again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Validated<'a> {
+    mpc: &'a MillpondConsumer,
     /// `resources.memory`, bytes.
     pub memory: u64,
     /// The overrides of `queued.max.messages.kbytes`, `fetch.max.bytes` and
@@ -23,8 +26,15 @@ pub struct Validated {
     pub max_partition_fetch_bytes: Option<u64>,
 }
 
+impl<'a> Validated<'a> {
+    /// The consumer that passed.
+    pub fn mpc(&self) -> &'a MillpondConsumer {
+        self.mpc
+    }
+}
+
 /// Checks `mpc`'s spec; a refusal says what to fix.
-pub fn validate(mpc: &MillpondConsumer) -> Result<Validated, Degraded> {
+pub fn validate(mpc: &MillpondConsumer) -> Result<Validated<'_>, Degraded> {
     let spec = &mpc.spec;
     spec.validate()
         .map_err(|e| Degraded::spec(e.degraded_reason(), e.to_string()))?;
@@ -39,6 +49,7 @@ pub fn validate(mpc: &MillpondConsumer) -> Result<Validated, Degraded> {
         .memory_bytes()
         .map_err(|e| Degraded::spec(reason::INVALID_SPEC, e.to_string()))?;
     Ok(Validated {
+        mpc,
         memory,
         queued_max_messages_kbytes: numeric("queued.max.messages.kbytes")?,
         fetch_max_bytes: numeric("fetch.max.bytes")?,
@@ -66,9 +77,47 @@ mod tests {
     use super::*;
     use crate::desired::fixtures::{edit, mpc, MINIMAL};
 
+    /// The reason and message of `mpc`'s refusal.
+    fn refusal(mpc: &MillpondConsumer) -> (&'static str, String) {
+        let why = validate(mpc).expect_err("refused");
+        (why.reason(), why.to_string())
+    }
+
+    #[test]
+    fn an_unusable_memory_quantity_is_refused_naming_the_field() {
+        let m = edit(MINIMAL, "spec:\n", "spec:\n  resources: {memory: 256m}\n");
+        let (reason, message) = refusal(&m);
+        assert_eq!(reason, "InvalidSpec");
+        assert!(message.contains("resources.memory: `256m`"), "{message}");
+    }
+
+    #[test]
+    fn a_file_sink_off_the_volumes_is_refused_with_its_own_reason() {
+        let m = edit(MINIMAL, "file:///data/orders", "file:///tmp/orders");
+        let (reason, message) = refusal(&m);
+        assert_eq!(reason, "SinkNotOnVolume");
+        assert!(
+            message.contains("add spec.template.volumes with a mountPath of /tmp/orders"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_refused_property_is_reported_with_the_api_servers_words() {
+        let m = edit(
+            MINIMAL,
+            "topic: orders",
+            "topic: orders\n    config: {enable.auto.commit: 'true'}",
+        );
+        let (reason, message) = refusal(&m);
+        assert_eq!(reason, "InvalidSpec");
+        assert!(message.contains("at-least-once"), "{message}");
+    }
+
     #[test]
     fn a_valid_spec_gives_its_memory_and_overrides() {
-        let v = validate(&mpc(MINIMAL)).expect("valid");
+        let minimal = mpc(MINIMAL);
+        let v = validate(&minimal).expect("valid");
         assert!(v.memory > 0);
         let with = edit(
             MINIMAL,

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 use millpond_crds::{CurrentLimits, MillpondConsumer};
 
 use super::BuildContext;
+use crate::controller::validate::{validate, Validated};
 
 pub const UID: &str = "6b1c4a7e-0f43-4d5e-9c1a-2f1f6f1b2a11";
 pub const TOKEN: &str = "admin-token-7f3a9c";
@@ -101,6 +102,12 @@ pub fn mpc(yaml: &str) -> MillpondConsumer {
 pub fn edit(yaml: &str, from: &str, to: &str) -> MillpondConsumer {
     assert!(yaml.contains(from), "fixture has no `{from}`");
     mpc(&yaml.replacen(from, to, 1))
+}
+
+/// `mpc` as the reconcile's first step passes it on; panics with the
+/// refusal when the fixture's spec is not valid.
+pub fn valid(mpc: &MillpondConsumer) -> Validated<'_> {
+    validate(mpc).unwrap_or_else(|e| panic!("the fixture's spec is refused: {e}"))
 }
 
 pub fn ctx() -> BuildContext {

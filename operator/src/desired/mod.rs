@@ -70,6 +70,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 use millpond_crds::{CurrentLimits, MillpondConsumer};
 
+use crate::controller::validate::Validated;
+
 pub use config_map::{limits_config_map, limits_env, LIMIT_KEYS};
 pub use deployment::{config_hash, deployment, CONFIG_HASH_ANNOTATION, CONTAINER_NAME};
 pub(crate) use env::security_settings;
@@ -267,16 +269,17 @@ pub struct Desired {
 /// Builds every object of `mpc` with `replicas` pods and the current
 /// `limits`.
 pub fn objects(
-    mpc: &MillpondConsumer,
+    valid: &Validated,
     ctx: &BuildContext,
     replicas: i32,
     limits: &CurrentLimits,
 ) -> Result<Desired> {
+    let mpc = valid.mpc();
     Ok(Desired {
         admin_secret: admin_secret(mpc, ctx)?,
         limits: limits_config_map(mpc, ctx, limits)?,
         metrics_service: metrics_service(mpc, ctx)?,
-        deployment: deployment(mpc, ctx, replicas)?,
+        deployment: deployment(valid, ctx, replicas)?,
         pdb: pod_disruption_budget(mpc, ctx)?,
         admin_network_policy: admin_network_policy(mpc, ctx)?,
     })
@@ -385,7 +388,7 @@ mod tests {
     #[test]
     fn every_object_is_owned_by_the_consumer_and_lives_in_its_namespace() {
         let mpc = mpc(MINIMAL);
-        let d = objects(&mpc, &ctx(), 2, &limits()).unwrap();
+        let d = objects(&valid(&mpc), &ctx(), 2, &limits()).unwrap();
         let metas = [
             &d.admin_secret.metadata,
             &d.limits.metadata,
@@ -423,7 +426,7 @@ mod tests {
     fn a_consumer_not_read_from_the_api_server_is_refused() {
         let mut mpc = mpc(MINIMAL);
         mpc.metadata.uid = None;
-        let err = deployment(&mpc, &ctx(), 1).unwrap_err();
+        let err = deployment(&valid(&mpc), &ctx(), 1).unwrap_err();
         assert_eq!(err, Error::MissingMetadata { field: "uid" });
         assert_eq!(err.metric_label(), "metadata");
         mpc.metadata.namespace = None;
