@@ -1,6 +1,7 @@
 //! What the scenarios of every test target here share (each target uses a
 //! part, hence `dead_code` allowed): the operator installed once with `helm upgrade
-//! --install` (as a user installs it), a namespace of its own for each
+//! --install` (as a user installs it), or only its CRD applied
+//! ([`Scenario::without_operator`]), a namespace of its own for each
 //! scenario (deleted at the end, also when the scenario fails, after
 //! printing what was in it), and the few ways a scenario looks at the
 //! cluster, the sink and Kafka.
@@ -53,7 +54,7 @@ const MANAGER: &str = "millpond-e2e";
 const POLL: Duration = Duration::from_millis(500);
 
 /// The repository's root (charts and CRD are read from there).
-fn repo() -> PathBuf {
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("e2e/ has a parent")
@@ -82,7 +83,17 @@ async fn client() -> Client {
 
 // ------------------------------------------------------------ the operator
 
+static CRD_APPLIED: OnceCell<Result<(), String>> = OnceCell::const_new();
 static INSTALLED: OnceCell<Result<(), String>> = OnceCell::const_new();
+
+/// The CRD applied from `crds/` and Established, once for all scenarios of
+/// this run; a failure fails every scenario with its message.
+pub async fn crd_applied() {
+    require_stack();
+    if let Err(e) = CRD_APPLIED.get_or_init(apply_crd).await {
+        panic!("applying the CRD failed: {e}");
+    }
+}
 
 /// The CRD applied from `crds/` and the chart installed, once for all
 /// scenarios of this run; a failure fails every scenario with its message.
@@ -93,10 +104,9 @@ async fn operator_installed() {
     }
 }
 
-/// `kubectl apply -f crds/` and `helm upgrade --install` of the chart, the
-/// operator deciding every [`INTERVAL_SECONDS`]; done when both replicas
-/// are ready and one holds the leader lease.
-async fn install_operator() -> Result<(), String> {
+/// `kubectl apply -f crds/` (server-side); done when the API server has
+/// Established the CRD.
+async fn apply_crd() -> Result<(), String> {
     let client = client().await;
     let file = repo().join("crds/millpondconsumer.yaml");
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -118,6 +128,15 @@ async fn install_operator() -> Result<(), String> {
     .await
     .map_err(|_| format!("the CRD {name} was not Established within 60 s"))?
     .map_err(|e| format!("watching the CRD {name}: {e}"))?;
+    Ok(())
+}
+
+/// The CRD applied ([`crd_applied`]) and `helm upgrade --install` of the
+/// chart, the operator deciding every [`INTERVAL_SECONDS`]; done when both
+/// replicas are ready and one holds the leader lease.
+async fn install_operator() -> Result<(), String> {
+    CRD_APPLIED.get_or_init(apply_crd).await.clone()?;
+    let client = client().await;
 
     // Another operator running every namespace would act on the scenarios'
     // consumers too.
@@ -316,6 +335,14 @@ impl Scenario {
         require_stack();
         operator_installed().await;
         let turn = Turn::Alone(CLUSTER.write().await);
+        Scenario::start(slug, turn).await
+    }
+
+    /// A scenario of the API alone: the CRD applied and a namespace; the
+    /// operator is not installed.
+    pub async fn without_operator(slug: &str) -> Scenario {
+        crd_applied().await;
+        let turn = Turn::Shared(CLUSTER.read().await);
         Scenario::start(slug, turn).await
     }
 
