@@ -18,7 +18,7 @@
 //!    average); an idle pod only shows a lower bound, and the pods may then
 //!    run [`PROBE_HEADROOM`] above it before more are added;
 //! 4. where the pods are limited, from buffer fullness, in-flight writes and
-//!    lag ([`limited`]): sink-bound, consume-bound, idle or keeping up;
+//!    lag ([`bottleneck`]): sink-bound, consume-bound, idle or keeping up;
 //! 5. the limits are tuned for that ([`tune`]): sink-bound pods get more
 //!    in-flight writes and larger flushes, consume-bound pods no larger
 //!    flushes, idle pods give permits back;
@@ -36,9 +36,9 @@
 //! The crate depends on the API types (`millpond-crds`) and the memory
 //! budget (`millpond-core`) only: no clock, no cluster, no Kafka.
 
+pub mod bottleneck;
 mod capacity;
 mod demand;
-pub mod limited;
 mod model;
 pub mod observed;
 pub mod outage;
@@ -47,7 +47,7 @@ pub mod sizing;
 pub mod tune;
 mod words;
 
-pub use limited::{Limit, Signals};
+pub use bottleneck::{Bottleneck, Signals};
 pub use model::{
     Decision, FailingPod, HotPartition, LagSummary, Observation, PartitionObservation,
     PartitionTrack, PodSample, PolicySpec, PolicyState, Recommendation, SinkDown, TuneBounds,
@@ -72,14 +72,14 @@ pub fn decide(
         .filter(|&t| now_ms > t)
         .map(|t| (now_ms - t) as f64 / 1e3);
     let seen = observed::partitions(spec, obs, prev, dt, now_ms);
-    let busy = limited::busy_pods(obs, &seen, dt);
+    let busy = bottleneck::busy_pods(obs, &seen, dt);
     // An outage, and the interval it ends in, show nothing of capacity.
     let (capacity, measured) = if outage::of(obs).is_some() || prev.sink_was_down {
         (prev.capacity_per_pod, prev.capacity_measured)
     } else {
         capacity::learn(obs, prev, &busy)
     };
-    let signals = limited::classify(obs, &busy, dt, seen.healthy_lag_rate, capacity);
+    let signals = bottleneck::classify(obs, &busy, dt, seen.healthy_lag_rate, capacity);
     let d = demand::of(spec, obs, prev, &seen, capacity, measured);
     let tuned = if prev.sink_was_down {
         tune::held(spec, obs, &prev.tune)
@@ -98,7 +98,7 @@ pub fn decide(
         last_scale_up_ms: prev.last_scale_up_ms,
         last_scale_ms: prev.last_scale_ms,
         tune: TuneState::default(),
-        sink_was_down: signals.limit == Limit::SinkDown,
+        sink_was_down: signals.bottleneck == Bottleneck::SinkDown,
     };
     let input = replicas::Input::of(obs, &seen, &d, &signals, &tuned);
     let choice = replicas::choose(spec, &state, now_ms, &input);

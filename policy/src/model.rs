@@ -6,7 +6,7 @@ use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_crds::{AutoscalingSpec, AutotuneSpec, Direction, LimitsSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::limited::Signals;
+use crate::bottleneck::Signals;
 use crate::sizing::{self, Demand};
 use crate::tune::{self, TuneState};
 
@@ -393,7 +393,7 @@ pub struct Decision {
     pub at_max: bool,
     /// Autoscaling is paused.
     pub paused: bool,
-    /// Where the pods are limited, with the figures that say so.
+    /// The bottleneck of the pods, with the figures that say so.
     pub limited: Signals,
     /// Partitions that alone need more than one pod (more pods cannot drain
     /// them faster), busiest first.

@@ -29,7 +29,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::limited::{FULL_BUFFER, SATURATED_IN_FLIGHT};
+use crate::bottleneck::{FULL_BUFFER, SATURATED_IN_FLIGHT};
 use crate::model::{
     LagSummary, Observation, PartitionObservation, PartitionTrack, PolicySpec, PolicyState,
 };

@@ -26,8 +26,8 @@
 
 use millpond_crds::Direction;
 
+use crate::bottleneck::{Bottleneck, Signals};
 use crate::demand::Demands;
-use crate::limited::{Limit, Signals};
 use crate::model::{Observation, PartitionTrack, PolicySpec, PolicyState};
 use crate::observed::Seen;
 use crate::sizing::{self, Demand};
@@ -124,7 +124,7 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
         );
         return choice(lower, why);
     }
-    if input.limited.limit == Limit::SinkDown {
+    if input.limited.bottleneck == Bottleneck::SinkDown {
         return choice(current, format!("hold at {current}: more pods cannot help while the sink is down, and a rebalance would move partitions whose writes are being retried"));
     }
     let Some(cap) = input.capacity.filter(|c| *c > 0.0) else {
@@ -149,7 +149,7 @@ pub fn choose(spec: &PolicySpec, state: &PolicyState, now_ms: u64, input: &Input
             why += &format!(": {want} give the same {per_pod} partitions per pod");
         }
     }
-    let sink_bound = input.limited.limit == Limit::SinkBound;
+    let sink_bound = input.limited.bottleneck == Bottleneck::SinkBound;
     let step = Step {
         spec,
         state,

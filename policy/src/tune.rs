@@ -36,7 +36,7 @@ use millpond_core::budget::{BudgetPlan, MIN_FLUSH_BYTES};
 use millpond_core::quantity::format_bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::limited::{Limit, Signals, BACKPRESSURE_SHARE, SATURATED_IN_FLIGHT};
+use crate::bottleneck::{Bottleneck, Signals, BACKPRESSURE_SHARE, SATURATED_IN_FLIGHT};
 use crate::model::{Observation, PolicySpec, TuneBounds, TunedLimits};
 use crate::words::human;
 
@@ -275,7 +275,7 @@ pub fn tune(
     prev: &TuneState,
     limited: &Signals,
 ) -> Tuned {
-    if limited.limit == Limit::SinkDown {
+    if limited.bottleneck == Bottleneck::SinkDown {
         return held(spec, obs, prev);
     }
     let current = obs.limits;
@@ -317,7 +317,7 @@ pub fn tune(
     };
     let grew = step.limits.flush_bytes > start.flush_bytes
         || step.limits.max_in_flight > start.max_in_flight;
-    let sink_bound = limited.limit == Limit::SinkBound;
+    let sink_bound = limited.bottleneck == Bottleneck::SinkBound;
     if grew && sink_bound {
         state.grown_at_rate = Some(limited.rate);
     }
@@ -346,13 +346,14 @@ fn learn_reference(state: &mut TuneState, prev: &TuneState, flush_bytes: u64, se
 /// Why the last growth for sink-bound pods did not help, if it did not.
 fn stalled(prev: &TuneState, limited: &Signals) -> Option<String> {
     let before = prev.grown_at_rate?;
-    (limited.limit == Limit::SinkBound && limited.rate < before * (1.0 + TUNE_HELPS)).then(|| {
-        format!(
-            "the last tuning step did not raise the pods' rate ({}/s → {}/s)",
-            human(before),
-            human(limited.rate)
-        )
-    })
+    (limited.bottleneck == Bottleneck::SinkBound && limited.rate < before * (1.0 + TUNE_HELPS))
+        .then(|| {
+            format!(
+                "the last tuning step did not raise the pods' rate ({}/s → {}/s)",
+                human(before),
+                human(limited.rate)
+            )
+        })
 }
 
 /// Both limits halved: the sink struggles.
@@ -394,7 +395,8 @@ fn cut(
             ..TuneState::default()
         },
         growing: false,
-        spent: (limited.limit == Limit::SinkBound).then(|| format!("{cause}: limits cut")),
+        spent: (limited.bottleneck == Bottleneck::SinkBound)
+            .then(|| format!("{cause}: limits cut")),
     }
 }
 
@@ -417,26 +419,26 @@ fn grow(
         why: Some(format!("{why}: {}", changes(start, next))),
         blocked: None,
     };
-    let next = match limited.limit {
-        Limit::SinkBound if !flat => {
+    let next = match limited.bottleneck {
+        Bottleneck::SinkBound if !flat => {
             let why = format!(
                 "sink latency not flat ({:.0}ms)",
                 s.mean_flush_seconds * 1e3
             );
             return Step::none(start, Some(why));
         }
-        Limit::SinkBound => {
+        Bottleneck::SinkBound => {
             let next = sink_growth(start, bounds, budget, size_triggered);
             if next == start {
                 return Step::none(start, Some(at_bounds(start, bounds, budget)));
             }
             return changed(next, format!("{}, {latency}", limited.describe()));
         }
-        Limit::Idle => return give_back(start, bounds, limited, resting),
+        Bottleneck::Idle => return give_back(start, bounds, limited, resting),
         // Consume-bound pods get a permit only when they really wait for one.
-        Limit::ConsumeBound if !waiting => None,
+        Bottleneck::ConsumeBound if !waiting => None,
         _ if pressured && flat => one_permit_more(start, bounds, budget),
-        Limit::KeepingUp | Limit::Unknown
+        Bottleneck::KeepingUp | Bottleneck::Unknown
             if flat && size_triggered && !pressured && s.saturation >= KEEP_UP_SATURATION =>
         {
             let ceiling = flush_ceiling(bounds, budget, start.max_in_flight);

@@ -1,8 +1,8 @@
 //! The policy's figures and reasons in words: `12.5k`, `partition 0 needs 1.6
 //! pods`, `lag 5k, produce 1.2k/s, capacity 900/s per pod`.
 
+use crate::bottleneck::{Bottleneck, Signals};
 use crate::demand::Demands;
-use crate::limited::{Limit, Signals};
 use crate::model::{FailingPod, HotPartition, Observation, PolicyState, PROBE_HEADROOM};
 use crate::observed;
 use crate::replicas::Choice;
@@ -59,7 +59,7 @@ fn waiting_words(seen: &observed::Seen, failing: &[FailingPod]) -> String {
 
 /// Why the limits stayed, when the sink's outage kept them.
 fn outage_words(signals: &Signals, prev: &PolicyState) -> &'static str {
-    if signals.limit == Limit::SinkDown {
+    if signals.bottleneck == Bottleneck::SinkDown {
         "; limits held: the sink's errors and latency say nothing of what it can take while it is down"
     } else if prev.sink_was_down {
         "; limits held this interval: the sink came back during it"

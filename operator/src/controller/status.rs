@@ -46,7 +46,7 @@ pub fn after_decision(
         partitions: Some(seen.partitions() as i32),
         lag: Some(lag_status(&decision.lag)),
         buffer_fullness: plan.buffer_fullness,
-        limited_by: Some(decision.limited.limit.as_str().to_string()),
+        limited_by: Some(decision.limited.bottleneck.as_str().to_string()),
         hot_partitions: decision
             .hot_partitions
             .iter()

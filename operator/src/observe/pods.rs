@@ -303,7 +303,8 @@ millpond_partition_lag{partition="1"} 0
             pods: vec![sample.clone()],
             ..Default::default()
         };
-        let signals = policy::limited::classify(&obs, &[true], Some(RECORDED_INTERVAL), None, None);
+        let signals =
+            policy::bottleneck::classify(&obs, &[true], Some(RECORDED_INTERVAL), None, None);
         (sample, signals)
     }
 
@@ -319,8 +320,8 @@ millpond_partition_lag{partition="1"} 0
             sample.buffer_fullness
         );
         assert_eq!(
-            signals.limit,
-            policy::Limit::SinkBound,
+            signals.bottleneck,
+            policy::Bottleneck::SinkBound,
             "{}",
             signals.describe()
         );
@@ -337,8 +338,8 @@ millpond_partition_lag{partition="1"} 0
             down.error
         );
         assert_eq!(
-            signals.limit,
-            policy::Limit::SinkDown,
+            signals.bottleneck,
+            policy::Bottleneck::SinkDown,
             "{}",
             signals.describe()
         );

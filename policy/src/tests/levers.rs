@@ -42,7 +42,7 @@ fn sink_bound_pods_are_tuned_before_more_pods_are_added() {
     let s = spec();
     // Buffers full, both permits busy: the sink holds the pods back.
     let d = behind(&s, s.start_limits, &pod(4_000.0, 1.0, 1.0, 0.4, 1.0));
-    assert_eq!(d.limited.limit, Limit::SinkBound);
+    assert_eq!(d.limited.bottleneck, Bottleneck::SinkBound);
     assert_eq!(d.replicas, 2, "{}", d.reason);
     assert_reason(&d, "sink-bound: buffer 1.0× full, 2/2 writes busy, lag growing 24k/s: 3 partitions per pod to keep up and drain within 300s: 4 pods; hold at 2: tuning first, the limits grow");
     assert_eq!(d.limits.max_in_flight, 3);
@@ -67,7 +67,7 @@ fn sink_bound_pods_get_more_pods_once_tuning_is_at_its_bounds() {
     };
     let s = spec_with(AutoscalingSpec::default(), at_bounds);
     let d = behind(&s, s.start_limits, &pod(4_000.0, 1.0, 1.0, 0.4, 1.0));
-    assert_eq!(d.limited.limit, Limit::SinkBound);
+    assert_eq!(d.limited.bottleneck, Bottleneck::SinkBound);
     assert_eq!(d.limits, s.start_limits);
     assert_eq!(d.replicas, 4, "{}", d.reason);
     assert_reason(&d, "tuning is at its bounds (maxInFlight 2 of 2, flushBytes 512.0Ki of 512.0Ki allowed), so more pods; up 2 → 4");
@@ -79,7 +79,7 @@ fn consume_bound_pods_get_more_pods_not_larger_flushes() {
     // Size-triggered flushes but the buffer never sits full, nothing waits
     // for a permit, and the lag grows: the pods cannot pull faster.
     let d = behind(&s, s.start_limits, &pod(4_000.0, 0.3, 0.3, 0.0, 1.0));
-    assert_eq!(d.limited.limit, Limit::ConsumeBound);
+    assert_eq!(d.limited.bottleneck, Bottleneck::ConsumeBound);
     assert_eq!(d.limits, s.start_limits, "{:?}", d.tuning);
     assert_eq!(d.tuning, None);
     assert_eq!(d.replicas, 4, "{}", d.reason);
@@ -105,7 +105,7 @@ fn idle_pods_give_pods_and_permits_back() {
         &pod(150.0, 0.1, 0.05, 0.0, 0.0),
         4_000.0,
     );
-    assert_eq!(d.limited.limit, Limit::Idle);
+    assert_eq!(d.limited.bottleneck, Bottleneck::Idle);
     assert_eq!(d.replicas, 3, "{}", d.reason);
     assert_reason(&d, "idle: buffer 0.1× full, no backlog, 0.2/4 writes busy");
     assert_eq!(d.limits.max_in_flight, 3, "{:?}", d.tuning);
@@ -127,7 +127,7 @@ fn pods_that_keep_up_hold() {
         &pod(3_000.0, 0.5, 0.6, 0.0, 1.0),
         4_000.0,
     );
-    assert_eq!(d.limited.limit, Limit::KeepingUp);
+    assert_eq!(d.limited.bottleneck, Bottleneck::KeepingUp);
     assert_eq!(d.replicas, 4, "{}", d.reason);
     assert_reason(&d, "keeping up: buffer 0.5× full");
 }

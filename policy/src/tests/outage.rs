@@ -20,7 +20,7 @@ fn a_sink_down_holds_replicas_and_limits_and_scaling_resumes_once_it_is_back() {
     for i in 1..=4 {
         b.sink_down = down(15.0 * i as f64);
         let d = b.tick(2_000.0, 1_000.0, &[]);
-        assert_eq!(d.limited.limit, Limit::SinkDown, "{}", d.reason);
+        assert_eq!(d.limited.bottleneck, Bottleneck::SinkDown, "{}", d.reason);
         assert_eq!(d.replicas, replicas, "{}", d.reason);
         assert_eq!(d.limits, limits, "{}", d.reason);
         assert_reason(&d, "more pods cannot help while the sink is down");

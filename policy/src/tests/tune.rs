@@ -35,10 +35,14 @@ fn tune_obs(
 
 /// Pods limited as `limit` says, at `rate` records/s, with `busy_permits`
 /// of `obs.limits.max_in_flight` in use.
-fn signals(obs: &Observation, limit: Limit, rate: f64, busy_permits: f64) -> Signals {
+fn signals(obs: &Observation, limit: Bottleneck, rate: f64, busy_permits: f64) -> Signals {
     Signals {
-        limit,
-        fullness: if limit == Limit::SinkBound { 1.0 } else { 0.3 },
+        bottleneck: limit,
+        fullness: if limit == Bottleneck::SinkBound {
+            1.0
+        } else {
+            0.3
+        },
         busy_permits,
         permits: obs.limits.max_in_flight,
         rate,
@@ -47,7 +51,7 @@ fn signals(obs: &Observation, limit: Limit, rate: f64, busy_permits: f64) -> Sig
     }
 }
 
-fn step(spec: &PolicySpec, obs: &Observation, prev: &TuneState, limit: Limit) -> Tuned {
+fn step(spec: &PolicySpec, obs: &Observation, prev: &TuneState, limit: Bottleneck) -> Tuned {
     let busy = obs.limits.max_in_flight as f64;
     tune::tune(
         spec,
@@ -66,7 +70,7 @@ fn sink_bound_pods_get_more_permits_and_larger_flushes_while_latency_stays_flat(
         &s,
         &tune_obs(start, 0.2, 0.4, 0.9, 0),
         &TuneState::default(),
-        Limit::SinkBound,
+        Bottleneck::SinkBound,
     );
     assert_eq!(
         t.limits.max_in_flight,
@@ -95,14 +99,14 @@ fn consume_bound_pods_get_no_larger_flushes() {
     // Size-triggered flushes, flat latency, nothing waits: keeping up grows
     // flushes (fewer writes), consume-bound does not.
     let obs = tune_obs(start, 0.2, 0.0, 0.9, 0);
-    let t = step(&s, &obs, &TuneState::default(), Limit::KeepingUp);
+    let t = step(&s, &obs, &TuneState::default(), Bottleneck::KeepingUp);
     assert_eq!(
         t.limits.flush_bytes,
         start.flush_bytes * 3 / 2,
         "{:?}",
         t.why
     );
-    let t = step(&s, &obs, &TuneState::default(), Limit::ConsumeBound);
+    let t = step(&s, &obs, &TuneState::default(), Bottleneck::ConsumeBound);
     assert_eq!(t.limits, start, "{:?}", t.why);
     assert!(!t.growing && t.spent.is_none());
 }
@@ -123,7 +127,7 @@ fn idle_pods_give_permits_back_down_to_the_starting_limits() {
             &obs,
             Some(15.0),
             &TuneState::default(),
-            &signals(&obs, Limit::Idle, 100.0, 0.4),
+            &signals(&obs, Bottleneck::Idle, 100.0, 0.4),
         );
         limits = t.limits;
         seen.push(limits.max_in_flight);
@@ -147,7 +151,7 @@ fn idle_pods_give_permits_back_down_to_the_starting_limits() {
         &obs,
         Some(15.0),
         &TuneState::default(),
-        &signals(&obs, Limit::Idle, 100.0, 3.5),
+        &signals(&obs, Bottleneck::Idle, 100.0, 3.5),
     );
     assert_eq!(t.limits, busy, "{:?}", t.why);
 }
@@ -170,7 +174,7 @@ fn sink_bound_pods_at_the_bounds_say_tuning_cannot_help() {
         &s,
         &tune_obs(at_bounds, 0.2, 0.6, 0.9, 0),
         &TuneState::default(),
-        Limit::SinkBound,
+        Bottleneck::SinkBound,
     );
     assert_eq!(t.limits, at_bounds);
     assert!(!t.growing);
@@ -191,7 +195,7 @@ fn sink_bound_pods_at_the_bounds_say_tuning_cannot_help() {
         &s,
         &tune_obs(s.start_limits, 0.27, 0.6, 0.9, 0),
         &prev,
-        Limit::SinkBound,
+        Bottleneck::SinkBound,
     );
     assert_eq!(t.limits, s.start_limits);
     assert!(t.spent.unwrap().contains("sink latency not flat"));
@@ -206,7 +210,7 @@ fn a_step_that_did_not_raise_the_rate_pauses_tuning_and_says_so() {
         &obs,
         Some(15.0),
         &TuneState::default(),
-        &signals(&obs, Limit::SinkBound, 1_000.0, 2.0),
+        &signals(&obs, Bottleneck::SinkBound, 1_000.0, 2.0),
     );
     assert!(first.growing);
     assert_eq!(first.state.grown_at_rate, Some(1_000.0));
@@ -217,7 +221,7 @@ fn a_step_that_did_not_raise_the_rate_pauses_tuning_and_says_so() {
         &obs,
         Some(15.0),
         &first.state,
-        &signals(&obs, Limit::SinkBound, 1_030.0, 3.0),
+        &signals(&obs, Bottleneck::SinkBound, 1_030.0, 3.0),
     );
     assert_eq!(second.limits, first.limits);
     assert!(!second.growing);
@@ -232,7 +236,7 @@ fn a_step_that_did_not_raise_the_rate_pauses_tuning_and_says_so() {
         &obs,
         Some(15.0),
         &first.state,
-        &signals(&obs, Limit::SinkBound, 1_500.0, 3.0),
+        &signals(&obs, Bottleneck::SinkBound, 1_500.0, 3.0),
     );
     assert!(helped.growing, "{:?}", helped.spent);
 }
@@ -249,7 +253,11 @@ fn rising_latency_or_errors_halve_both_limits() {
         reference_flush_bytes: Some(grown.flush_bytes),
         ..TuneState::default()
     };
-    for limit in [Limit::SinkBound, Limit::KeepingUp, Limit::Idle] {
+    for limit in [
+        Bottleneck::SinkBound,
+        Bottleneck::KeepingUp,
+        Bottleneck::Idle,
+    ] {
         let t = step(&s, &tune_obs(grown, 0.6, 0.0, 0.9, 0), &prev, limit);
         assert_eq!(t.limits.max_in_flight, 2, "{:?}", t.why);
         assert_eq!(t.limits.flush_bytes, 2 << 20, "{:?}", t.why);
@@ -263,7 +271,7 @@ fn rising_latency_or_errors_halve_both_limits() {
         &s,
         &tune_obs(grown, 0.2, 0.0, 0.9, 3),
         &prev,
-        Limit::SinkBound,
+        Bottleneck::SinkBound,
     );
     assert!(
         t.limits.max_in_flight < grown.max_in_flight && t.limits.flush_bytes < grown.flush_bytes
@@ -275,7 +283,7 @@ fn rising_latency_or_errors_halve_both_limits() {
         &s,
         &tune_obs(t.limits, 0.2, 0.6, 0.9, 0),
         &t.state,
-        Limit::SinkBound,
+        Bottleneck::SinkBound,
     );
     assert_eq!(held.limits, t.limits);
     assert!(held.spent.unwrap().contains("tuning paused"));
@@ -291,7 +299,7 @@ fn without_autotune_the_limits_stay() {
         },
     );
     let obs = tune_obs(s.start_limits, 0.2, 0.9, 0.9, 0);
-    let t = step(&s, &obs, &TuneState::default(), Limit::SinkBound);
+    let t = step(&s, &obs, &TuneState::default(), Bottleneck::SinkBound);
     assert_eq!((t.limits, t.why), (s.start_limits, None));
 }
 
@@ -309,10 +317,10 @@ fn tuning_stays_within_bounds_and_the_memory_budget() {
         ..AutotuneSpec::default()
     };
     let limits_by_draw = [
-        Limit::SinkBound,
-        Limit::ConsumeBound,
-        Limit::KeepingUp,
-        Limit::Idle,
+        Bottleneck::SinkBound,
+        Bottleneck::ConsumeBound,
+        Bottleneck::KeepingUp,
+        Bottleneck::Idle,
     ];
     for autotune in [AutotuneSpec::default(), tight] {
         let s = spec_with(AutoscalingSpec::default(), autotune);
@@ -367,7 +375,7 @@ fn limits_outside_the_budget_are_brought_back() {
         &s,
         &tune_obs(huge, 0.2, 0.0, 0.0, 0),
         &TuneState::default(),
-        Limit::KeepingUp,
+        Bottleneck::KeepingUp,
     );
     assert!(
         s.budget

@@ -57,7 +57,7 @@ const SIZE_TRIGGERED_SHARE: f64 = 0.5;
 
 /// Where the pods are limited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Limit {
+pub enum Bottleneck {
     /// No pod reported.
     #[default]
     Unknown,
@@ -73,28 +73,28 @@ pub enum Limit {
     SinkDown,
 }
 
-impl Limit {
+impl Bottleneck {
     /// The name shown in the status (`SinkBound`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
-            Limit::Unknown => "Unknown",
-            Limit::Idle => "Idle",
-            Limit::KeepingUp => "KeepingUp",
-            Limit::ConsumeBound => "ConsumeBound",
-            Limit::SinkBound => "SinkBound",
-            Limit::SinkDown => "SinkDown",
+            Bottleneck::Unknown => "Unknown",
+            Bottleneck::Idle => "Idle",
+            Bottleneck::KeepingUp => "KeepingUp",
+            Bottleneck::ConsumeBound => "ConsumeBound",
+            Bottleneck::SinkBound => "SinkBound",
+            Bottleneck::SinkDown => "SinkDown",
         }
     }
 
     /// The name in a reason (`sink-bound`, ...).
     pub fn words(self) -> &'static str {
         match self {
-            Limit::Unknown => "no pod reported",
-            Limit::Idle => "idle",
-            Limit::KeepingUp => "keeping up",
-            Limit::ConsumeBound => "consume-bound",
-            Limit::SinkBound => "sink-bound",
-            Limit::SinkDown => "sink down",
+            Bottleneck::Unknown => "no pod reported",
+            Bottleneck::Idle => "idle",
+            Bottleneck::KeepingUp => "keeping up",
+            Bottleneck::ConsumeBound => "consume-bound",
+            Bottleneck::SinkBound => "sink-bound",
+            Bottleneck::SinkDown => "sink down",
         }
     }
 }
@@ -103,7 +103,7 @@ impl Limit {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Signals {
     /// The verdict.
-    pub limit: Limit,
+    pub bottleneck: Bottleneck,
     /// Mean buffer fullness (buffered bytes / flushBytes) of the pods that decided.
     pub fullness: f64,
     /// Mean in-flight writes of those pods.
@@ -120,7 +120,7 @@ pub struct Signals {
     pub pods: usize,
     /// Change of the healthy partitions' lag, records/s (unknown on the first decision).
     pub lag_rate: Option<f64>,
-    /// The pods whose sink is down, when the verdict is [`Limit::SinkDown`].
+    /// The pods whose sink is down, when the verdict is [`Bottleneck::SinkDown`].
     pub outage: Option<SinkOutage>,
 }
 
@@ -135,20 +135,20 @@ impl Signals {
             Some(r) if r < -0.5 => format!(", lag falling {}/s", human(-r)),
             _ => String::new(),
         };
-        let figures = match self.limit {
-            Limit::Unknown => return self.limit.words().to_string(),
-            Limit::SinkDown => match &self.outage {
+        let figures = match self.bottleneck {
+            Bottleneck::Unknown => return self.bottleneck.words().to_string(),
+            Bottleneck::SinkDown => match &self.outage {
                 Some(outage) => outage.to_string(),
                 None => String::new(),
             },
-            Limit::SinkBound => format!("{buffer}, {writes}{lag}"),
-            Limit::ConsumeBound => {
+            Bottleneck::SinkBound => format!("{buffer}, {writes}{lag}"),
+            Bottleneck::ConsumeBound => {
                 format!("{buffer}{lag}, {}/{} pods busy", self.busy_pods, self.pods)
             }
-            Limit::Idle => format!("{buffer}, no backlog, {writes}"),
-            Limit::KeepingUp => format!("{buffer}, {writes}{lag}"),
+            Bottleneck::Idle => format!("{buffer}, no backlog, {writes}"),
+            Bottleneck::KeepingUp => format!("{buffer}, {writes}{lag}"),
         };
-        format!("{}: {figures}", self.limit.words())
+        format!("{}: {figures}", self.bottleneck.words())
     }
 }
 
@@ -243,28 +243,28 @@ pub fn classify(
     let busy_pods = pods.iter().filter(|(_, b)| *b).count();
     let sinking: Vec<_> = pods.iter().filter(|(p, _)| sink_bound(p, dt)).collect();
     let outage = outage::of(obs);
-    let (limit, deciding): (Limit, Vec<&(&PodSample, bool)>) = if outage.is_some() {
+    let (limit, deciding): (Bottleneck, Vec<&(&PodSample, bool)>) = if outage.is_some() {
         let down = pods.iter().filter(|(p, _)| p.sink_down.is_some()).collect();
-        (Limit::SinkDown, down)
+        (Bottleneck::SinkDown, down)
     } else if pods.is_empty() {
-        (Limit::Unknown, vec![])
+        (Bottleneck::Unknown, vec![])
     } else if !sinking.is_empty() {
-        (Limit::SinkBound, sinking)
+        (Bottleneck::SinkBound, sinking)
     } else if busy_pods > 0 {
         (
-            Limit::ConsumeBound,
+            Bottleneck::ConsumeBound,
             pods.iter().filter(|(_, b)| *b).collect(),
         )
     } else if pods.iter().all(|(p, b)| idle(p, *b, dt, capacity)) {
-        (Limit::Idle, pods.iter().collect())
+        (Bottleneck::Idle, pods.iter().collect())
     } else {
-        (Limit::KeepingUp, pods.iter().collect())
+        (Bottleneck::KeepingUp, pods.iter().collect())
     };
     let n = deciding.len().max(1) as f64;
     let mean = |f: &dyn Fn(&PodSample) -> f64| deciding.iter().map(|(p, _)| f(p)).sum::<f64>() / n;
     let permits = obs.limits.max_in_flight;
     Signals {
-        limit,
+        bottleneck: limit,
         fullness: mean(&|p| gauge(p.buffer_fullness)),
         busy_permits: mean(&|p| share(p.in_flight_saturation)) * permits as f64,
         permits,
@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn a_full_buffer_with_busy_permits_is_sink_bound() {
         let s = classified(vec![pod(1.4, 1.0, 0.6, 1.0)], &[true], 0.0);
-        assert_eq!(s.limit, Limit::SinkBound);
+        assert_eq!(s.bottleneck, Bottleneck::SinkBound);
         assert_eq!(
             s.describe(),
             "sink-bound: buffer 1.4× full, 3/3 writes busy"
@@ -324,43 +324,43 @@ mod tests {
             &[false, true],
             0.0,
         );
-        assert_eq!(s.limit, Limit::SinkBound);
+        assert_eq!(s.bottleneck, Bottleneck::SinkBound);
     }
 
     #[test]
     fn a_busy_pod_whose_buffer_does_not_sit_full_is_consume_bound() {
         let s = classified(vec![pod(0.1, 0.3, 0.0, 1.0)], &[true], 12_000.0);
-        assert_eq!(s.limit, Limit::ConsumeBound);
+        assert_eq!(s.bottleneck, Bottleneck::ConsumeBound);
         assert_eq!(
             s.describe(),
             "consume-bound: buffer 0.1× full, lag growing 12k/s, 1/1 pods busy"
         );
         // Busy permits without a full buffer are not the sink's limit.
         let s = classified(vec![pod(0.4, 1.0, 0.2, 1.0)], &[true], 0.0);
-        assert_eq!(s.limit, Limit::ConsumeBound);
+        assert_eq!(s.bottleneck, Bottleneck::ConsumeBound);
     }
 
     #[test]
     fn an_empty_buffer_without_backlog_is_idle() {
         let s = classified(vec![pod(0.1, 0.2, 0.0, 0.0); 2], &[false, false], 0.0);
-        assert_eq!(s.limit, Limit::Idle);
+        assert_eq!(s.bottleneck, Bottleneck::Idle);
         assert_eq!(
             s.describe(),
             "idle: buffer 0.1× full, no backlog, 0.6/3 writes busy"
         );
         // A buffer that fills up to a size-triggered flush keeps up.
         let s = classified(vec![pod(0.45, 0.2, 0.0, 1.0)], &[false], 0.0);
-        assert_eq!(s.limit, Limit::KeepingUp);
+        assert_eq!(s.bottleneck, Bottleneck::KeepingUp);
         let s = classified(vec![], &[], 0.0);
-        assert_eq!(s.limit, Limit::Unknown);
+        assert_eq!(s.bottleneck, Bottleneck::Unknown);
         // A pod at most of its capacity is not idle, however empty its buffer.
         let obs = Observation {
             pods: vec![pod(0.1, 0.2, 0.0, 0.0)],
             ..Observation::default()
         };
         let s = classify(&obs, &[false], Some(15.0), Some(0.0), Some(1_500.0));
-        assert_eq!(s.limit, Limit::KeepingUp);
+        assert_eq!(s.bottleneck, Bottleneck::KeepingUp);
         let s = classify(&obs, &[false], Some(15.0), Some(0.0), Some(4_000.0));
-        assert_eq!(s.limit, Limit::Idle);
+        assert_eq!(s.bottleneck, Bottleneck::Idle);
     }
 }
