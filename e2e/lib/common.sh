@@ -81,6 +81,32 @@ cache_dir() {
     printf '%s\n' "$MILLPOND_CACHE_DIR"
 }
 
+# ------------------------------------------------------------------ maven --
+
+# Pinned so a download does not depend on the Maven version's default.
+MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+
+# mvn_copy_dependencies POM DIR [MVN_ARG...] : the runtime jars POM depends
+# on, flattened into DIR. Maven copies them into a temporary directory beside
+# DIR, which replaces DIR only when it succeeded; on failure DIR is left as it
+# was, the tail of Maven's log goes to stderr and the status is non-zero.
+mvn_copy_dependencies() {
+    local pom=$1 dir=$2 tmp rc=0
+    shift 2
+    ensure_cmd mvn maven
+    mkdir -p "$(dirname "$dir")" &&
+        tmp=$(mktemp -d "$(dirname "$dir")/.$(basename "$dir").XXXXXX") || return 1
+    if ! mvn -B -q -f "$pom" "$MVN_DEPENDENCY_PLUGIN:copy-dependencies" \
+            -DincludeScope=runtime -DoutputDirectory="$tmp/libs" "$@" >"$tmp/mvn.log" 2>&1; then
+        tail -n 40 "$tmp/mvn.log" >&2
+        rm -rf "$tmp"
+        return 1
+    fi
+    { rm -rf "$dir" && mv "$tmp/libs" "$dir"; } || rc=1
+    rm -rf "$tmp"
+    return "$rc"
+}
+
 # File descriptors of the locks this process holds (see with_lock).
 _STACK_LOCK_FDS=()
 

@@ -118,24 +118,20 @@ POM
 }
 
 # _connect_resolve POM_FUNCTION DIR : the runtime jars of a generated pom.
+# The pom is not kept.
 _connect_resolve() {
-    local pom=$1 dir=$2 tmp
-    mkdir -p "$(dirname "$dir")" && tmp=$(mktemp -d "$(dirname "$dir")/.resolve.XXXXXX") || return 1
-    "$pom" >"$tmp/pom.xml"
-    if ! mvn -B -q -f "$tmp/pom.xml" "$KAFKA_MVN_DEPENDENCY_PLUGIN:copy-dependencies" \
-            -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >"$tmp/mvn.log" 2>&1; then
-        tail -n 40 "$tmp/mvn.log" >&2
-        rm -rf "$tmp"
-        return 1
-    fi
-    rm -rf "$dir" && mv "$tmp/libs" "$dir" && rm -rf "$tmp"
+    local dir=$2 pom rc=0
+    mkdir -p "$(dirname "$dir")" && pom=$(mktemp "$(dirname "$dir")/.pom.XXXXXX") || return 1
+    "$1" >"$pom"
+    mvn_copy_dependencies "$pom" "$dir" || rc=$?
+    rm -f "$pom"
+    return "$rc"
 }
 
 _connect_fetch() {
     local home start
     home=$(_connect_home)
     [[ -f $home/.complete ]] && return 0
-    ensure_cmd mvn maven
     mkdir -p "$home"
     start=$SECONDS
     _connect_log "downloading Kafka Connect $KAFKA_VERSION and Iceberg $ICEBERG_CONNECT_VERSION's sink from Maven Central (once)"

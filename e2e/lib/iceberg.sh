@@ -27,7 +27,6 @@ PYICEBERG_VERSION=${PYICEBERG_VERSION:-0.12.0}
 ICEBERG_CACHE_DIR=${MILLPOND_CACHE_DIR:-$HOME/.cache/millpond}
 ICEBERG_STATE_DIR=${MILLPOND_STATE_DIR:-$HOME/.local/state/millpond}/iceberg
 ICEBERG_PORT=${MILLPOND_ICEBERG_PORT:-19120}
-ICEBERG_MVN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 declare -F log >/dev/null || source "$_ICEBERG_LIB_DIR/common.sh"
 declare -F s3_up >/dev/null || source "$_ICEBERG_LIB_DIR/s3.sh"
@@ -83,25 +82,17 @@ POM
 
 # The jars, once; the marker is written after a complete copy.
 _iceberg_fetch_jars() {
-    local home tmp start
+    local home start
     home=$(_iceberg_home)
     [[ -f $home/.complete ]] && return 0
-    ensure_cmd mvn maven
-    mkdir -p "$ICEBERG_CACHE_DIR"
-    tmp=$(mktemp -d "$ICEBERG_CACHE_DIR/.iceberg-rest-$ICEBERG_VERSION.XXXXXX")
     start=$SECONDS
     _iceberg_log "downloading Apache Iceberg $ICEBERG_VERSION's REST catalog jars from Maven Central (once)"
-    _iceberg_pom >"$tmp/pom.xml"
-    if ! mvn -B -q -f "$tmp/pom.xml" "$ICEBERG_MVN_DEPENDENCY_PLUGIN:copy-dependencies" \
-            -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >"$tmp/mvn.log" 2>&1; then
-        tail -n 40 "$tmp/mvn.log" >&2
-        rm -rf "$tmp"
-        _iceberg_die "resolving the REST catalog's jars with Maven failed (log above)"
-    fi
-    [[ -f $tmp/libs/iceberg-open-api-$ICEBERG_VERSION-test-fixtures.jar ]] ||
-        { rm -rf "$tmp"; _iceberg_die "iceberg-open-api test fixtures missing from the download"; }
     rm -rf "$home" && mkdir -p "$home"
-    mv "$tmp/libs" "$home/libs" && mv "$tmp/pom.xml" "$home/pom.xml" && rm -rf "$tmp"
+    _iceberg_pom >"$home/pom.xml"
+    mvn_copy_dependencies "$home/pom.xml" "$home/libs" ||
+        _iceberg_die "resolving the REST catalog's jars with Maven failed (log above)"
+    [[ -f $home/libs/iceberg-open-api-$ICEBERG_VERSION-test-fixtures.jar ]] ||
+        _iceberg_die "iceberg-open-api test fixtures missing from the download"
     date -u +%FT%TZ >"$home/.complete"
     _iceberg_log "jars ready in $home/libs ($((SECONDS - start))s)"
 }
