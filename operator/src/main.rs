@@ -131,17 +131,7 @@ async fn main() -> anyhow::Result<()> {
         instance: Some(args.pod_name),
     };
     let scope = args.watch_namespaces;
-    for mpcs in scope.apis::<MillpondConsumer>(&client) {
-        let listing = match mpcs.namespace() {
-            Some(ns) => format!("listing MillpondConsumers in namespace {ns}"),
-            None => "listing MillpondConsumers".to_string(),
-        };
-        mpcs.list(&ListParams::default().limit(1))
-            .await
-            .with_context(|| {
-                format!("{listing} (is the CRD installed? kubectl apply -f crds/; does the operator's RBAC cover it?)")
-            })?;
-    }
+    api_ready(&scope, &client).await?;
     // One store of the consumers of every watched namespace (Context reads
     // it), fed by the merged watchers of the scope. Only a new generation
     // (a spec change) reconciles at once: the operator's own status writes
@@ -222,4 +212,36 @@ fn operator_pods(
         namespace: namespace.to_string(),
         labels,
     }))
+}
+
+/// How long the operator waits at start for the API it needs: a chart
+/// installs the RBAC beside the Deployment, and the API server may refuse
+/// the first requests until its authorizer has caught up.
+const API_WAIT: Duration = Duration::from_secs(60);
+
+/// Lists MillpondConsumers once in every watched namespace, retrying for
+/// [`API_WAIT`]; then says what is likely missing (the CRD, the RBAC).
+async fn api_ready(scope: &Scope, client: &kube::Client) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + API_WAIT;
+    for mpcs in scope.apis::<MillpondConsumer>(client) {
+        let listing = match mpcs.namespace() {
+            Some(ns) => format!("listing MillpondConsumers in namespace {ns}"),
+            None => "listing MillpondConsumers".to_string(),
+        };
+        loop {
+            match mpcs.list(&ListParams::default().limit(1)).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "{listing} failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("{listing} (is the CRD installed? kubectl apply -f crds/; does the operator's RBAC cover it?)")
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
 }
