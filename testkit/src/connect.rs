@@ -9,11 +9,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::iceberg::stack_var;
+use crate::runtime::block_on;
 
+/// A worker's REST API. Its calls block on the test kit's runtime: make
+/// them from synchronous code only.
 pub struct Connect {
     uri: String,
     http: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl Connect {
@@ -24,10 +26,6 @@ impl Connect {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client"),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime"),
         }
     }
 
@@ -45,7 +43,7 @@ impl Connect {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        self.runtime.block_on(async {
+        block_on(async {
             let answer = request.send().await?;
             let status = answer.status().as_u16();
             Ok((status, answer.text().await?))

@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use anyhow::Context;
+
+use crate::runtime::block_on;
+
 /// A variable of `e2e/stack env`, or a panic that says how to get it.
 pub fn stack_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -66,7 +70,7 @@ pub fn table_py(args: &[&str]) -> String {
 }
 
 fn run_table_py(args: &[&str]) -> Result<String, String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/iceberg/table.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/iceberg/table.py");
     let out = Command::new(stack_var("ICEBERG_PYTHON"))
         .arg(script)
         .args(args)
@@ -164,18 +168,18 @@ pub struct Snapshot {
 }
 
 /// The snapshots of `namespace.table` in the stack's REST catalog, oldest
-/// first: how a table filled, without reading its files.
+/// first: how a table filled, without reading its files. It blocks on the
+/// test kit's runtime: call it from synchronous code only.
 pub fn snapshots(table: &str) -> anyhow::Result<Vec<Snapshot>> {
     let (namespace, name) = table.split_once('.').expect("namespace.table");
     let url = format!(
         "{}/v1/namespaces/{namespace}/tables/{name}",
         stack_var("ICEBERG_REST_URI")
     );
-    let text = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async { reqwest::get(&url).await?.error_for_status()?.text().await })?;
-    let body: serde_json::Value = serde_json::from_str(&text)?;
+    let text = block_on(async { reqwest::get(&url).await?.error_for_status()?.text().await })
+        .with_context(|| format!("reading {url}"))?;
+    let body: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing the answer of {url}"))?;
     let mut snapshots: Vec<Snapshot> = body["metadata"]["snapshots"]
         .as_array()
         .into_iter()

@@ -16,4 +16,5 @@ pub mod kafka;
 pub mod ledger;
 pub mod process;
 pub mod prom;
+pub mod runtime;
 pub mod tls;

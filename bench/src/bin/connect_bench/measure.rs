@@ -11,6 +11,7 @@ use millpond_testkit::cgroup::Cgroup;
 use millpond_testkit::connect::{self, Connect};
 use millpond_testkit::iceberg::{self, stack_var, Read, Snapshot};
 use millpond_testkit::kafka;
+use millpond_testkit::process::{free_port, peak_rss_kib};
 
 use crate::{Args, Topic};
 
@@ -67,61 +68,25 @@ fn now_ms() -> u64 {
 }
 
 pub fn run(args: &Args, contender: Contender, topic: &Topic, kill: bool) -> Result<Outcome> {
-    let id = kafka::unique_topic("r").replace('-', "_");
-    let table = format!("connect_bench.{id}");
-    iceberg::create_table(&table, None);
-    let limit = (contender == Contender::Millpond).then_some(args.memory_mib << 20);
-    let group = Cgroup::new(&format!("millpond-connect-bench-{id}"), limit)?;
-    let consumer_group = match contender {
-        Contender::Millpond => format!("bench-{id}"),
-        Contender::Connect => format!("connect-{id}"),
-    };
+    let trial = Trial::new(args, contender, topic)?;
     eprintln!(
-        "{} into {table} ({} topic{})",
+        "{} into {} ({} topic{})",
         contender.name(),
+        trial.table,
         topic.spread,
         if kill { ", killed once" } else { "" }
     );
-
-    let mut running = start(args, contender, &group, &id, &topic.name)?;
-    let startup_cpu = (contender == Contender::Connect).then(|| group.cpu_seconds());
+    let mut running = trial.start()?;
+    let startup_cpu = (contender == Contender::Connect).then(|| trial.group.cpu_seconds());
     let started_ms = now_ms();
     if contender == Contender::Connect {
-        create_connector(args, &id, &table, &topic.name)?;
-        running.connector = Some((Connect::new(&connect_uri(args)), id.clone()));
+        create_connector(args, &trial.id, &trial.table, &topic.name)?;
+        running.connector = Some((Connect::new(&connect_uri(args)), trial.id.clone()));
     }
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut peak_rss = 0;
-    let mut killed = false;
-    let snapshots = loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let snapshots = iceberg::snapshots(&table)?;
-        let rows = snapshots.last().map_or(0, |s| s.total_records);
-        if kill && !killed && rows as f64 >= args.kill_at * args.records as f64 {
-            peak_rss = peak_rss.max(rss(&running));
-            eprintln!("  SIGKILL at {rows} rows; restarting");
-            running.child.kill()?;
-            running.child.wait()?;
-            let connector = running.connector.take();
-            running = start(args, contender, &group, &id, &topic.name)?;
-            running.connector = connector;
-            killed = true;
-        }
-        check_alive(&mut running)?;
-        if rows >= args.records && committed_to_end(args, &consumer_group, &topic.name)? {
-            break snapshots;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} did not land {} records in {}s (table holds {rows})",
-                contender.name(),
-                args.records,
-                args.timeout
-            );
-        }
-    };
-    let cpu_seconds = group.cpu_seconds() - startup_cpu.unwrap_or(0.0);
-    peak_rss = peak_rss.max(rss(&running));
+    let snapshots = trial.until_landed(&mut running, kill, &mut peak_rss)?;
+    let cpu_seconds = trial.group.cpu_seconds() - startup_cpu.unwrap_or(0.0);
+    peak_rss = peak_rss.max(peak_rss_kib(running.child.id()));
     stop(running)?;
     Ok(Outcome {
         contender,
@@ -132,11 +97,111 @@ pub fn run(args: &Args, contender: Contender, topic: &Topic, kill: bool) -> Resu
         cpu_seconds,
         startup_cpu_seconds: startup_cpu,
         peak_rss_kib: peak_rss,
-        group_peak_bytes: group.peak_bytes(),
-        limit_bytes: limit,
-        oom_kills: group.oom_kills(),
-        read: iceberg::read(&table, &topic.name),
+        group_peak_bytes: trial.group.peak_bytes(),
+        limit_bytes: trial.limit,
+        oom_kills: trial.group.oom_kills(),
+        read: iceberg::read(&trial.table, &topic.name),
     })
+}
+
+/// What stays fixed through one run: the contender, its fresh table and
+/// the control group it runs in.
+struct Trial<'a> {
+    args: &'a Args,
+    contender: Contender,
+    topic: &'a Topic,
+    id: String,
+    table: String,
+    group: Cgroup,
+    /// The control group's hard limit (Millpond's only).
+    limit: Option<u64>,
+}
+
+impl<'a> Trial<'a> {
+    fn new(args: &'a Args, contender: Contender, topic: &'a Topic) -> Result<Self> {
+        let id = kafka::unique_topic("r").replace('-', "_");
+        let table = format!("connect_bench.{id}");
+        iceberg::create_table(&table, None);
+        let limit = (contender == Contender::Millpond).then_some(args.memory_mib << 20);
+        let group = Cgroup::new(&format!("millpond-connect-bench-{id}"), limit)?;
+        Ok(Trial {
+            args,
+            contender,
+            topic,
+            id,
+            table,
+            group,
+            limit,
+        })
+    }
+
+    fn start(&self) -> Result<Running> {
+        start(
+            self.args,
+            self.contender,
+            &self.group,
+            &self.id,
+            &self.topic.name,
+        )
+    }
+
+    /// The contender's consumer group on the topic.
+    fn consumer_group(&self) -> String {
+        match self.contender {
+            Contender::Millpond => format!("bench-{}", self.id),
+            Contender::Connect => format!("connect-{}", self.id),
+        }
+    }
+
+    /// Watches the table through the catalog every 500 ms until it holds
+    /// every record and the group has committed to the end (or
+    /// `--timeout`); with `kill`, kills the contender once at `--kill-at`
+    /// and starts it again. Raises `peak_rss` to each life's peak. The
+    /// table's snapshots at the end.
+    fn until_landed(
+        &self,
+        running: &mut Running,
+        kill: bool,
+        peak_rss: &mut u64,
+    ) -> Result<Vec<Snapshot>> {
+        let args = self.args;
+        let consumer_group = self.consumer_group();
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        let mut killed = false;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let snapshots = iceberg::snapshots(&self.table)?;
+            let rows = snapshots.last().map_or(0, |s| s.total_records);
+            if kill && !killed && rows as f64 >= args.kill_at * args.records as f64 {
+                *peak_rss = (*peak_rss).max(peak_rss_kib(running.child.id()));
+                eprintln!("  SIGKILL at {rows} rows; restarting");
+                self.restart(running)?;
+                killed = true;
+            }
+            check_alive(running)?;
+            if rows >= args.records && committed_to_end(args, &consumer_group, &self.topic.name)? {
+                return Ok(snapshots);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not land {} records in {}s (table holds {rows})",
+                    self.contender.name(),
+                    args.records,
+                    args.timeout
+                );
+            }
+        }
+    }
+
+    /// SIGKILL, then the contender started again, its connector kept.
+    fn restart(&self, running: &mut Running) -> Result<()> {
+        running.child.kill()?;
+        running.child.wait()?;
+        let connector = running.connector.take();
+        *running = self.start()?;
+        running.connector = connector;
+        Ok(())
+    }
 }
 
 fn connect_uri(args: &Args) -> String {
@@ -169,7 +234,7 @@ fn start(
 fn start_millpond(args: &Args, id: &str, topic: &str) -> Result<Child> {
     let table = format!("iceberg://connect_bench/{id}");
     let group = format!("bench-{id}");
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let metrics = free_port().context("a port for the consumer's metrics")?;
     Command::new(&args.consumer_bin)
         .env("KAFKA_BOOTSTRAP_SERVERS", &args.bootstrap_servers)
         .env("KAFKA_TOPIC", topic)
@@ -186,7 +251,7 @@ fn start_millpond(args: &Args, id: &str, topic: &str) -> Result<Child> {
         .env("AWS_ACCESS_KEY_ID", stack_var("S3_ACCESS_KEY_ID"))
         .env("AWS_SECRET_ACCESS_KEY", stack_var("S3_SECRET_ACCESS_KEY"))
         .env("AWS_REGION", stack_var("S3_REGION"))
-        .env("METRICS_ADDR", metrics.to_string())
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(
@@ -258,10 +323,6 @@ fn check_alive(running: &mut Running) -> Result<()> {
 fn committed_to_end(args: &Args, group: &str, topic: &str) -> Result<bool> {
     let ends = kafka::high_watermarks(&args.bootstrap_servers, topic, args.partitions)?;
     Ok(kafka::committed(&args.bootstrap_servers, group, topic, args.partitions)? == ends)
-}
-
-fn rss(running: &Running) -> u64 {
-    millpond_testkit::process::status_kib(&running.child.id().to_string(), "VmHWM")
 }
 
 /// Stops the contender as its operator would: SIGTERM (Millpond hands off

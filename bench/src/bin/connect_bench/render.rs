@@ -94,6 +94,7 @@ fn memory(o: &Outcome) -> String {
     }
 }
 
+/// The settings, a row per run not killed, the killed runs, the ratios.
 pub fn report(args: &Args, outcomes: &[Outcome]) -> String {
     let mut out = String::new();
     let n = args.records;
@@ -113,8 +114,13 @@ pub fn report(args: &Args, outcomes: &[Outcome]) -> String {
         out,
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
     );
-    for o in outcomes.iter().filter(|o| !o.killed) {
-        let f = figures(o, n);
+    // Each run's figures, once: for its row and for the ratios.
+    let runs: Vec<(&Outcome, Figures)> = outcomes
+        .iter()
+        .filter(|o| !o.killed)
+        .map(|o| (o, figures(o, n)))
+        .collect();
+    for (o, f) in &runs {
         let _ = writeln!(
             out,
             "| {} | {} | {:.0} | {} | {:.1}{} | {:.0} MiB | {} | {:.1} s | {} | {} | {:.1} MB | {} |",
@@ -133,13 +139,18 @@ pub fn report(args: &Args, outcomes: &[Outcome]) -> String {
             once(o, n),
         );
     }
-    let _ = writeln!(
-        out,
-        "\nKilled with SIGKILL once {:.0} % of the records were in the table, then restarted:\n",
+    out += &killed(args, outcomes);
+    let _ = writeln!(out, "\n{}", ratios(&runs, n));
+    out
+}
+
+/// The runs killed part way: did every record still land once?
+fn killed(args: &Args, outcomes: &[Outcome]) -> String {
+    let mut out = format!(
+        "\nKilled with SIGKILL once {:.0} % of the records were in the table, then restarted:\n\n",
         args.kill_at * 100.0
     );
-    let _ = writeln!(out, "| contender | snapshots | rows | in the table |");
-    let _ = writeln!(out, "|---|---:|---:|---|");
+    out += "| contender | snapshots | rows | in the table |\n|---|---:|---:|---|\n";
     for o in outcomes.iter().filter(|o| o.killed) {
         let _ = writeln!(
             out,
@@ -147,23 +158,23 @@ pub fn report(args: &Args, outcomes: &[Outcome]) -> String {
             o.contender.name(),
             o.snapshots.len(),
             o.read.rows,
-            once(o, n)
+            once(o, args.records)
         );
     }
-    let _ = writeln!(out, "\n{}", ratios(outcomes, n));
     out
 }
 
 /// Millpond over the peer, per topic: records per CPU-second and memory.
-fn ratios(outcomes: &[Outcome], records: u64) -> String {
+/// `runs`: the runs not killed, with their figures.
+fn ratios(runs: &[(&Outcome, Figures)], records: u64) -> String {
     let mut out = String::new();
     for spread in ["even", "skewed"] {
         let pick = |c| {
-            outcomes
-                .iter()
-                .find(|o| !o.killed && o.spread == spread && o.contender == c)
+            runs.iter()
+                .find(|(o, _)| o.spread == spread && o.contender == c)
         };
-        let (Some(m), Some(k)) = (pick(Contender::Millpond), pick(Contender::Connect)) else {
+        let (Some((m, fm)), Some((k, fk))) = (pick(Contender::Millpond), pick(Contender::Connect))
+        else {
             continue;
         };
         let per_cpu = |o: &Outcome| records as f64 / o.cpu_seconds;
@@ -171,7 +182,7 @@ fn ratios(outcomes: &[Outcome], records: u64) -> String {
             out,
             "- {spread}: Millpond {:.1}x the records per CPU-second, {:.1}x the records/s, {:.2}x the peak RSS ({:.0} vs {:.0} MiB).",
             per_cpu(m) / per_cpu(k),
-            figures(m, records).whole / figures(k, records).whole,
+            fm.whole / fk.whole,
             m.peak_rss_kib as f64 / k.peak_rss_kib as f64,
             m.peak_rss_kib as f64 / 1024.0,
             k.peak_rss_kib as f64 / 1024.0,

@@ -39,16 +39,17 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use millpond_crds::MillpondConsumer;
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 mod fleet;
 mod measure;
 mod render;
 mod snapshot;
 
-use fleet::*;
-use measure::*;
-use render::*;
-use snapshot::*;
+use fleet::{watch, watch_changes, Changes, Fleet};
+use measure::Bench;
+use render::Report;
+use snapshot::{Delta, Snapshot};
 
 #[derive(Parser, Clone)]
 pub struct Args {
@@ -115,40 +116,140 @@ pub const MIB: f64 = 1024.0 * 1024.0;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.max_seconds);
-    let interval = Duration::from_secs(args.interval_seconds);
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to Kubernetes (eval \"$(e2e/stack env)\")")?;
-    let bench = Bench::new(client.clone(), &args).await?;
+    let run = Run::start(Args::parse()).await?;
     let mut report = Report::default();
+    let (before, idle) = baseline(&run, &mut report).await?;
+    let watches = Watches::start(&run.client, &run.args.namespace);
+    let (created, create_start) = create_fleet(&run, &mut report).await?;
+    warm_up(&run, &watches.fleet, &created, create_start, &mut report).await;
+    let warm = settle(&run, &idle, &mut report).await?;
+    let slowest = [&before, &idle, &warm]
+        .iter()
+        .map(|s| s.took)
+        .fold(0.0, f64::max);
+    steady(&run, &watches, &created, &warm, slowest, &mut report).await;
+    watches.stop();
+    gather(&run, &mut report).await;
+    print!("{}", report.render(&run.args));
+    Ok(())
+}
 
-    // The background: one interval with the operator running and no consumer.
-    progress(started, "measuring one interval without consumers");
-    let before = bench.snapshot_retrying().await?;
-    bench.sample_until(Instant::now() + interval).await;
-    let idle = bench.snapshot_retrying().await?;
+/// What every phase of the run uses.
+struct Run {
+    args: Args,
+    client: kube::Client,
+    bench: Bench,
+    started: Instant,
+    /// When the whole run stops (`--max-seconds`).
+    deadline: Instant,
+    /// The operator's interval.
+    interval: Duration,
+}
+
+impl Run {
+    async fn start(args: Args) -> Result<Run> {
+        let started = Instant::now();
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to Kubernetes (eval \"$(e2e/stack env)\")")?;
+        let bench = Bench::new(client.clone(), &args).await?;
+        Ok(Run {
+            deadline: started + Duration::from_secs(args.max_seconds),
+            interval: Duration::from_secs(args.interval_seconds),
+            args,
+            client,
+            bench,
+            started,
+        })
+    }
+
+    /// A line of progress on stderr.
+    fn progress(&self, what: &str) {
+        eprintln!(
+            "[fleet {:>4.0} s] {what}",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The watches of the consumers and of the objects the operator owns.
+struct Watches {
+    fleet: Arc<Mutex<Fleet>>,
+    changes: Arc<Mutex<Changes>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Watches {
+    fn start(client: &kube::Client, ns: &str) -> Watches {
+        let fleet = Arc::new(Mutex::new(Fleet::default()));
+        let changes = Arc::new(Mutex::new(Changes::default()));
+        let tasks = vec![
+            tokio::spawn(watch(client.clone(), ns.to_string(), fleet.clone())),
+            watch_changes::<Deployment>(client, ns, &changes),
+            watch_changes::<ConfigMap>(client, ns, &changes),
+            watch_changes::<Service>(client, ns, &changes),
+            watch_changes::<PodDisruptionBudget>(client, ns, &changes),
+            watch_changes::<Secret>(client, ns, &changes),
+        ];
+        Watches {
+            fleet,
+            changes,
+            tasks,
+        }
+    }
+
+    /// Forgets the gaps, status updates and changes seen so far.
+    fn reset(&self) {
+        let mut f = self.fleet.lock().unwrap();
+        f.gaps.clear();
+        f.status_updates = 0;
+        drop(f);
+        self.changes.lock().unwrap().by_kind.clear();
+    }
+
+    /// The interval from `previous` to `now`, with what the watches saw in
+    /// it (taken, so the next interval starts afresh).
+    fn interval(&self, previous: &Snapshot, now: &Snapshot, created: &Created) -> Delta {
+        let mut row = Delta::between(previous, now);
+        let mut f = self.fleet.lock().unwrap();
+        row.ages = Some(f.ages(created));
+        row.gaps = std::mem::take(&mut f.gaps);
+        row.status_updates = std::mem::take(&mut f.status_updates);
+        drop(f);
+        row.changes = std::mem::take(&mut self.changes.lock().unwrap().by_kind);
+        row
+    }
+
+    fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Each consumer created, and when.
+type Created = HashMap<String, Instant>;
+
+/// The background: one interval with the operator running and no consumer.
+/// The snapshots at its start and end.
+async fn baseline(run: &Run, report: &mut Report) -> Result<(Snapshot, Snapshot)> {
+    run.progress("measuring one interval without consumers");
+    let before = run.bench.snapshot_retrying().await?;
+    run.bench.sample_until(Instant::now() + run.interval).await;
+    let idle = run.bench.snapshot_retrying().await?;
     report.baseline = Some(Delta::between(&before, &idle));
+    Ok((before, idle))
+}
 
-    // Watch the consumers, then create them all at once.
-    let fleet = Arc::new(Mutex::new(Fleet::default()));
-    let watching = tokio::spawn(watch(client.clone(), args.namespace.clone(), fleet.clone()));
-    let changes = Arc::new(Mutex::new(Changes::default()));
-    let ns = &args.namespace;
-    let watching_owned = [
-        watch_changes::<Deployment>(&client, ns, &changes),
-        watch_changes::<ConfigMap>(&client, ns, &changes),
-        watch_changes::<Service>(&client, ns, &changes),
-        watch_changes::<PodDisruptionBudget>(&client, ns, &changes),
-        watch_changes::<Secret>(&client, ns, &changes),
-    ];
-    let mpcs: Api<MillpondConsumer> = Api::namespaced(client.clone(), &args.namespace);
+/// Creates every consumer at once (`--concurrency` applies in flight); the
+/// consumers and when the first create started.
+async fn create_fleet(run: &Run, report: &mut Report) -> Result<(Created, Instant)> {
+    let args = &run.args;
+    let mpcs: Api<MillpondConsumer> = Api::namespaced(run.client.clone(), &args.namespace);
     let create_start = Instant::now();
     let created: Vec<(String, Instant)> = futures::stream::iter(0..args.count)
         .map(|i| {
-            let (mpcs, args) = (mpcs.clone(), &args);
+            let mpcs = mpcs.clone();
             async move {
                 let name = format!("fleet-{i:04}");
                 mpcs.patch(
@@ -165,82 +266,88 @@ async fn main() -> Result<()> {
         .try_collect()
         .await?;
     report.create_seconds = create_start.elapsed().as_secs_f64();
-    progress(
-        started,
-        &format!(
-            "created {} MillpondConsumers in {:.1} s",
-            created.len(),
-            report.create_seconds
-        ),
-    );
-    let created: HashMap<String, Instant> = created.into_iter().collect();
+    run.progress(&format!(
+        "created {} MillpondConsumers in {:.1} s",
+        created.len(),
+        report.create_seconds
+    ));
+    Ok((created.into_iter().collect(), create_start))
+}
 
-    // Warm-up: until every consumer has been observed once, leaving time for
-    // the steady intervals.
+/// Warm-up: until every consumer has been observed once, leaving time for
+/// the settling and the steady intervals.
+async fn warm_up(
+    run: &Run,
+    fleet: &Mutex<Fleet>,
+    created: &Created,
+    create_start: Instant,
+    report: &mut Report,
+) {
+    let args = &run.args;
     let settle = Duration::from_secs(args.settle_seconds);
-    let warmup_deadline = deadline
-        .checked_sub(interval * args.steady_intervals + settle + Duration::from_secs(30))
-        .unwrap_or(deadline)
+    let warmup_deadline = run
+        .deadline
+        .checked_sub(run.interval * args.steady_intervals + settle + Duration::from_secs(30))
+        .unwrap_or(run.deadline)
         .max(Instant::now());
     let mut told = Instant::now();
     loop {
-        let observed = fleet.lock().unwrap().observed(&created);
+        let observed = fleet.lock().unwrap().observed(created);
         if observed == args.count || Instant::now() >= warmup_deadline {
             break;
         }
-        if told.elapsed() >= interval {
-            progress(
-                started,
-                &format!("warm-up: {observed} of {} observed", args.count),
-            );
+        if told.elapsed() >= run.interval {
+            run.progress(&format!("warm-up: {observed} of {} observed", args.count));
             told = Instant::now();
         }
-        bench
+        run.bench
             .sample_until((Instant::now() + Duration::from_secs(1)).min(warmup_deadline))
             .await;
     }
-    report.first_observations = fleet
-        .lock()
-        .unwrap()
-        .first_observations(&created, create_start);
-    report.unobserved = fleet.lock().unwrap().unobserved(&created);
-    progress(
-        started,
-        &format!(
-            "warm-up over: {} of {} observed",
-            report.first_observations.observed, args.count
-        ),
-    );
+    let fleet = fleet.lock().unwrap();
+    report.first_observations = fleet.first_observations(created, create_start);
+    report.unobserved = fleet.unobserved(created);
+    drop(fleet);
+    run.progress(&format!(
+        "warm-up over: {} of {} observed",
+        report.first_observations.observed, args.count
+    ));
+}
 
-    let warm = bench.snapshot_retrying().await?;
-    report.warmup = Some(Delta::between(&idle, &warm));
-    // Settling: until each consumer's window of recommendations is full.
-    let warm = if settle.is_zero() {
-        warm
-    } else {
-        progress(started, &format!("settling for {} s", settle.as_secs()));
-        bench.sample_until(Instant::now() + settle).await;
-        let settled = bench.snapshot_retrying().await?;
-        report.settling = Some(Delta::between(&warm, &settled));
-        settled
-    };
-
-    // Steady intervals.
-    {
-        let mut f = fleet.lock().unwrap();
-        f.gaps.clear();
-        f.status_updates = 0;
+/// The end of the warm-up, then the settling: until each consumer's window
+/// of recommendations is full. The snapshot the steady intervals start from.
+async fn settle(run: &Run, idle: &Snapshot, report: &mut Report) -> Result<Snapshot> {
+    let warm = run.bench.snapshot_retrying().await?;
+    report.warmup = Some(Delta::between(idle, &warm));
+    let settle = Duration::from_secs(run.args.settle_seconds);
+    if settle.is_zero() {
+        return Ok(warm);
     }
-    changes.lock().unwrap().by_kind.clear();
+    run.progress(&format!("settling for {} s", settle.as_secs()));
+    run.bench.sample_until(Instant::now() + settle).await;
+    let settled = run.bench.snapshot_retrying().await?;
+    report.settling = Some(Delta::between(&warm, &settled));
+    Ok(settled)
+}
+
+/// The steady intervals from `warm`, each a row of the report, until
+/// `--steady-intervals` or the time limit. `slowest`: the longest a
+/// snapshot took so far.
+async fn steady(
+    run: &Run,
+    watches: &Watches,
+    created: &Created,
+    warm: &Snapshot,
+    mut slowest: f64,
+    report: &mut Report,
+) {
+    let args = &run.args;
+    watches.reset();
     let mut previous = warm.clone();
-    let mut steady_changes = BTreeMap::new();
-    let mut slowest = [&before, &idle, &warm]
-        .iter()
-        .map(|s| s.took)
-        .fold(0.0, f64::max);
+    let mut changes = BTreeMap::new();
     for k in 1..=args.steady_intervals {
-        let end = previous.at + interval;
-        if end > deadline {
+        let end = previous.at + run.interval;
+        if end > run.deadline {
             report.notes.push(format!(
                 "Stopped after {} of {} steady intervals: the time limit of {} s came first.",
                 k - 1,
@@ -249,8 +356,8 @@ async fn main() -> Result<()> {
             ));
             break;
         }
-        bench.sample_until(end).await;
-        let now = match bench.snapshot_retrying().await {
+        run.bench.sample_until(end).await;
+        let now = match run.bench.snapshot_retrying().await {
             Ok(now) => now,
             Err(e) => {
                 report
@@ -260,48 +367,38 @@ async fn main() -> Result<()> {
             }
         };
         slowest = slowest.max(now.took);
-        let mut row = Delta::between(&previous, &now);
-        let mut f = fleet.lock().unwrap();
-        row.ages = Some(f.ages(&created));
-        row.gaps = std::mem::take(&mut f.gaps);
-        row.status_updates = std::mem::take(&mut f.status_updates);
-        drop(f);
-        row.changes = std::mem::take(&mut changes.lock().unwrap().by_kind);
+        let row = watches.interval(&previous, &now, created);
         for (kind, n) in &row.changes {
-            let total: &mut (u64, u64) = steady_changes.entry(kind.clone()).or_default();
+            let total: &mut (u64, u64) = changes.entry(kind.clone()).or_default();
             total.0 += n.0;
             total.1 += n.1;
         }
-        progress(started, &format!("steady interval {k}: {}", row.short()));
+        run.progress(&format!("steady interval {k}: {}", row.short()));
         report.intervals.push(row);
         previous = now;
     }
     report.steady = Some(Delta {
-        changes: steady_changes,
-        ..Delta::between(&warm, &previous)
+        changes,
+        ..Delta::between(warm, &previous)
     });
     if slowest > 5.0 {
         report.notes.push(format!(
             "Taking one snapshot (API server metrics, lease, operator pods and their metrics) took up to {slowest:.1} s."
         ));
     }
-    watching.abort();
-    for w in watching_owned {
-        w.abort();
-    }
+}
+
+/// What the report needs from the end of the run: memory, pods, leaders,
+/// what else runs on the stack and what the namespace holds.
+async fn gather(run: &Run, report: &mut Report) {
+    let bench = &run.bench;
     report.memory = bench.memory.lock().unwrap().clone();
     report.operator_pods = bench.operator_pods().await.unwrap_or_default();
     report.leaders = bench.leaders.lock().unwrap().clone();
     report.others = bench.others.lock().unwrap().iter().cloned().collect();
     report.replica_sets = bench.replica_sets().await.ok();
     report.list_bytes = bench.list_bytes().await;
-    report.whole_seconds = started.elapsed().as_secs_f64();
-    print!("{}", report.render(&args));
-    Ok(())
-}
-
-fn progress(started: Instant, what: &str) {
-    eprintln!("[fleet {:>4.0} s] {what}", started.elapsed().as_secs_f64());
+    report.whole_seconds = run.started.elapsed().as_secs_f64();
 }
 
 /// Consumer `i`: its own group on the shared topic, paused at 0 replicas.

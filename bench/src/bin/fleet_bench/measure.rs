@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::snapshot::*;
-use crate::*;
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,6 +13,9 @@ use kube::api::{Api, ListParams};
 use kube::ResourceExt;
 use millpond_crds::MillpondConsumer;
 use millpond_testkit::prom::{self, Sample};
+
+use crate::snapshot::{container_memory, cpu_by_process, Memory, OperatorPod, Snapshot};
+use crate::{Args, RESOURCES};
 
 /// The operator's pods, their metrics and memory.
 pub struct Bench {

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::fleet::*;
-use crate::snapshot::*;
-use crate::*;
+use crate::fleet::{FirstObservations, Quantiles};
+use crate::snapshot::{Delta, Memory, OperatorPod, CPU_GROUPS};
+use crate::{Args, MIB, READ_VERBS};
 
 #[derive(Default)]
 pub struct Report {
@@ -49,9 +49,9 @@ impl Report {
         let mut out = String::new();
         self.header(args, &mut out);
         self.freshness(args, &mut out);
-        self.memory(args, &mut out);
+        self.memory(&mut out);
         self.reconciles(args, &mut out);
-        self.cpu(args, &mut out);
+        self.cpu(&mut out);
         self.intervals(args, &mut out);
         self.api_requests(args, &mut out);
         for note in &self.notes {
@@ -63,7 +63,6 @@ impl Report {
     /// The title, the run's settings and the operator's image.
     pub fn header(&self, args: &Args, out: &mut String) {
         let n = args.count;
-        let _interval = args.interval_seconds as f64;
         let _ = writeln!(out, "## {n} MillpondConsumers on one operator\n");
         let _ = writeln!(
             out,
@@ -92,8 +91,6 @@ impl Report {
     /// How long until every consumer was observed.
     pub fn freshness(&self, args: &Args, out: &mut String) {
         let n = args.count;
-        let _interval = args.interval_seconds as f64;
-        // Freshness.
         let f = &self.first_observations;
         let _ = writeln!(out, "### Until every consumer was observed\n");
         let _ = writeln!(out, "| consumers observed | all observed after (from the first create) | per consumer, creation → first observation: p50 / p99 / max | with status.lastObservedTime |");
@@ -123,10 +120,7 @@ impl Report {
     }
 
     /// The operator's memory, per pod.
-    pub fn memory(&self, args: &Args, out: &mut String) {
-        let _n = args.count;
-        let _interval = args.interval_seconds as f64;
-        // Memory.
+    pub fn memory(&self, out: &mut String) {
         let _ = writeln!(out, "### Operator memory\n");
         let _ = writeln!(out, "| pod | role | restarts | RSS peak (sampled) | RSS at the end | process peak (VmHWM) | threads (most) | cgroup at the end | cgroup peak |");
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -170,9 +164,7 @@ impl Report {
 
     /// Reconcile durations and Kafka requests, per phase.
     pub fn reconciles(&self, args: &Args, out: &mut String) {
-        let _n = args.count;
         let interval = args.interval_seconds as f64;
-        // Reconciles and Kafka, per phase.
         let _ = writeln!(out, "\n### Reconciles, Kafka and API requests by phase\n");
         let _ = writeln!(out, "Per interval ({} s): totals of the phase divided by its length in intervals. Reconcile quantiles from the histogram's bucket deltas (linear inside a bucket; `>` when in the +Inf bucket).\n", args.interval_seconds);
         let _ = writeln!(out, "| phase | length | reconciles / interval | reconcile p50 | reconcile p99 | Kafka requests / interval | Kafka clients | API reads / interval | API writes / interval | API non-2xx |");
@@ -200,7 +192,11 @@ impl Report {
                 d.api_failed
             );
         }
+        self.api_failures(interval, out);
+    }
 
+    /// The answers outside 2xx per interval, most first, per phase.
+    fn api_failures(&self, interval: f64, out: &mut String) {
         let mut failures = Vec::new();
         for (phase, d) in self.phases() {
             let Some(d) = d else { continue };
@@ -231,10 +227,7 @@ impl Report {
     }
 
     /// CPU seconds per process group.
-    pub fn cpu(&self, args: &Args, out: &mut String) {
-        let _n = args.count;
-        let _interval = args.interval_seconds as f64;
-        // CPU.
+    pub fn cpu(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "\n### CPU, cores used on average
@@ -289,7 +282,6 @@ impl Report {
     pub fn intervals(&self, args: &Args, out: &mut String) {
         let n = args.count;
         let interval = args.interval_seconds as f64;
-        // Each steady interval.
         let _ = writeln!(out, "\n### Each steady interval\n");
         let _ = writeln!(out, "Status age: now − status.lastObservedTime over all {n} consumers at the interval's end. Gap: time between two successive observations of one consumer, over every refresh seen in the interval (the goal: at most {} s). The intervals end when a snapshot is taken, so their lengths vary; the counts are per {} s.\n", args.interval_seconds, args.interval_seconds);
         let _ = writeln!(out, "| # | length | status age p50 / p99 / max | without lastObservedTime | refreshes seen | gap p50 / p99 / max | status changes (watch) | owned objects changed (watch) | reconciles | reconcile p50 / p99 | API reads | API writes | Kafka requests | leader RSS |");
@@ -331,19 +323,46 @@ impl Report {
 
     /// API requests by resource, and what the namespace held at the end.
     pub fn api_requests(&self, args: &Args, out: &mut String) {
-        let _n = args.count;
         let interval = args.interval_seconds as f64;
-        // API requests by resource.
         let _ = writeln!(out, "\n### API requests per interval, by resource\n");
         let _ = writeln!(out, "From the API server's `apiserver_request_total`: every client (the operator, the controller manager, the scheduler, the kubelet, this benchmark's watch), so the phase without consumers is the background. Reads: GET, LIST, WATCH; writes: everything else (APPLY is a server-side apply). Changed: modifications of the consumers' objects seen by this benchmark's watches (new resourceVersions; in brackets new generations, i.e. spec or annotation changes of a Deployment); a write that changed nothing is not seen.\n");
         let _ = writeln!(out, "| resource | no consumers: reads / writes | steady: reads | steady: writes | steady: objects changed | steady, by verb |");
         let _ = writeln!(out, "|---|---|---:|---:|---:|---|");
+        let changed = self.steady_changes(interval);
+        let base = by_resource(&self.baseline, interval);
+        let steady = by_resource(&self.steady, interval);
+        let mut resources: Vec<&String> = base.keys().chain(steady.keys()).collect();
+        resources.sort();
+        resources.dedup();
+        for res in resources {
+            let (br, bw) = reads_writes(base.get(res));
+            let (sr, sw) = reads_writes(steady.get(res));
+            let verbs = steady
+                .get(res)
+                .map(|v| {
+                    v.iter()
+                        .map(|(verb, n)| format!("{verb} {n:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let changed = changed_cell(res, changed.get(res.as_str()));
+            let _ = writeln!(
+                out,
+                "| {res} | {br:.1} / {bw:.1} | {sr:.1} | {sw:.1} | {changed} | {verbs} |"
+            );
+        }
+        self.namespace_at_the_end(out);
+    }
+
+    /// The owned objects changed per interval in the steady phase, by
+    /// resource (`deployments`, ...): (resourceVersions, generations).
+    fn steady_changes(&self, interval: f64) -> BTreeMap<String, (f64, f64)> {
         let per_steady = self
             .steady
             .as_ref()
             .map_or(0.0, |d| interval / d.seconds.max(1e-9));
-        let changed: BTreeMap<String, (f64, f64)> = self
-            .steady
+        self.steady
             .iter()
             .flat_map(|d| &d.changes)
             .map(|(kind, (versions, generations))| {
@@ -355,61 +374,11 @@ impl Report {
                     ),
                 )
             })
-            .collect();
-        let by_resource = |d: &Option<Delta>| -> BTreeMap<String, BTreeMap<String, f64>> {
-            let mut m: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-            if let Some(d) = d {
-                let per = interval / d.seconds.max(1e-9);
-                for ((res, verb), v) in &d.api {
-                    *m.entry(res.clone())
-                        .or_default()
-                        .entry(verb.clone())
-                        .or_insert(0.0) += v * per;
-                }
-            }
-            m
-        };
-        let (base, steady) = (by_resource(&self.baseline), by_resource(&self.steady));
-        let split = |verbs: Option<&BTreeMap<String, f64>>| {
-            let mut rw = (0.0, 0.0);
-            for (verb, v) in verbs.into_iter().flatten() {
-                if READ_VERBS.contains(&verb.as_str()) {
-                    rw.0 += v;
-                } else {
-                    rw.1 += v;
-                }
-            }
-            rw
-        };
-        let mut resources: Vec<&String> = base.keys().chain(steady.keys()).collect();
-        resources.sort();
-        resources.dedup();
-        for res in resources {
-            let (br, bw) = split(base.get(res));
-            let (sr, sw) = split(steady.get(res));
-            let verbs = steady
-                .get(res)
-                .map(|v| {
-                    v.iter()
-                        .map(|(verb, n)| format!("{verb} {n:.1}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            let changed = match (changed.get(res.as_str()), res.as_str()) {
-                (Some((v, g)), "deployments") => format!("{v:.1} ({g:.1})"),
-                (Some((v, _)), _) => format!("{v:.1}"),
-                (None, "configmaps" | "services" | "poddisruptionbudgets" | "secrets") => {
-                    "0.0".into()
-                }
-                (None, "deployments") => "0.0 (0.0)".into(),
-                (None, _) => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "| {res} | {br:.1} / {bw:.1} | {sr:.1} | {sw:.1} | {changed} | {verbs} |"
-            );
-        }
+            .collect()
+    }
+
+    /// The size of the watched lists and the ReplicaSets left over.
+    fn namespace_at_the_end(&self, out: &mut String) {
         if !self.list_bytes.is_empty() {
             let _ = writeln!(
                 out,
@@ -428,6 +397,45 @@ impl Report {
                 "\nAt the end the consumers' namespace held {deployments} Deployments and {rs} ReplicaSets."
             );
         }
+    }
+}
+
+/// A phase's API requests per interval, by resource and verb.
+fn by_resource(d: &Option<Delta>, interval: f64) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut m: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    if let Some(d) = d {
+        let per = interval / d.seconds.max(1e-9);
+        for ((res, verb), v) in &d.api {
+            *m.entry(res.clone())
+                .or_default()
+                .entry(verb.clone())
+                .or_insert(0.0) += v * per;
+        }
+    }
+    m
+}
+
+/// Reads and writes among some requests by verb.
+fn reads_writes(verbs: Option<&BTreeMap<String, f64>>) -> (f64, f64) {
+    let mut rw = (0.0, 0.0);
+    for (verb, v) in verbs.into_iter().flatten() {
+        if READ_VERBS.contains(&verb.as_str()) {
+            rw.0 += v;
+        } else {
+            rw.1 += v;
+        }
+    }
+    rw
+}
+
+/// The "objects changed" cell of a resource: blank for the kinds not watched.
+fn changed_cell(resource: &str, changed: Option<&(f64, f64)>) -> String {
+    match (changed, resource) {
+        (Some((v, g)), "deployments") => format!("{v:.1} ({g:.1})"),
+        (Some((v, _)), _) => format!("{v:.1}"),
+        (None, "configmaps" | "services" | "poddisruptionbudgets" | "secrets") => "0.0".into(),
+        (None, "deployments") => "0.0 (0.0)".into(),
+        (None, _) => String::new(),
     }
 }
 

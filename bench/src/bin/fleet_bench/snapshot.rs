@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use crate::fleet::*;
-use crate::*;
 use millpond_operator::metrics;
 use millpond_testkit::prom::{self, Sample};
+
+use crate::fleet::Ages;
+use crate::{KAFKA_REQUESTS, READ_VERBS, RECONCILE};
 
 /// One operator pod as the benchmark finds it.
 #[derive(Debug, Clone, Default)]
@@ -306,7 +307,7 @@ pub fn container_memory(container_id: &str) -> Option<(f64, u64, f64, f64)> {
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         cgroups.contains(id).then_some((pid, cgroups))
     })?;
-    let hwm = millpond_testkit::process::status_kib(&pid.to_string(), "VmHWM") as f64 * 1024.0;
+    let hwm = millpond_testkit::process::peak_rss_kib(pid) as f64 * 1024.0;
     let read =
         |path: String| -> Option<f64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     // cgroup v1 (a `memory` hierarchy) or v2 (the unified one).
