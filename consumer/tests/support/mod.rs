@@ -14,12 +14,9 @@ pub mod endpoint;
 /// Reason given by every ignored broker test.
 pub const NEEDS_KAFKA: &str = "needs the local Kafka broker: run `e2e/test` (or `e2e/stack up kafka` and `cargo test -- --include-ignored`)";
 
+/// A local TCP port nothing listens on now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    millpond_testkit::process::free_port().expect("a free local port")
 }
 
 /// A running consumer process.
