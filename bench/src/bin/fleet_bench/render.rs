@@ -233,7 +233,7 @@ impl Report {
             "\n### CPU, cores used on average
 "
         );
-        let _ = writeln!(out, "From /proc (user and system time of each process group, threads included), beside the whole machine's busy time; `rest` is everything else on the machine (the node's containerd and shims, this benchmark, other sessions' work).\n");
+        let _ = writeln!(out, "From /proc (user and system time of each process group, threads included), beside the whole machine's busy time; `rest` is everything else on the machine (the node's containerd and shims, this benchmark, anything else running).\n");
         let phases = self.phases();
         let _ = writeln!(
             out,
