@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use millpond_testkit::kafka;
 use millpond_testkit::process::{free_port, peak_rss_kib};
+use millpond_testkit::runtime::block_on;
 
 use crate::Args;
 
@@ -53,10 +54,7 @@ pub fn machine() -> Machine {
 /// A fresh topic of `--partitions` partitions holding `records` records.
 pub fn load(args: &Args, prefix: &str, records: u64) -> Result<String> {
     let topic = kafka::unique_topic(prefix);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(kafka::create_topic(
+    block_on(kafka::create_topic(
         &args.bootstrap_servers,
         &topic,
         args.partitions,

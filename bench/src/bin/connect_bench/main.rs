@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use millpond_testkit::kafka;
+use millpond_testkit::runtime::block_on;
 
 use measure::{Contender, Outcome};
 
@@ -86,14 +87,11 @@ pub struct Topic {
 
 fn load(args: &Args, spread: &'static str) -> Result<Topic> {
     let name = kafka::unique_topic(&format!("connect-bench-{spread}"));
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(kafka::create_topic(
-            &args.bootstrap_servers,
-            &name,
-            args.partitions,
-        ))?;
+    block_on(kafka::create_topic(
+        &args.bootstrap_servers,
+        &name,
+        args.partitions,
+    ))?;
     let started = Instant::now();
     let partition: Box<dyn FnMut(u64) -> i32> = match spread {
         "even" => Box::new(kafka::round_robin(args.partitions)),

@@ -12,6 +12,7 @@ use millpond_testkit::connect::{self, Connect};
 use millpond_testkit::iceberg::{self, stack_var, Read, Snapshot};
 use millpond_testkit::kafka;
 use millpond_testkit::process::{free_port, peak_rss_kib};
+use millpond_testkit::runtime::block_on;
 
 use crate::{Args, Topic};
 
@@ -289,10 +290,7 @@ fn start_worker(args: &Args, id: &str) -> Result<Child> {
 /// The connector for `table`, committing through a control topic of its own.
 fn create_connector(args: &Args, id: &str, table: &str, topic: &str) -> Result<()> {
     let control = format!("{id}-control");
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(kafka::create_topic(&args.bootstrap_servers, &control, 1))?;
+    block_on(kafka::create_topic(&args.bootstrap_servers, &control, 1))?;
     let config = connect::iceberg_sink(
         topic,
         table,
